@@ -1,0 +1,82 @@
+# ClassChat. `make run` starts a local server and the desktop app; `make test` checks everything.
+# Both install the Debian/Ubuntu packages they need when they are missing.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+DATA ?= $(CURDIR)/.classchat-data
+LISTEN ?= 127.0.0.1:7420
+
+# Build: a C toolchain (bundled SQLite, ring-free crypto needs only cc).
+BUILD_PKGS := build-essential pkg-config
+# Run time of the desktop app under X11/Wayland with the glow renderer (see PLATFORM notes).
+GUI_PKGS := libx11-6 libx11-xcb1 libxcursor1 libxi6 libxrandr2 libxkbcommon-x11-0 libxkbcommon0 \
+            libgl1 libglx-mesa0 libgl1-mesa-dri libegl1 libwayland-client0 libwayland-cursor0 \
+            libwayland-egl1 libdbus-1-3
+# Headless screenshots of the app.
+SHOT_PKGS := xvfb xauth imagemagick x11-utils xdotool
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# $(call apt_ensure,packages): install whichever of the packages are not installed yet.
+define apt_ensure
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing missing packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz clean
+
+all: build
+
+deps:
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from your distribution (apt-get install cargo) or rustup"; exit 1; }
+	$(call apt_ensure,$(BUILD_PKGS))
+
+gui-deps: deps
+	$(call apt_ensure,$(GUI_PKGS))
+
+shot-deps: gui-deps
+	$(call apt_ensure,$(SHOT_PKGS))
+
+build: deps
+	$(CARGO) build --release --workspace
+
+# A local server in ./.classchat-data (SQLite embedded), reachable from this machine only.
+server: deps
+	$(CARGO) run --release -p classchat-server -- --listen $(LISTEN) --data $(DATA)
+
+# Starts a local server unless one is already listening, then opens the app pointed at it.
+run: gui-deps
+	$(CARGO) build --release -p classchat-server -p classchat
+	@if ! (exec 3<>/dev/tcp/$${LISTEN%:*}/$${LISTEN##*:}) 2>/dev/null; then \
+	  echo "Starting classchat-server on $(LISTEN), data in $(DATA) (log: $(DATA)/server.log)"; \
+	  mkdir -p $(DATA); \
+	  nohup ./target/release/classchat-server --listen $(LISTEN) --data $(DATA) </dev/null >$(DATA)/server.log 2>&1 & \
+	  for i in $$(seq 1 100); do (exec 3<>/dev/tcp/$${LISTEN%:*}/$${LISTEN##*:}) 2>/dev/null && break; sleep 0.1; done; \
+	fi
+	./target/release/classchat --server $(LISTEN)
+
+fmt:
+	$(CARGO) fmt --all
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: lint
+	$(CARGO) test --workspace
+
+bench: deps
+	$(CARGO) bench -p classchat-wire --bench seal
+
+# Fuzz the decoders (needs nightly and cargo-fuzz; not part of `make test`).
+fuzz:
+	cd wire && cargo +nightly fuzz run decode_frame -- -max_total_time=60
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,31 @@
+//! ClassChat's wire protocol, shared by the server, the desktop app and the tools.
+//!
+//! A connection starts with a plaintext handshake that wraps a fresh AES session key in
+//! the server's RSA key; every later frame is AES-256-CBC encrypted and HMAC-SHA256
+//! authenticated with an implicit sequence number. PROTOCOL.md at the repository root is
+//! the full specification.
+//!
+//! # Layout
+//! - [`frame`]: length-prefixed frames and the size limit (sans-I/O).
+//! - [`message`]: `ClientMsg` / `ServerMsg` and everything inside them.
+//! - [`crypto`]: handshake messages, key derivation, the `Sealer` / `Opener` halves.
+//! - [`fingerprint`]: server key fingerprints and the known-servers store.
+//! - [`auth`]: password-derived keys (Argon2id) every client computes the same way.
+//! - [`connection`]: frames and sealed messages over any `AsyncRead + AsyncWrite`.
+//! - [`client`]: the async client.
+//! - [`error`]: the crate's error type.
+
+pub mod auth;
+pub mod client;
+pub mod connection;
+pub mod crypto;
+pub mod error;
+pub mod fingerprint;
+pub mod frame;
+pub mod message;
+
+pub use client::{Client, ClientConfig, TrustPolicy};
+pub use error::{CryptoError, Error, Result};
+pub use fingerprint::{Fingerprint, KnownServers, Trust};
+pub use frame::MAX_FRAME_LEN;
+pub use message::*;

@@ -1,0 +1,475 @@
+//! The messages carried inside sealed frames.
+//!
+//! Every frame after the handshake holds exactly one [`ClientMsg`] (client to server) or
+//! [`ServerMsg`] (server to client), encoded with MessagePack using named fields
+//! (`rmp_serde::to_vec_named`). Enums are externally tagged: a variant with fields is a
+//! one-entry map `{ "variant_name": { field: value, … } }`, a unit variant is the string
+//! `"variant_name"`. PROTOCOL.md lists every message; tests there keep it honest.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// Version of the protocol spoken inside the session. Sent in the handshake.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Chosen by the client; echoed in the one reply to that request.
+pub type RequestId = u32;
+/// Server-assigned message id: unique across the server and increasing with time.
+pub type MessageId = u64;
+/// Milliseconds since the Unix epoch, UTC, from the server's clock.
+pub type Timestamp = u64;
+
+/// Longest username, in characters. Usernames match `[A-Za-z0-9_.-]{1,32}`.
+pub const MAX_USERNAME_LEN: usize = 32;
+/// Longest room name, in characters. Room names match `[A-Za-z0-9_.-]{1,32}`.
+pub const MAX_ROOM_NAME_LEN: usize = 32;
+/// Largest `limit` a history request may ask for.
+pub const MAX_HISTORY_PAGE: u32 = 200;
+/// Name of the room that every user is in.
+pub const DEFAULT_ROOM: &str = "lobby";
+
+/// Everything a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// A request; the server answers with exactly one [`ServerMsg::Ok`] or
+    /// [`ServerMsg::Err`] carrying the same `id`.
+    Request { id: RequestId, body: Request },
+    /// Answer to [`ServerMsg::Ping`]. Any frame from the client counts as a sign of life;
+    /// this one exists so an idle client has something to send.
+    Pong { nonce: u64 },
+    /// "This device has received every message of `conv` up to and including `up_to`."
+    /// Moves the device's delivered cursor; no reply. Clients send it lazily (the
+    /// reference client at most once a second per conversation).
+    Ack { conv: Conv, up_to: MessageId },
+}
+
+/// A conversation. In anything the server sends, `Direct.user` names the *other* party as
+/// seen by the receiving user (for a message you sent, the recipient).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conv {
+    Room {
+        name: String,
+    },
+    Direct {
+        user: String,
+    },
+    /// Server-wide announcements (broadcasts).
+    Announcements,
+}
+
+impl Conv {
+    pub fn room(name: impl Into<String>) -> Self {
+        Conv::Room { name: name.into() }
+    }
+    pub fn direct(user: impl Into<String>) -> Self {
+        Conv::Direct { user: user.into() }
+    }
+}
+
+/// The requests. Each line in PROTOCOL.md shows the reply a success produces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    // ---- accounts -------------------------------------------------------------------
+    /// Create an account and log in. `auth_key` is [`crate::auth::auth_key`] of the
+    /// password: the password itself never leaves the client. → `Welcome`.
+    Register {
+        username: String,
+        #[serde(with = "serde_bytes")]
+        auth_key: Vec<u8>,
+        device: String,
+    },
+    /// → `Welcome`, then the catch-up messages as events, then `Event::CaughtUp`.
+    Login {
+        username: String,
+        #[serde(with = "serde_bytes")]
+        auth_key: Vec<u8>,
+        device: String,
+    },
+    /// Log in again with the token from an earlier `Welcome`, skipping Argon2.
+    /// → `Welcome` (with a fresh token; the old one stops working).
+    Resume {
+        username: String,
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+        device: String,
+    },
+    /// Forget this device's resume token and close. → `Done`.
+    Logout,
+
+    // ---- rooms ------------------------------------------------------------------------
+    /// → `Rooms` (every room on the server).
+    ListRooms,
+    /// The caller becomes the room's admin. → `Room`.
+    CreateRoom { name: String, topic: String, password: Option<String> },
+    /// `password` is required for a locked room. → `Room`.
+    JoinRoom { name: String, password: Option<String> },
+    /// → `Done`. Refused for the admin unless they are the last member.
+    LeaveRoom { name: String },
+    /// → `Members`.
+    RoomMembers { name: String },
+    /// Room admin only. → `Done`.
+    Kick { room: String, user: String },
+    /// Room admin only: kick (if a member) and refuse later joins. → `Done`.
+    Ban { room: String, user: String },
+    /// Room admin only. → `Done`.
+    Unban { room: String, user: String },
+    /// Room admin only. → `Bans`.
+    ListBans { room: String },
+    /// Room admin only. → `Done`.
+    SetTopic { room: String, topic: String },
+    /// Room admin only; `None` unlocks the room. → `Done`.
+    SetRoomPassword { room: String, password: Option<String> },
+    /// Room admin only: make another member the admin. → `Done`.
+    HandOverAdmin { room: String, user: String },
+
+    // ---- messages ---------------------------------------------------------------------
+    /// → `Sent` once the message is durable.
+    SendRoom { room: String, text: String },
+    /// Opaque bytes for one user (end-to-end encrypted by the clients). Stored for offline
+    /// delivery. → `Sent`.
+    SendDirect {
+        to: String,
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
+    /// To every user, stored in `Conv::Announcements`. → `Broadcast`.
+    Broadcast { text: String },
+    /// Messages of `conv` older than `before` (newest first when `before` is `None`),
+    /// at most `limit` (≤ 200). → `History`.
+    History { conv: Conv, before: Option<MessageId>, limit: u32 },
+
+    // ---- users and presence -----------------------------------------------------------
+    /// → `Users` (users online now).
+    OnlineUsers,
+    /// → `Users` (every account, with presence).
+    ListUsers,
+    /// → `Pong`.
+    Ping,
+
+    // ---- server administration (server admins only) ------------------------------------
+    /// Disconnect every session of `user`. → `Done`.
+    AdminKick { user: String, reason: String },
+    /// Disable the account and disconnect it. → `Done`.
+    AdminBan { user: String, reason: String },
+    /// → `Done`.
+    AdminUnban { user: String },
+    /// Delete a room and its history. The default room cannot be removed. → `Done`.
+    AdminRemoveRoom { name: String },
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Success reply to request `id`.
+    Ok { id: RequestId, body: Response },
+    /// Failure reply to request `id`. `code` is stable; `message` is for people.
+    Err { id: RequestId, code: ErrorCode, message: String },
+    /// Something happened; not a reply.
+    Event { event: Event },
+    /// Liveness probe; the client answers with `ClientMsg::Pong` echoing `nonce`.
+    Ping { nonce: u64 },
+}
+
+/// Success replies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Done,
+    Pong,
+    Welcome(Welcome),
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    Room {
+        room: RoomInfo,
+    },
+    Members {
+        room: String,
+        members: Vec<Member>,
+    },
+    Bans {
+        room: String,
+        users: Vec<String>,
+    },
+    Users {
+        users: Vec<UserInfo>,
+    },
+    /// The message is durable and has been handed out for delivery.
+    Sent {
+        id: MessageId,
+        ts: Timestamp,
+    },
+    /// The broadcast is durable; `recipients` users were online to receive it.
+    Broadcast {
+        id: MessageId,
+        ts: Timestamp,
+        recipients: u32,
+    },
+    /// Newest first. `more` says whether older messages exist.
+    History {
+        conv: Conv,
+        messages: Vec<ChatMessage>,
+        more: bool,
+    },
+}
+
+/// Reply to a successful `Register`, `Login` or `Resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The username as registered (its original case).
+    pub user: String,
+    pub server_name: String,
+    /// 32 bytes; present it in `Resume` to log in again without the password.
+    #[serde(with = "serde_bytes")]
+    pub resume_token: Vec<u8>,
+    pub server_admin: bool,
+    /// Whether this user may send `Broadcast`.
+    pub can_broadcast: bool,
+    /// Rooms the user is a member of.
+    pub rooms: Vec<RoomInfo>,
+    /// Limits the client should respect (so it can refuse early, with a clear message).
+    pub limits: Limits,
+}
+
+/// Server limits a client is told about at login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest message text or direct body, in bytes.
+    pub max_message_len: u32,
+    /// Largest frame body, in bytes.
+    pub max_frame_len: u32,
+    /// Messages per second a user may send, sustained.
+    pub messages_per_second: u32,
+    /// The server drops a connection it has not heard from for this long.
+    pub heartbeat_timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub topic: String,
+    pub members: u32,
+    /// Password-protected.
+    pub locked: bool,
+    pub admin: String,
+    /// Whether the receiving user is a member.
+    pub joined: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub online: bool,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub name: String,
+    pub online: bool,
+    pub server_admin: bool,
+}
+
+/// A stored message of any conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: MessageId,
+    pub conv: Conv,
+    /// Taken from the sender's session, never from the frame.
+    pub from: String,
+    pub ts: Timestamp,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Body {
+    Text {
+        text: String,
+    },
+    /// Opaque to the server (direct messages).
+    Opaque {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Something that happened to a room; `from` is who did it.
+    System {
+        event: SystemEvent,
+    },
+}
+
+/// Room events; stored in the room's history so they show up in scrollback too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemEvent {
+    Created,
+    Joined,
+    Left,
+    Kicked { user: String },
+    Banned { user: String },
+    Unbanned { user: String },
+    Topic { topic: String },
+    Locked,
+    Unlocked,
+    AdminHandedOver { user: String },
+}
+
+/// Events carry no request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A new message in a conversation the user is in, or a catch-up message after login.
+    Message { message: ChatMessage },
+    /// Every message missed while offline has been sent.
+    CaughtUp,
+    /// A user who shares a room or a DM with you came online or went offline.
+    Presence { user: String, online: bool },
+    /// You are no longer in `room` (kicked, banned, or the room was removed).
+    RemovedFromRoom { room: String, reason: String },
+    /// The server is about to close this connection.
+    Disconnect { reason: String },
+}
+
+/// Stable error codes. Encoded as snake_case strings; new codes may be added, so a client
+/// must treat an unknown code like `internal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or a field is out of range.
+    BadRequest,
+    /// The request needs a logged-in session.
+    NotLoggedIn,
+    /// Register/Login/Resume on a session that is already logged in.
+    AlreadyLoggedIn,
+    InvalidUsername,
+    UsernameTaken,
+    /// Unknown user or wrong password (deliberately not told apart).
+    BadCredentials,
+    /// The resume token is unknown or was replaced.
+    BadToken,
+    /// Too many failed logins for this account or address; try later.
+    Throttled,
+    /// Too many messages; slow down.
+    RateLimited,
+    /// The account is banned from the server.
+    AccountBanned,
+    NoSuchUser,
+    NoSuchRoom,
+    RoomExists,
+    InvalidRoomName,
+    NotMember,
+    AlreadyMember,
+    /// Wrong or missing room password.
+    WrongPassword,
+    /// Banned from this room.
+    Banned,
+    NotRoomAdmin,
+    NotServerAdmin,
+    /// The room admin must hand over the role before leaving.
+    AdminMustHandOver,
+    /// Message, topic or password too long.
+    TooLong,
+    TooManyRooms,
+    /// Allowed in general but not for you or not now (e.g. broadcast disabled).
+    Forbidden,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// Anything else; the message says what.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::AlreadyLoggedIn => "already_logged_in",
+            ErrorCode::InvalidUsername => "invalid_username",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::BadToken => "bad_token",
+            ErrorCode::Throttled => "throttled",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::AccountBanned => "account_banned",
+            ErrorCode::NoSuchUser => "no_such_user",
+            ErrorCode::NoSuchRoom => "no_such_room",
+            ErrorCode::RoomExists => "room_exists",
+            ErrorCode::InvalidRoomName => "invalid_room_name",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::AlreadyMember => "already_member",
+            ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::Banned => "banned",
+            ErrorCode::NotRoomAdmin => "not_room_admin",
+            ErrorCode::NotServerAdmin => "not_server_admin",
+            ErrorCode::AdminMustHandOver => "admin_must_hand_over",
+            ErrorCode::TooLong => "too_long",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether `name` is a valid username or room name: 1–32 of `[A-Za-z0-9_.-]`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=MAX_USERNAME_LEN).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Encodes a message as MessagePack with named fields.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>> {
+    Ok(rmp_serde::to_vec_named(msg)?)
+}
+
+/// Decodes a MessagePack message.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    Ok(rmp_serde::from_slice(bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(valid_name("alice"));
+        assert!(valid_name("A.b-c_9"));
+        assert!(valid_name(&"x".repeat(32)));
+        assert!(!valid_name(""));
+        assert!(!valid_name(&"x".repeat(33)));
+        assert!(!valid_name("bob smith"));
+        assert!(!valid_name("é"));
+        assert!(!valid_name("../x"));
+    }
+
+    #[test]
+    fn error_code_strings_match_serde() {
+        for code in [ErrorCode::BadRequest, ErrorCode::AdminMustHandOver, ErrorCode::Internal] {
+            let bytes = encode(&code).expect("encode");
+            let s: String = decode(&bytes).expect("a string");
+            assert_eq!(s, code.as_str());
+        }
+    }
+
+    #[test]
+    fn unit_variants_are_strings_and_struct_variants_are_maps() {
+        let bytes = encode(&Request::Ping).expect("encode");
+        assert_eq!(bytes, b"\xa4ping");
+        let bytes = encode(&ClientMsg::Pong { nonce: 7 }).expect("encode");
+        // {"pong": {"nonce": 7}}
+        assert_eq!(bytes, b"\x81\xa4pong\x81\xa5nonce\x07");
+    }
+}
