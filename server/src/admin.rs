@@ -1,0 +1,225 @@
+//! The admin console (the server's stdin, when it is a terminal) and the admin socket
+//! (`admin.sock` in the data dir, mode 0600) that `classchat-server admin …` talks to.
+//!
+//! Both take the same one-line commands; a leading `/` is optional. The socket protocol
+//! is one command line in, the answer text out, then the server closes the connection.
+
+use std::path::{Path, PathBuf};
+
+use classchat_wire::{Body, Response};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::handlers::{self, admin as ops};
+use crate::state::{ANNOUNCEMENTS, State};
+use crate::store::Write;
+
+/// File name of the admin socket inside the data dir.
+pub const SOCKET: &str = "admin.sock";
+/// Longest command line accepted, bytes.
+const MAX_LINE: u64 = 64 * 1024;
+
+pub const HELP: &str = "\
+commands (a leading / is optional):
+  help                     this list
+  users                    accounts, with who is online
+  rooms                    rooms with member counts
+  broadcast TEXT           announce TEXT to everyone
+  kick NAME [REASON]       disconnect a user
+  ban NAME [REASON]        ban an account and disconnect it
+  unban NAME               lift an account ban
+  remove-room NAME         delete a room and its history
+  grant-admin NAME         make NAME a server admin
+  revoke-admin NAME        take server admin rights away
+  fingerprint              the server key fingerprint
+  shutdown                 stop the server gracefully";
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET)
+}
+
+/// Runs one command and returns what to show.
+pub async fn execute(state: &State, line: &str) -> String {
+    let line = line.trim();
+    let line = line.strip_prefix('/').unwrap_or(line);
+    let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    let (arg, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let done = |r: handlers::ApiResult, ok: String| match r {
+        Ok(_) => ok,
+        Err(e) => format!("error: {}", e.message),
+    };
+    match (cmd, arg.is_empty()) {
+        ("" | "help", _) => HELP.to_owned(),
+        ("users", _) => users(state),
+        ("rooms", _) => rooms(state),
+        ("fingerprint", _) => state.key.fingerprint().to_string(),
+        ("broadcast", false) => {
+            let write = Write::Message {
+                conv: ANNOUNCEMENTS.to_owned(),
+                sender: state.config.server_name.clone(),
+                body: Body::Text { text: rest.to_owned() },
+            };
+            let online = state.lock().sessions.len();
+            done(
+                handlers::commit(state, vec![write], None).await.map(|_| Response::Done),
+                format!("sent to {online} sessions"),
+            )
+        }
+        ("kick", false) => done(ops::kick_user(state, arg, tail), format!("kicked {arg}")),
+        ("ban", false) => done(ops::ban_user(state, arg, tail, true).await, format!("banned {arg}")),
+        ("unban", false) => done(ops::ban_user(state, arg, "", false).await, format!("unbanned {arg}")),
+        ("remove-room", false) => done(ops::remove_room(state, arg).await, format!("removed {arg}")),
+        ("grant-admin", false) => {
+            done(ops::set_server_admin(state, arg, true).await, format!("{arg} is now a server admin"))
+        }
+        ("revoke-admin", false) => {
+            done(ops::set_server_admin(state, arg, false).await, format!("{arg} is no longer a server admin"))
+        }
+        ("shutdown", _) => {
+            state.shutdown.cancel();
+            "shutting down".to_owned()
+        }
+        (c, true)
+            if ["broadcast", "kick", "ban", "unban", "remove-room", "grant-admin", "revoke-admin"]
+                .contains(&c) =>
+        {
+            format!("error: {c} needs an argument (try help)")
+        }
+        (c, _) => format!("error: unknown command {c:?} (try help)"),
+    }
+}
+
+fn users(state: &State) -> String {
+    let inner = state.lock();
+    let mut rows: Vec<_> = inner.users.values().collect();
+    rows.sort_by_key(|u| u.name.to_ascii_lowercase());
+    let online = rows.iter().filter(|u| !u.sessions.is_empty()).count();
+    let mut out = format!("{} users, {online} online\n", rows.len());
+    for u in rows {
+        let mut flags = Vec::new();
+        if !u.sessions.is_empty() {
+            flags.push(format!("online ({} sessions)", u.sessions.len()));
+        }
+        if u.server_admin {
+            flags.push("admin".into());
+        }
+        if u.banned {
+            flags.push("banned".into());
+        }
+        out.push_str(&format!("  {} {}\n", u.name, flags.join(", ")));
+    }
+    out.trim_end().to_owned()
+}
+
+fn rooms(state: &State) -> String {
+    let inner = state.lock();
+    let mut rows: Vec<_> = inner.rooms.values().collect();
+    rows.sort_by_key(|r| r.name.to_ascii_lowercase());
+    let mut out = format!("{} rooms\n", rows.len());
+    for r in rows {
+        let admin = if r.admin.is_empty() { "-".to_owned() } else { State::display_name(&inner, &r.admin) };
+        out.push_str(&format!(
+            "  {} members={} admin={}{} topic={:?}\n",
+            r.name,
+            r.members.len(),
+            admin,
+            if r.password.is_some() { " locked" } else { "" },
+            r.topic
+        ));
+    }
+    out.trim_end().to_owned()
+}
+
+/// Binds the admin socket, replacing a stale one, with owner-only permissions.
+pub fn bind_socket(data_dir: &Path) -> std::io::Result<UnixListener> {
+    let path = socket_path(data_dir);
+    if path.exists() {
+        // A live server answers; a stale socket from a crash does not and is replaced.
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another server uses this data dir",
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve_socket(state: State, listener: UnixListener) {
+    loop {
+        let conn = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            c = listener.accept() => c,
+        };
+        match conn {
+            Ok((stream, _)) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(&state, stream).await {
+                        tracing::debug!(error = %e, "admin socket client failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn answer(state: &State, stream: UnixStream) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r).take(MAX_LINE).read_line(&mut line).await?;
+    let out = execute(state, &line).await;
+    w.write_all(out.as_bytes()).await?;
+    w.write_all(b"\n").await?;
+    w.shutdown().await
+}
+
+/// Sends one command to the server running on `data_dir` and returns its answer.
+pub async fn send(data_dir: &Path, command: &str) -> anyhow::Result<String> {
+    let path = socket_path(data_dir);
+    let mut stream = UnixStream::connect(&path).await.map_err(|e| {
+        anyhow::anyhow!("no server is running on {} ({}: {e})", data_dir.display(), path.display())
+    })?;
+    stream.write_all(command.replace('\n', " ").as_bytes()).await?;
+    stream.write_all(b"\n").await?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await?;
+    Ok(out.trim_end().to_owned())
+}
+
+/// Reads commands from the terminal on a plain thread and runs them on the runtime.
+pub fn spawn_console(state: State) {
+    let handle = tokio::runtime::Handle::current();
+    let spawned = std::thread::Builder::new().name("classchat-console".into()).spawn(move || {
+        println!("Admin console ready: type /help");
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match std::io::BufRead::read_line(&mut stdin.lock(), &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let out = handle.block_on(execute(&state, &line));
+            println!("{out}");
+            if state.shutdown.is_cancelled() {
+                return;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the admin console");
+    }
+}

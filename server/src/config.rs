@@ -1,0 +1,136 @@
+//! Server configuration: every limit the server enforces, loadable from TOML.
+//!
+//! Every field has a default, so an empty file (or no file) is a valid configuration.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The server's settings. Durations are whole seconds or milliseconds as named.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Name shown to clients in the handshake and the status bar.
+    pub server_name: String,
+    /// Where the database, the server key and the admin socket live.
+    pub data_dir: PathBuf,
+    /// RSA modulus size for a newly created server key (2048 or 3072).
+    pub rsa_bits: usize,
+    /// Concurrent connections; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Largest frame body accepted or sent, bytes.
+    pub max_frame_len: usize,
+    /// Frames queued for one client; a client whose queue is full is disconnected.
+    pub outbound_queue: usize,
+    /// A connection silent for this long is dropped (pings go out at a third of it).
+    pub heartbeat_timeout_ms: u64,
+    /// The handshake and login must finish within this.
+    pub login_timeout_ms: u64,
+    /// Longest message text, topic or direct body, bytes.
+    pub max_message_len: usize,
+    /// Sustained messages per second per user, and the burst allowed above it.
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    /// Rooms one user may be a member of (the default room included).
+    pub max_rooms_per_user: usize,
+    /// Whether users who are not server admins may broadcast.
+    pub allow_user_broadcast: bool,
+    /// Usernames that are server admins (in addition to those granted by the CLI).
+    pub admins: Vec<String>,
+    /// Failed logins allowed per account, and per address, within `login_window_secs`,
+    /// before further attempts are refused as `throttled` until the window passes.
+    pub max_failed_logins_per_account: u32,
+    pub max_failed_logins_per_address: u32,
+    pub login_window_secs: u64,
+    /// Messages sent to a device at login when it has missed more than this in one
+    /// conversation (the rest stays available through history).
+    pub max_catch_up_per_conversation: u32,
+    /// Argon2id memory (KiB) and passes for hashing auth keys and room passwords.
+    /// The auth key is already a slow, salted hash of the password, so modest values
+    /// suffice here.
+    pub argon2_m_kib: u32,
+    pub argon2_t: u32,
+    /// Messages written to SQLite per transaction at most (group commit).
+    pub store_batch: usize,
+    /// Requests queued for the store writer; senders wait when it is full.
+    pub store_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "ClassChat".into(),
+            data_dir: PathBuf::from("classchat-data"),
+            rsa_bits: classchat_wire::crypto::DEFAULT_RSA_BITS,
+            max_connections: 10_000,
+            max_frame_len: classchat_wire::MAX_FRAME_LEN,
+            outbound_queue: 1024,
+            heartbeat_timeout_ms: 30_000,
+            login_timeout_ms: 10_000,
+            max_message_len: 16 * 1024,
+            messages_per_second: 20,
+            message_burst: 50,
+            max_rooms_per_user: 100,
+            allow_user_broadcast: true,
+            admins: Vec::new(),
+            max_failed_logins_per_account: 5,
+            max_failed_logins_per_address: 20,
+            login_window_secs: 60,
+            max_catch_up_per_conversation: 1000,
+            argon2_m_kib: 8 * 1024,
+            argon2_t: 1,
+            store_batch: 1024,
+            store_queue: 8192,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are an error so typos do not pass silently.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that would make the server misbehave.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(matches!(self.rsa_bits, 2048 | 3072 | 4096), "rsa_bits must be 2048, 3072 or 4096");
+        anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
+        anyhow::ensure!(
+            (4096..=16 * 1024 * 1024).contains(&self.max_frame_len),
+            "max_frame_len must be between 4 KiB and 16 MiB"
+        );
+        anyhow::ensure!(self.outbound_queue > 0, "outbound_queue must be positive");
+        anyhow::ensure!(self.heartbeat_timeout_ms >= 1000, "heartbeat_timeout_ms must be at least 1000");
+        anyhow::ensure!(
+            self.max_message_len > 0 && self.max_message_len < self.max_frame_len / 2,
+            "max_message_len must be positive and well under max_frame_len"
+        );
+        anyhow::ensure!(self.messages_per_second > 0, "messages_per_second must be positive");
+        anyhow::ensure!(self.max_rooms_per_user > 0, "max_rooms_per_user must be positive");
+        anyhow::ensure!(
+            self.store_batch > 0 && self.store_queue > 0,
+            "store_batch and store_queue must be positive"
+        );
+        Ok(())
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_millis(self.login_timeout_ms)
+    }
+
+    /// A commented default configuration, as written by `classchat-server config`.
+    pub fn default_toml() -> String {
+        let body = toml::to_string(&Config::default()).unwrap_or_default();
+        format!("# ClassChat server configuration. Every key is optional; these are the defaults.\n{body}")
+    }
+}

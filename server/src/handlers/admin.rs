@@ -1,0 +1,106 @@
+//! Server administration, shared by the protocol (for server admins), the admin console
+//! and the admin socket.
+//!
+//! Wire forms: `{"admin_kick": {"user": str, "reason": str}}`,
+//! `{"admin_ban": {"user": str, "reason": str}}`, `{"admin_unban": {"user": str}}`,
+//! `{"admin_remove_room": {"name": str}}`.
+
+use classchat_wire::{DEFAULT_ROOM, ErrorCode, Event, Response};
+
+use super::{ApiError, ApiResult, commit, me};
+use crate::session::Session;
+use crate::state::{State, room_conv};
+use crate::store::Write;
+
+pub fn require(state: &State, session: &Session) -> ApiResult<()> {
+    let me = me(session)?;
+    if state.lock().users.get(&me).is_some_and(|u| u.server_admin) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::NotServerAdmin, "only server admins can do that"))
+    }
+}
+
+fn no_user(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::NoSuchUser, format!("there is no user called {name}"))
+}
+
+/// Disconnects every session of `user`.
+pub fn kick_user(state: &State, user: &str, reason: &str) -> ApiResult {
+    let lc = user.to_ascii_lowercase();
+    let inner = state.lock();
+    let u = inner.users.get(&lc).ok_or_else(|| no_user(user))?;
+    if u.sessions.is_empty() {
+        return Err(ApiError::new(ErrorCode::BadRequest, format!("{} is not online", u.name)));
+    }
+    let reason = if reason.is_empty() {
+        "removed by an admin".to_owned()
+    } else {
+        format!("removed by an admin: {reason}")
+    };
+    State::disconnect_user(&inner, &lc, &reason);
+    Ok(Response::Done)
+}
+
+/// Bans (or unbans) an account; a ban also disconnects it.
+pub async fn ban_user(state: &State, user: &str, reason: &str, banned: bool) -> ApiResult {
+    let lc = user.to_ascii_lowercase();
+    {
+        let mut inner = state.lock();
+        let u = inner.users.get_mut(&lc).ok_or_else(|| no_user(user))?;
+        u.banned = banned;
+    }
+    commit(state, vec![Write::SetBanned { user: lc.clone(), banned }], None).await?;
+    if banned {
+        let reason = if reason.is_empty() {
+            "banned by an admin".to_owned()
+        } else {
+            format!("banned by an admin: {reason}")
+        };
+        State::disconnect_user(&state.lock(), &lc, &reason);
+    }
+    Ok(Response::Done)
+}
+
+/// Deletes a room, its history and memberships. Members are told.
+pub async fn remove_room(state: &State, name: &str) -> ApiResult {
+    let lc = name.to_ascii_lowercase();
+    if lc == DEFAULT_ROOM {
+        return Err(ApiError::new(ErrorCode::Forbidden, format!("{DEFAULT_ROOM} cannot be removed")));
+    }
+    let (room_name, members) = {
+        let mut inner = state.lock();
+        let room = inner
+            .rooms
+            .remove(&lc)
+            .ok_or_else(|| ApiError::new(ErrorCode::NoSuchRoom, format!("there is no room called {name}")))?;
+        for m in room.members.keys() {
+            if let Some(u) = inner.users.get_mut(m) {
+                u.rooms.remove(&lc);
+            }
+        }
+        (room.name, room.members.into_keys().collect::<Vec<_>>())
+    };
+    commit(state, vec![Write::DeleteRoom { room: lc.clone() }], None).await?;
+    let inner = state.lock();
+    for m in members {
+        State::event_to_user(
+            &inner,
+            &m,
+            Event::RemovedFromRoom {
+                room: room_name.clone(),
+                reason: format!("an admin removed {room_name}"),
+            },
+        );
+    }
+    tracing::info!(room = %room_name, conv = %room_conv(&lc), "room removed");
+    Ok(Response::Done)
+}
+
+/// Grants or revokes server admin rights.
+pub async fn set_server_admin(state: &State, user: &str, admin: bool) -> ApiResult {
+    let lc = user.to_ascii_lowercase();
+    state.lock().users.get_mut(&lc).ok_or_else(|| no_user(user))?.server_admin = admin;
+    commit(state, vec![Write::SetServerAdmin { user: lc, admin }], None).await?;
+    Ok(Response::Done)
+}

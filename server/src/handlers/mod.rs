@@ -1,0 +1,160 @@
+//! Request handlers, one file per area. Each takes the shared state and the session and
+//! returns the reply (or `Later`, when the store's writer will send it once the change is
+//! durable).
+
+pub mod account;
+pub mod admin;
+pub mod history;
+pub mod messages;
+pub mod rooms;
+pub mod users;
+
+use classchat_wire::{ErrorCode, Request, Response};
+
+use crate::session::Session;
+use crate::state::{Lc, SessionId, State};
+use crate::store::{Committed, Job, StoredMessage, Write};
+
+/// An error reply: a stable code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %what, "internal error");
+        Self::new(ErrorCode::Internal, "the server could not complete the request; try again")
+    }
+}
+
+pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// What the session does with a handled request.
+#[must_use]
+#[derive(Debug)]
+pub enum Reply {
+    /// Send this reply now.
+    Now(ApiResult),
+    /// The reply has been or will be sent by someone else (the store's writer, or the
+    /// handler itself ahead of follow-up events).
+    Later,
+    /// Send this reply, then end the session.
+    Close(ApiResult),
+}
+
+/// Routes one request.
+pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Request) -> Reply {
+    match req {
+        Request::Ping => Reply::Now(Ok(Response::Pong)),
+        Request::Register { username, auth_key, device } => {
+            account::register(state, session, id, username, auth_key, device).await
+        }
+        Request::Login { username, auth_key, device } => {
+            account::login(state, session, id, username, auth_key, device).await
+        }
+        Request::Resume { username, token, device } => {
+            account::resume(state, session, id, username, token, device).await
+        }
+        _ if session.user.is_none() => Reply::Now(Err(ApiError::new(ErrorCode::NotLoggedIn, "log in first"))),
+        Request::Logout => account::logout(state, session).await,
+        Request::ListRooms => Reply::Now(rooms::list(state, session)),
+        Request::CreateRoom { name, topic, password } => {
+            Reply::Now(rooms::create(state, session, name, topic, password).await)
+        }
+        Request::JoinRoom { name, password } => Reply::Now(rooms::join(state, session, name, password).await),
+        Request::LeaveRoom { name } => Reply::Now(rooms::leave(state, session, name).await),
+        Request::RoomMembers { name } => Reply::Now(rooms::members(state, session, name)),
+        Request::Kick { room, user } => Reply::Now(rooms::kick(state, session, room, user, false).await),
+        Request::Ban { room, user } => Reply::Now(rooms::kick(state, session, room, user, true).await),
+        Request::Unban { room, user } => Reply::Now(rooms::unban(state, session, room, user).await),
+        Request::ListBans { room } => Reply::Now(rooms::list_bans(state, session, room)),
+        Request::SetTopic { room, topic } => Reply::Now(rooms::set_topic(state, session, room, topic).await),
+        Request::SetRoomPassword { room, password } => {
+            Reply::Now(rooms::set_password(state, session, room, password).await)
+        }
+        Request::HandOverAdmin { room, user } => {
+            Reply::Now(rooms::hand_over(state, session, room, user).await)
+        }
+        Request::SendRoom { room, text } => messages::send_room(state, session, id, room, text).await,
+        Request::SendDirect { to, body } => messages::send_direct(state, session, id, to, body).await,
+        Request::Broadcast { text } => messages::broadcast(state, session, id, text).await,
+        Request::History { conv, before, limit } => {
+            Reply::Now(history::page(state, session, conv, before, limit).await)
+        }
+        Request::OnlineUsers => Reply::Now(users::list(state, true)),
+        Request::ListUsers => Reply::Now(users::list(state, false)),
+        Request::AdminKick { user, reason } => {
+            Reply::Now(admin::require(state, session).and(admin::kick_user(state, &user, &reason)))
+        }
+        Request::AdminBan { user, reason } => match admin::require(state, session) {
+            Ok(_) => Reply::Now(admin::ban_user(state, &user, &reason, true).await),
+            Err(e) => Reply::Now(Err(e)),
+        },
+        Request::AdminUnban { user } => match admin::require(state, session) {
+            Ok(_) => Reply::Now(admin::ban_user(state, &user, "", false).await),
+            Err(e) => Reply::Now(Err(e)),
+        },
+        Request::AdminRemoveRoom { name } => match admin::require(state, session) {
+            Ok(_) => Reply::Now(admin::remove_room(state, &name).await),
+            Err(e) => Reply::Now(Err(e)),
+        },
+    }
+}
+
+/// The logged-in user of `session` (dispatch guarantees there is one).
+pub fn me(session: &Session) -> ApiResult<Lc> {
+    session.user.clone().ok_or_else(|| ApiError::new(ErrorCode::NotLoggedIn, "log in first"))
+}
+
+/// Builds a store job whose completion delivers every message in `writes` (except to
+/// `except`) in commit order and then calls `then` with the outcome.
+pub fn job(
+    state: &State,
+    writes: Vec<Write>,
+    except: Option<SessionId>,
+    then: impl FnOnce(&Committed) + Send + 'static,
+) -> Job {
+    let messages: Vec<(String, String, classchat_wire::Body)> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Message { conv, sender, body } => Some((conv.clone(), sender.clone(), body.clone())),
+            _ => None,
+        })
+        .collect();
+    let state = state.clone();
+    Job {
+        writes,
+        done: Some(Box::new(move |result: Committed| {
+            if let Ok(ids) = &result {
+                for ((conv, sender, body), (id, ts)) in messages.into_iter().zip(ids) {
+                    state.deliver(&StoredMessage { id: *id, conv, sender, ts: *ts, body }, except);
+                }
+            }
+            then(&result);
+        })),
+    }
+}
+
+/// Commits `writes`, delivers their messages, and waits for durability.
+pub async fn commit(
+    state: &State,
+    writes: Vec<Write>,
+    except: Option<SessionId>,
+) -> ApiResult<Vec<(u64, u64)>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let j = job(state, writes, except, move |r| {
+        let _ = tx.send(r.clone());
+    });
+    state.store.submit(j).await.map_err(ApiError::internal)?;
+    match rx.await {
+        Ok(Ok(ids)) => Ok(ids),
+        Ok(Err(e)) => Err(ApiError::internal(e)),
+        Err(_) => Err(ApiError::internal("store stopped")),
+    }
+}

@@ -1,0 +1,37 @@
+//! ClassChat's headless server.
+//!
+//! # Layout
+//! - [`config`]: every limit, from TOML.
+//! - [`server`]: accept loop, connection permits, graceful shutdown ([`run`]).
+//! - `session`: one connection: handshake, login deadline, heartbeat, reader and writer.
+//! - `handlers/`: one file per area of requests.
+//! - `state`: shared in-memory state (accounts, rooms, online sessions) and fan-out.
+//! - `store`: SQLite, written by one thread with group commit.
+//! - `keys`: the server key on disk and Argon2id hashes of secrets.
+//! - [`admin`]: the admin console and the admin socket.
+
+pub mod admin;
+pub mod config;
+mod handlers;
+mod keys;
+pub mod server;
+mod session;
+mod state;
+mod store;
+
+pub use config::Config;
+pub use keys::KEY_FILE;
+pub use server::DB_FILE;
+pub use server::{run, serve};
+pub use state::State;
+
+/// Grants or revokes server admin rights directly in the database (server not running).
+pub fn set_admin_offline(data_dir: &std::path::Path, user: &str, admin: bool) -> anyhow::Result<()> {
+    let conn = store::open_for_cli(&data_dir.join(DB_FILE))?;
+    let n = conn.execute(
+        "UPDATE users SET server_admin = ?2 WHERE name_lc = ?1",
+        rusqlite::params![user.to_ascii_lowercase(), admin],
+    )?;
+    anyhow::ensure!(n == 1, "there is no user called {user}");
+    Ok(())
+}

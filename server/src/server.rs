@@ -1,0 +1,146 @@
+//! The accept loop, connection permits and graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use classchat_wire::{Body, DEFAULT_ROOM, SystemEvent};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::state::{Room, State, room_conv};
+use crate::store::{Store, Write};
+use crate::{admin, keys, session};
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "classchat.db";
+/// How long shutdown waits for connections to say goodbye.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the data dir: key, database, in-memory state, default room.
+pub async fn open_state(config: Config) -> anyhow::Result<State> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let (dir, bits) = (config.data_dir.clone(), config.rsa_bits);
+    let key = tokio::task::spawn_blocking(move || keys::load_or_create(&dir, bits)).await??;
+    let (store, snapshot) =
+        Store::open(&config.data_dir.join(DB_FILE), config.store_batch, config.store_queue)?;
+    let state = State::new(config, key, store, snapshot);
+    ensure_default_room(&state).await?;
+    Ok(state)
+}
+
+async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
+    {
+        let mut inner = state.lock();
+        if inner.rooms.contains_key(DEFAULT_ROOM) {
+            return Ok(());
+        }
+        inner.rooms.insert(
+            DEFAULT_ROOM.to_owned(),
+            Room {
+                name: DEFAULT_ROOM.to_owned(),
+                topic: "Everyone on this server".to_owned(),
+                password: None,
+                admin: String::new(),
+                members: Default::default(),
+                bans: Default::default(),
+            },
+        );
+    }
+    let writes = vec![
+        Write::CreateRoom {
+            name: DEFAULT_ROOM.to_owned(),
+            topic: "Everyone on this server".to_owned(),
+            password: None,
+            admin: String::new(),
+        },
+        Write::Message {
+            conv: room_conv(DEFAULT_ROOM),
+            sender: state.config.server_name.clone(),
+            body: Body::System { event: SystemEvent::Created },
+        },
+    ];
+    state.store.commit(writes).await.map_err(|e| anyhow::anyhow!("cannot create the default room: {e}"))?;
+    Ok(())
+}
+
+/// Serves `listener` until `shutdown` resolves (or an admin asks), then stops accepting,
+/// tells connected clients, waits briefly for them, and flushes the store.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state = open_state(config).await?;
+    serve(listener, state, shutdown).await
+}
+
+/// As [`run`], with state opened already (the binary prints the fingerprint first).
+pub async fn serve(
+    listener: TcpListener,
+    state: State,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    match admin::bind_socket(&state.config.data_dir) {
+        Ok(sock) => {
+            tracker.spawn(admin::serve_socket(state.clone(), sock));
+        }
+        Err(e) => tracing::warn!(error = %e, "admin socket unavailable"),
+    }
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        fingerprint = %state.key.fingerprint(),
+        "serving"
+    );
+    let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            () = state.shutdown.cancelled() => break,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            () = state.shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let st = state.clone();
+        tracker.spawn(async move {
+            session::serve(st, stream, addr).await;
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down: closing connections");
+    state.shutdown.cancel();
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+        tracing::warn!("some connections did not close in time");
+    }
+    state.store.flush().await.map_err(|e| anyhow::anyhow!("final store flush failed: {e}"))?;
+    let _ = std::fs::remove_file(admin::socket_path(&state.config.data_dir));
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! One client connection: handshake, login deadline, heartbeat, and the reader and
+//! writer halves.
+//!
+//! The reader handles requests in order. The writer owns the bounded outbound queue and
+//! seals what it drains in batches, so a burst of deliveries costs one write.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use classchat_wire::connection::{Connection, SecureReader, SecureWriter};
+use classchat_wire::{ClientMsg, ErrorCode, Event, ServerMsg};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::{self, ApiError, Reply};
+use crate::state::{Lc, Outgoing, SessionId, State};
+
+/// Frames the writer seals before writing them out together.
+const WRITE_BATCH: usize = 256;
+
+/// Per-connection state owned by the reader.
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub addr: SocketAddr,
+    /// Set once logged in.
+    pub user: Option<Lc>,
+    pub device: String,
+    pub tx: mpsc::Sender<Outgoing>,
+    pub kill: CancellationToken,
+}
+
+impl Session {
+    /// Queues a reply or event for this connection. A full queue means the client is not
+    /// reading: it is cut off.
+    pub fn send(&self, msg: &ServerMsg) {
+        if let Some(frame) = State::encode(msg)
+            && self.tx.try_send(Outgoing::Frame(frame)).is_err()
+        {
+            self.kill.cancel();
+        }
+    }
+
+    /// Queues with back-pressure (for bulk sends such as the login catch-up).
+    pub async fn send_wait(&self, msg: &ServerMsg) -> bool {
+        match State::encode(msg) {
+            Some(frame) => self.tx.send(Outgoing::Frame(frame)).await.is_ok(),
+            None => true,
+        }
+    }
+
+    pub fn reply(&self, id: u32, result: Result<classchat_wire::Response, ApiError>) {
+        self.send(&match result {
+            Ok(body) => ServerMsg::Ok { id, body },
+            Err(e) => ServerMsg::Err { id, code: e.code, message: e.message },
+        });
+    }
+}
+
+/// Serves one accepted connection to the end.
+pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let login_deadline = Instant::now() + state.config.login_timeout();
+    let (r, w) = stream.into_split();
+    let conn = Connection::from_parts(r, w, state.config.max_frame_len);
+    let secure =
+        match tokio::time::timeout_at(login_deadline, conn.accept(&state.key, &state.config.server_name))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "handshake timed out");
+                return;
+            }
+        };
+    let (mut reader, writer) = secure.split();
+    let (tx, rx) = mpsc::channel(state.config.outbound_queue);
+    let kill = CancellationToken::new();
+    let writer_task = tokio::spawn(write_loop(writer, rx, kill.clone()));
+    let mut session =
+        Session { id: state.next_session_id(), addr, user: None, device: String::new(), tx, kill };
+
+    let outcome = read_loop(&state, &mut session, &mut reader, login_deadline).await;
+    match &outcome {
+        End::Clean => tracing::debug!(%addr, user = ?session.user, "connection closed"),
+        End::Tell(reason) | End::Silent(reason) => {
+            tracing::info!(%addr, user = ?session.user, %reason, "connection dropped")
+        }
+    }
+    handlers::account::end_session(&state, &session);
+    match outcome {
+        // Tell the client why, if it is still listening; then let the writer drain.
+        End::Tell(reason) => {
+            let _ = session.tx.try_send(Outgoing::Close(reason));
+        }
+        // A broken frame is not explained: no oracle for whoever forged it.
+        End::Silent(_) => session.kill.cancel(),
+        End::Clean => {}
+    }
+    let kill = session.kill.clone();
+    drop(session);
+    // The writer ends when its queue is drained and closed, or at once when killed.
+    if tokio::time::timeout(Duration::from_secs(5), writer_task).await.is_err() {
+        kill.cancel();
+    }
+}
+
+/// How a connection ended.
+enum End {
+    Clean,
+    /// Said to the client in a `Disconnect` event.
+    Tell(String),
+    /// Logged only.
+    Silent(String),
+}
+
+async fn read_loop(
+    state: &State,
+    session: &mut Session,
+    reader: &mut SecureReader<OwnedReadHalf>,
+    login_deadline: Instant,
+) -> End {
+    let heartbeat = state.config.heartbeat_timeout();
+    let ping_every = heartbeat / 3;
+    let mut last_heard = Instant::now();
+    let mut nonce = 0u64;
+    loop {
+        let logged_in = session.user.is_some();
+        let msg = tokio::select! {
+            biased;
+            () = session.kill.cancelled() => return End::Clean,
+            () = state.shutdown.cancelled() => return End::Tell("the server is shutting down".into()),
+            () = tokio::time::sleep_until(login_deadline), if !logged_in => {
+                return End::Tell("login did not complete in time".into());
+            }
+            () = tokio::time::sleep(ping_every) => {
+                if last_heard.elapsed() >= heartbeat {
+                    return End::Tell(format!("no sign of life for {heartbeat:?}"));
+                }
+                nonce += 1;
+                session.send(&ServerMsg::Ping { nonce });
+                continue;
+            }
+            msg = reader.recv::<ClientMsg>() => msg,
+        };
+        last_heard = Instant::now();
+        let msg = match msg {
+            Ok(Some(m)) => m,
+            Ok(None) => return End::Clean,
+            // Bad MAC, bad padding, garbage, oversized frame, unknown message type: the
+            // session is over, and the client is not told which.
+            Err(e) => return End::Silent(format!("bad frame: {e}")),
+        };
+        match msg {
+            ClientMsg::Pong { .. } => {}
+            ClientMsg::Ack { conv, up_to } => handlers::messages::ack(state, session, conv, up_to).await,
+            ClientMsg::Request { id, body } => {
+                if state.shutdown.is_cancelled() {
+                    session.reply(
+                        id,
+                        Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down")),
+                    );
+                    continue;
+                }
+                match handlers::dispatch(state, session, id, body).await {
+                    Reply::Now(result) => session.reply(id, result),
+                    Reply::Later => {}
+                    Reply::Close(result) => {
+                        session.reply(id, result);
+                        return End::Clean;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut writer: SecureWriter<OwnedWriteHalf>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    kill: CancellationToken,
+) {
+    let result: classchat_wire::Result<()> = async {
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = kill.cancelled() => return Ok(()),
+                item = rx.recv() => item,
+            };
+            let Some(mut item) = item else { break };
+            let mut closing = None;
+            for _ in 0..WRITE_BATCH {
+                match item {
+                    Outgoing::Frame(bytes) => writer.queue_encoded(&bytes)?,
+                    Outgoing::Close(reason) => {
+                        writer.queue(&ServerMsg::Event {
+                            event: Event::Disconnect { reason: reason.clone() },
+                        })?;
+                        closing = Some(reason);
+                        break;
+                    }
+                }
+                match rx.try_recv() {
+                    Ok(next) => item = next,
+                    Err(_) => break,
+                }
+            }
+            tokio::select! {
+                biased;
+                () = kill.cancelled() => return Ok(()),
+                r = writer.flush() => r?,
+            }
+            if closing.is_some() {
+                break;
+            }
+        }
+        writer.shutdown().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "writer stopped");
+    }
+    // Stops the reader too, whichever side ended first.
+    kill.cancel();
+}

@@ -1,0 +1,416 @@
+//! Shared server state: accounts, rooms and online sessions, kept in memory and mirrored
+//! to the store. One std `Mutex` guards it; it is never held across an `.await`, and the
+//! work done under it is bounded by the size of one room or one user's sessions.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use classchat_wire::crypto::ServerKey;
+use classchat_wire::{Body, ChatMessage, Conv, Event, Limits, ServerMsg};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::keys::SecretHash;
+use crate::store::{Snapshot, Store, StoredMessage};
+
+/// Lowercased name: the key of users and rooms.
+pub type Lc = String;
+pub type SessionId = u64;
+
+/// Conversation key of the announcements in the database.
+pub const ANNOUNCEMENTS: &str = "a";
+
+pub fn room_conv(room_lc: &str) -> String {
+    format!("r:{room_lc}")
+}
+
+/// DM conversation key: both names lowercased and sorted (names cannot contain ':').
+pub fn dm_conv(a: &str, b: &str) -> String {
+    if a <= b { format!("d:{a}:{b}") } else { format!("d:{b}:{a}") }
+}
+
+/// What a session's writer task sends.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// An encoded `ServerMsg`, sealed by the writer with the connection's keys.
+    Frame(Bytes),
+    /// Send `Event::Disconnect` with this reason, then close.
+    Close(String),
+}
+
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub user: Lc,
+    pub device: String,
+    pub tx: mpsc::Sender<Outgoing>,
+    pub kill: CancellationToken,
+}
+
+#[derive(Debug)]
+pub struct User {
+    pub name: String,
+    pub auth: SecretHash,
+    pub server_admin: bool,
+    pub banned: bool,
+    pub rooms: BTreeSet<Lc>,
+    pub dm_peers: BTreeSet<Lc>,
+    pub sessions: Vec<SessionId>,
+    pub bucket: TokenBucket,
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub name: String,
+    pub topic: String,
+    pub password: Option<SecretHash>,
+    pub admin: Lc,
+    /// Member → id of the first message they are delivered (their `Joined`).
+    pub members: HashMap<Lc, u64>,
+    pub bans: BTreeSet<Lc>,
+}
+
+/// Token bucket for the per-user message rate.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(burst: u32) -> Self {
+        Self { tokens: f64::from(burst), last: Instant::now() }
+    }
+
+    /// Takes a token if one is available.
+    pub fn take(&mut self, per_second: u32, burst: u32) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * f64::from(per_second)).min(f64::from(burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Failed logins within a window.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+/// Most login-failure records kept; beyond this, expired ones are pruned.
+const MAX_FAILURE_RECORDS: usize = 100_000;
+
+#[derive(Debug, Default)]
+pub struct Inner {
+    pub users: HashMap<Lc, User>,
+    pub rooms: HashMap<Lc, Room>,
+    pub sessions: HashMap<SessionId, SessionHandle>,
+    failures: HashMap<String, Failures>,
+}
+
+pub struct Shared {
+    pub config: Config,
+    pub key: ServerKey,
+    pub store: Store,
+    pub shutdown: CancellationToken,
+    inner: Mutex<Inner>,
+    next_session: AtomicU64,
+}
+
+/// Cheap-to-clone handle to the shared state.
+#[derive(Clone)]
+pub struct State(Arc<Shared>);
+
+impl std::ops::Deref for State {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").finish_non_exhaustive()
+    }
+}
+
+impl State {
+    pub fn new(config: Config, key: ServerKey, store: Store, snapshot: Snapshot) -> Self {
+        let mut inner = Inner::default();
+        let burst = config.message_burst;
+        for u in snapshot.users {
+            let Some(auth) = SecretHash::from_bytes(&u.auth) else {
+                tracing::error!(user = %u.name, "stored auth hash is malformed; the account cannot log in");
+                continue;
+            };
+            let admin_by_config = config.admins.iter().any(|a| a.eq_ignore_ascii_case(&u.name));
+            inner.users.insert(
+                u.name.to_ascii_lowercase(),
+                User {
+                    name: u.name,
+                    auth,
+                    server_admin: u.server_admin || admin_by_config,
+                    banned: u.banned,
+                    rooms: BTreeSet::new(),
+                    dm_peers: BTreeSet::new(),
+                    sessions: Vec::new(),
+                    bucket: TokenBucket::new(burst),
+                },
+            );
+        }
+        for r in snapshot.rooms {
+            let password = r.password.as_deref().and_then(SecretHash::from_bytes);
+            inner.rooms.insert(
+                r.name.to_ascii_lowercase(),
+                Room {
+                    name: r.name,
+                    topic: r.topic,
+                    password,
+                    admin: r.admin_lc,
+                    members: HashMap::new(),
+                    bans: BTreeSet::new(),
+                },
+            );
+        }
+        for (room, user, joined) in snapshot.members {
+            if let (Some(r), Some(u)) = (inner.rooms.get_mut(&room), inner.users.get_mut(&user)) {
+                r.members.insert(user.clone(), joined);
+                u.rooms.insert(room);
+            }
+        }
+        for (room, user) in snapshot.bans {
+            if let Some(r) = inner.rooms.get_mut(&room) {
+                r.bans.insert(user);
+            }
+        }
+        for (a, b) in snapshot.dm_pairs {
+            if let Some(u) = inner.users.get_mut(&a) {
+                u.dm_peers.insert(b.clone());
+            }
+            if let Some(u) = inner.users.get_mut(&b) {
+                u.dm_peers.insert(a);
+            }
+        }
+        State(Arc::new(Shared {
+            config,
+            key,
+            store,
+            shutdown: CancellationToken::new(),
+            inner: Mutex::new(inner),
+            next_session: AtomicU64::new(1),
+        }))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn next_session_id(&self) -> SessionId {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn limits(&self) -> Limits {
+        let c = &self.config;
+        Limits {
+            max_message_len: u32::try_from(c.max_message_len).unwrap_or(u32::MAX),
+            max_frame_len: u32::try_from(c.max_frame_len).unwrap_or(u32::MAX),
+            messages_per_second: c.messages_per_second,
+            heartbeat_timeout_ms: u32::try_from(c.heartbeat_timeout_ms).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Whether `key` (an account or an address) is over its failed-login budget.
+    pub fn throttled(&self, user: &str, addr: IpAddr) -> bool {
+        let window = Duration::from_secs(self.config.login_window_secs);
+        let inner = self.lock();
+        let over = |key: &str, max: u32| {
+            inner.failures.get(key).is_some_and(|f| f.since.elapsed() < window && f.count >= max)
+        };
+        over(&format!("u:{}", user.to_ascii_lowercase()), self.config.max_failed_logins_per_account)
+            || over(&format!("a:{addr}"), self.config.max_failed_logins_per_address)
+    }
+
+    pub fn record_login_failure(&self, user: &str, addr: IpAddr) {
+        let window = Duration::from_secs(self.config.login_window_secs);
+        let mut inner = self.lock();
+        if inner.failures.len() >= MAX_FAILURE_RECORDS {
+            inner.failures.retain(|_, f| f.since.elapsed() < window);
+        }
+        for key in [format!("u:{}", user.to_ascii_lowercase()), format!("a:{addr}")] {
+            let f = inner.failures.entry(key).or_insert(Failures { count: 0, since: Instant::now() });
+            if f.since.elapsed() >= window {
+                *f = Failures { count: 0, since: Instant::now() };
+            }
+            f.count += 1;
+        }
+    }
+
+    pub fn clear_login_failures(&self, user: &str) {
+        self.lock().failures.remove(&format!("u:{}", user.to_ascii_lowercase()));
+    }
+
+    /// Display name of a user, or the key itself if unknown.
+    pub fn display_name(inner: &Inner, lc: &str) -> String {
+        inner.users.get(lc).map_or_else(|| lc.to_owned(), |u| u.name.clone())
+    }
+
+    /// Encodes `msg` once.
+    pub fn encode(msg: &ServerMsg) -> Option<Bytes> {
+        match classchat_wire::message::encode(msg) {
+            Ok(v) => Some(Bytes::from(v)),
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode a server message");
+                None
+            }
+        }
+    }
+
+    /// Queues a frame for one session; a session whose queue is full is cut off so it
+    /// never slows anybody else.
+    pub fn push(inner: &Inner, session: SessionId, frame: Bytes) {
+        if let Some(s) = inner.sessions.get(&session) {
+            push_to(s, frame);
+        }
+    }
+
+    /// Queues `event` for every session of `user`.
+    pub fn event_to_user(inner: &Inner, user: &str, event: Event) {
+        let Some(u) = inner.users.get(user) else { return };
+        if u.sessions.is_empty() {
+            return;
+        }
+        let Some(frame) = Self::encode(&ServerMsg::Event { event }) else { return };
+        for sid in &u.sessions {
+            Self::push(inner, *sid, frame.clone());
+        }
+    }
+
+    /// Hands a committed message to every session that should see it, except `except`
+    /// (the session that sent it, which gets the `Sent` reply instead).
+    pub fn deliver(&self, msg: &StoredMessage, except: Option<SessionId>) {
+        let inner = self.lock();
+        let sender = msg.sender.clone();
+        let make = |conv: Conv| {
+            Self::encode(&ServerMsg::Event {
+                event: Event::Message {
+                    message: ChatMessage {
+                        id: msg.id,
+                        conv,
+                        from: sender.clone(),
+                        ts: msg.ts,
+                        body: msg.body.clone(),
+                    },
+                },
+            })
+        };
+        let send_all = |users: &mut dyn Iterator<Item = &String>, frame: &Bytes| {
+            for u in users {
+                if let Some(user) = inner.users.get(u) {
+                    for sid in &user.sessions {
+                        if Some(*sid) != except {
+                            Self::push(&inner, *sid, frame.clone());
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(room_lc) = msg.conv.strip_prefix("r:") {
+            let Some(room) = inner.rooms.get(room_lc) else { return };
+            let Some(frame) = make(Conv::Room { name: room.name.clone() }) else { return };
+            send_all(&mut room.members.keys(), &frame);
+            // The target of a kick or ban is no longer a member but should see why.
+            if let Body::System {
+                event:
+                    classchat_wire::SystemEvent::Kicked { user } | classchat_wire::SystemEvent::Banned { user },
+            } = &msg.body
+            {
+                send_all(&mut std::iter::once(&user.to_ascii_lowercase()), &frame);
+            }
+        } else if let Some(pair) = msg.conv.strip_prefix("d:") {
+            let Some((a, b)) = pair.split_once(':') else { return };
+            for (me, peer) in [(a, b), (b, a)] {
+                let Some(frame) = make(Conv::Direct { user: Self::display_name(&inner, peer) }) else {
+                    return;
+                };
+                send_all(&mut std::iter::once(&me.to_owned()), &frame);
+                if a == b {
+                    break;
+                }
+            }
+        } else if msg.conv == ANNOUNCEMENTS {
+            let Some(frame) = make(Conv::Announcements) else { return };
+            for (sid, s) in &inner.sessions {
+                if Some(*sid) != except {
+                    push_to(s, frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Users who should hear about `user`'s presence: those sharing a room or a DM.
+    pub fn related_users(inner: &Inner, user: &str) -> BTreeSet<Lc> {
+        let mut out = BTreeSet::new();
+        if let Some(u) = inner.users.get(user) {
+            for room in &u.rooms {
+                if let Some(r) = inner.rooms.get(room) {
+                    out.extend(r.members.keys().cloned());
+                }
+            }
+            out.extend(u.dm_peers.iter().cloned());
+        }
+        out.remove(user);
+        out
+    }
+
+    /// Sends a presence change of `user` to every related online user.
+    pub fn announce_presence(inner: &Inner, user: &str, online: bool) {
+        let name = Self::display_name(inner, user);
+        let Some(frame) = Self::encode(&ServerMsg::Event { event: Event::Presence { user: name, online } })
+        else {
+            return;
+        };
+        for other in Self::related_users(inner, user) {
+            if let Some(u) = inner.users.get(&other) {
+                for sid in &u.sessions {
+                    Self::push(inner, *sid, frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Disconnects every session of `user` with `reason`.
+    pub fn disconnect_user(inner: &Inner, user: &str, reason: &str) {
+        if let Some(u) = inner.users.get(user) {
+            for sid in &u.sessions {
+                if let Some(s) = inner.sessions.get(sid) {
+                    close_session(s, reason);
+                }
+            }
+        }
+    }
+}
+
+fn push_to(s: &SessionHandle, frame: Bytes) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(Outgoing::Frame(frame)) {
+        tracing::info!(user = %s.user, "outbound queue full; disconnecting the slow client");
+        s.kill.cancel();
+    }
+}
+
+/// Asks a session to say goodbye and close; if its queue is full, cut it off at once.
+pub fn close_session(s: &SessionHandle, reason: &str) {
+    if s.tx.try_send(Outgoing::Close(reason.to_owned())).is_err() {
+        s.kill.cancel();
+    }
+}

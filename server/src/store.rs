@@ -1,0 +1,598 @@
+//! Persistent storage: SQLite in WAL mode, written by one thread with group commit.
+//!
+//! Writers hand a [`Job`] (a list of [`Write`]s and a completion) to the writer thread,
+//! which applies every queued job in one transaction, commits, and then runs the
+//! completions in order. Message ids and timestamps are assigned inside the writer, so
+//! they increase in commit order, and a completion only ever sees durable data: this is
+//! where messages are acknowledged and fanned out. Reads run on a small pool of read-only
+//! connections through `spawn_blocking`, never on the async workers.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use classchat_wire::{Body, MessageId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema
+    "CREATE TABLE users(
+        name_lc TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        auth BLOB NOT NULL,
+        server_admin INTEGER NOT NULL DEFAULT 0,
+        banned INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE devices(
+        user_lc TEXT NOT NULL,
+        device TEXT NOT NULL,
+        token_hash BLOB,
+        baseline INTEGER NOT NULL,
+        PRIMARY KEY(user_lc, device)
+    );
+    CREATE TABLE rooms(
+        name_lc TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        password BLOB,
+        admin_lc TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE room_members(
+        room_lc TEXT NOT NULL,
+        user_lc TEXT NOT NULL,
+        joined_id INTEGER NOT NULL,
+        PRIMARY KEY(room_lc, user_lc)
+    );
+    CREATE TABLE room_bans(room_lc TEXT NOT NULL, user_lc TEXT NOT NULL, PRIMARY KEY(room_lc, user_lc));
+    CREATE TABLE dm_pairs(a_lc TEXT NOT NULL, b_lc TEXT NOT NULL, PRIMARY KEY(a_lc, b_lc));
+    CREATE TABLE messages(
+        id INTEGER PRIMARY KEY,
+        conv TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX messages_by_conv ON messages(conv, id);
+    CREATE TABLE cursors(
+        user_lc TEXT NOT NULL,
+        device TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        up_to INTEGER NOT NULL,
+        PRIMARY KEY(user_lc, device, conv)
+    );",
+];
+
+/// Read connections kept open for reuse.
+const READ_POOL: usize = 4;
+
+/// One change to persistent state.
+#[derive(Debug, Clone)]
+pub enum Write {
+    CreateUser {
+        name: String,
+        auth: Vec<u8>,
+    },
+    SetServerAdmin {
+        user: String,
+        admin: bool,
+    },
+    SetBanned {
+        user: String,
+        banned: bool,
+    },
+    /// Creates or updates a device; `baseline` is only used on creation.
+    UpsertDevice {
+        user: String,
+        device: String,
+        token_hash: Option<Vec<u8>>,
+        baseline: MessageId,
+    },
+    CreateRoom {
+        name: String,
+        topic: String,
+        password: Option<Vec<u8>>,
+        admin: String,
+    },
+    DeleteRoom {
+        room: String,
+    },
+    SetTopic {
+        room: String,
+        topic: String,
+    },
+    SetRoomPassword {
+        room: String,
+        password: Option<Vec<u8>>,
+    },
+    SetRoomAdmin {
+        room: String,
+        admin: String,
+    },
+    /// Records as the member's first message the next id to be committed, so a `Joined`
+    /// message in the same job is the first one the member is delivered.
+    AddMember {
+        room: String,
+        user: String,
+    },
+    RemoveMember {
+        room: String,
+        user: String,
+    },
+    AddBan {
+        room: String,
+        user: String,
+    },
+    RemoveBan {
+        room: String,
+        user: String,
+    },
+    AddDmPair {
+        a: String,
+        b: String,
+    },
+    Message {
+        conv: String,
+        sender: String,
+        body: Body,
+    },
+    Cursor {
+        user: String,
+        device: String,
+        conv: String,
+        up_to: MessageId,
+    },
+}
+
+/// What the writer reports to a completion: the id and timestamp of every `Message`
+/// write of the job, in order, or why the commit failed.
+pub type Committed = Result<Vec<(MessageId, Timestamp)>, String>;
+
+/// A unit of work for the writer: all of `writes` commit together (with other jobs).
+pub struct Job {
+    pub writes: Vec<Write>,
+    pub done: Option<Box<dyn FnOnce(Committed) + Send>>,
+}
+
+/// A stored message as read back.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub conv: String,
+    pub sender: String,
+    pub ts: Timestamp,
+    pub body: Body,
+}
+
+/// Everything loaded into memory at startup.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub users: Vec<UserRow>,
+    pub rooms: Vec<RoomRow>,
+    pub members: Vec<(String, String, MessageId)>,
+    pub bans: Vec<(String, String)>,
+    pub dm_pairs: Vec<(String, String)>,
+    pub last_message_id: MessageId,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub name: String,
+    pub auth: Vec<u8>,
+    pub server_admin: bool,
+    pub banned: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomRow {
+    pub name: String,
+    pub topic: String,
+    pub password: Option<Vec<u8>>,
+    pub admin_lc: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub token_hash: Option<Vec<u8>>,
+    pub baseline: MessageId,
+}
+
+/// Handle to the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: std::sync::mpsc::SyncSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: Arc<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before it is acknowledged, even across power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database at `path` and starts the writer.
+    pub fn open(path: &Path, batch: usize, queue: usize) -> anyhow::Result<(Store, Snapshot)> {
+        let mut conn = open(path)?;
+        migrate(&mut conn)?;
+        let snapshot = load(&conn)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let last_id = snapshot.last_message_id;
+        // The writer stops once every handle to the store is dropped, after draining.
+        std::thread::Builder::new()
+            .name("classchat-store".into())
+            .spawn(move || writer_loop(conn, rx, batch, last_id))?;
+        Ok((
+            Store { tx, readers: Arc::new(Mutex::new(Vec::new())), path: Arc::new(path.to_owned()) },
+            snapshot,
+        ))
+    }
+
+    /// Queues a job. Blocks briefly when the writer's queue is full (back-pressure); call
+    /// from async code through [`Store::submit`].
+    pub fn submit_blocking(&self, job: Job) -> Result<(), String> {
+        self.tx.send(job).map_err(|_| "the store is closed".to_string())
+    }
+
+    /// Queues a job without blocking an async worker: tries first, and only when the
+    /// queue is full waits on a blocking thread.
+    pub async fn submit(&self, job: Job) -> Result<(), String> {
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err("the store is closed".into()),
+            Err(std::sync::mpsc::TrySendError::Full(job)) => {
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    tx.send(job).map_err(|_| "the store is closed".to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }
+    }
+
+    /// Queues `writes` and waits until they are durable.
+    pub async fn commit(&self, writes: Vec<Write>) -> Committed {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Job {
+            writes,
+            done: Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        })
+        .await?;
+        rx.await.map_err(|_| "the store stopped".to_string())?
+    }
+
+    /// Runs `f` with a read connection on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read_blocking(f)).await?
+    }
+
+    /// As [`Store::read`], on the calling thread.
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
+        let conn = lock(&self.readers).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open(&self.path)?,
+        };
+        let result = f(&conn);
+        let mut pool = lock(&self.readers);
+        if pool.len() < READ_POOL {
+            pool.push(conn);
+        }
+        Ok(result?)
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) -> Result<(), String> {
+        self.commit(Vec::new()).await.map(drop)
+    }
+
+    pub async fn device(&self, user: String, device: String) -> anyhow::Result<Option<DeviceRow>> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT token_hash, baseline FROM devices WHERE user_lc = ?1 AND device = ?2",
+                params![user, device],
+                |r| Ok(DeviceRow { token_hash: r.get(0)?, baseline: r.get::<_, i64>(1)? as u64 }),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// The device's delivered cursor for every conversation it has one for.
+    pub fn cursors(c: &Connection, user: &str, device: &str) -> rusqlite::Result<Vec<(String, MessageId)>> {
+        let mut stmt =
+            c.prepare_cached("SELECT conv, up_to FROM cursors WHERE user_lc = ?1 AND device = ?2")?;
+        let rows = stmt.query_map(params![user, device], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        rows.collect()
+    }
+
+    /// Messages of `conv` after `after`, oldest first, at most `limit` (the newest ones
+    /// when there are more).
+    pub fn messages_after(
+        c: &Connection,
+        conv: &str,
+        after: MessageId,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<StoredMessage>> {
+        let mut stmt = c.prepare_cached(
+            "SELECT id, conv, sender, ts, body FROM messages WHERE conv = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![conv, after as i64, limit], row_to_message)?;
+        let mut v: Vec<StoredMessage> = rows.filter_map(Result::ok).flatten().collect();
+        v.reverse();
+        Ok(v)
+    }
+
+    /// Messages of `conv` before `before` (or the newest), newest first, `limit + 1` at
+    /// most so the caller can tell whether more exist.
+    pub fn messages_before(
+        c: &Connection,
+        conv: &str,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<StoredMessage>> {
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        let mut stmt = c.prepare_cached(
+            "SELECT id, conv, sender, ts, body FROM messages WHERE conv = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![conv, before, limit], row_to_message)?;
+        Ok(rows.filter_map(Result::ok).flatten().collect())
+    }
+}
+
+/// A row whose body does not decode is skipped (logged) rather than failing the page.
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredMessage>> {
+    let id: i64 = r.get(0)?;
+    let body: Vec<u8> = r.get(4)?;
+    let Ok(body) = classchat_wire::decode::<Body>(&body) else {
+        tracing::warn!(id, "skipping a stored message whose body does not decode");
+        return Ok(None);
+    };
+    Ok(Some(StoredMessage {
+        id: id as u64,
+        conv: r.get(1)?,
+        sender: r.get(2)?,
+        ts: r.get::<_, i64>(3)? as u64,
+        body,
+    }))
+}
+
+fn load(c: &Connection) -> rusqlite::Result<Snapshot> {
+    let mut s = Snapshot::default();
+    let mut stmt = c.prepare("SELECT name, auth, server_admin, banned FROM users")?;
+    s.users = stmt
+        .query_map([], |r| {
+            Ok(UserRow { name: r.get(0)?, auth: r.get(1)?, server_admin: r.get(2)?, banned: r.get(3)? })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = c.prepare("SELECT name, topic, password, admin_lc FROM rooms")?;
+    s.rooms = stmt
+        .query_map([], |r| {
+            Ok(RoomRow { name: r.get(0)?, topic: r.get(1)?, password: r.get(2)?, admin_lc: r.get(3)? })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = c.prepare("SELECT room_lc, user_lc, joined_id FROM room_members")?;
+    s.members = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = c.prepare("SELECT room_lc, user_lc FROM room_bans")?;
+    s.bans = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut stmt = c.prepare("SELECT a_lc, b_lc FROM dm_pairs")?;
+    s.dm_pairs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    s.last_message_id =
+        c.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| r.get::<_, i64>(0))? as u64;
+    Ok(s)
+}
+
+struct Writer {
+    next_id: MessageId,
+    last_ts: Timestamp,
+}
+
+fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>, batch: usize, last_id: MessageId) {
+    let mut w = Writer { next_id: last_id + 1, last_ts: 0 };
+    let mut jobs: Vec<Job> = Vec::with_capacity(batch);
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        let mut writes = jobs[0].writes.len();
+        while writes < batch {
+            match rx.try_recv() {
+                Ok(job) => {
+                    writes += job.writes.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let results = apply_batch(&mut conn, &mut w, &jobs);
+        for (job, result) in jobs.drain(..).zip(results) {
+            if let Some(done) = job.done {
+                done(result);
+            }
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "checkpoint at shutdown failed");
+    }
+    tracing::debug!("store writer stopped");
+}
+
+/// Applies every job in one transaction. A job that fails is rolled back on its own (a
+/// savepoint per job) so one bad write does not lose the others.
+fn apply_batch(conn: &mut Connection, w: &mut Writer, jobs: &[Job]) -> Vec<Committed> {
+    let saved = (w.next_id, w.last_ts);
+    let outcome = (|| -> rusqlite::Result<Vec<Committed>> {
+        let mut tx = conn.transaction()?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let before = w.next_id;
+            let sp = tx.savepoint()?;
+            match apply_job(&sp, w, &job.writes) {
+                Ok(ids) => {
+                    sp.commit()?;
+                    results.push(Ok(ids));
+                }
+                Err(e) => {
+                    drop(sp); // rolls back this job only
+                    w.next_id = before;
+                    tracing::error!(error = %e, "a store write failed");
+                    results.push(Err(e.to_string()));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(results)
+    })();
+    match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed");
+            (w.next_id, w.last_ts) = saved;
+            jobs.iter().map(|_| Err(format!("could not save: {e}"))).collect()
+        }
+    }
+}
+
+fn apply_job(
+    tx: &Connection,
+    w: &mut Writer,
+    writes: &[Write],
+) -> rusqlite::Result<Vec<(MessageId, Timestamp)>> {
+    let mut ids = Vec::new();
+    for write in writes {
+        match write {
+            Write::CreateUser { name, auth } => {
+                tx.prepare_cached("INSERT INTO users(name_lc, name, auth, created) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![name.to_ascii_lowercase(), name, auth, now_ms() as i64])?;
+            }
+            Write::SetServerAdmin { user, admin } => {
+                tx.execute("UPDATE users SET server_admin = ?2 WHERE name_lc = ?1", params![user, admin])?;
+            }
+            Write::SetBanned { user, banned } => {
+                tx.execute("UPDATE users SET banned = ?2 WHERE name_lc = ?1", params![user, banned])?;
+            }
+            Write::UpsertDevice { user, device, token_hash, baseline } => {
+                tx.prepare_cached(
+                    "INSERT INTO devices(user_lc, device, token_hash, baseline) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(user_lc, device) DO UPDATE SET token_hash = excluded.token_hash",
+                )?
+                .execute(params![user, device, token_hash, *baseline as i64])?;
+            }
+            Write::CreateRoom { name, topic, password, admin } => {
+                tx.execute(
+                    "INSERT INTO rooms(name_lc, name, topic, password, admin_lc, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![name.to_ascii_lowercase(), name, topic, password, admin, now_ms() as i64],
+                )?;
+            }
+            Write::DeleteRoom { room } => {
+                tx.execute("DELETE FROM rooms WHERE name_lc = ?1", params![room])?;
+                tx.execute("DELETE FROM room_members WHERE room_lc = ?1", params![room])?;
+                tx.execute("DELETE FROM room_bans WHERE room_lc = ?1", params![room])?;
+                let conv = format!("r:{room}");
+                tx.execute("DELETE FROM messages WHERE conv = ?1", params![conv])?;
+                tx.execute("DELETE FROM cursors WHERE conv = ?1", params![conv])?;
+            }
+            Write::SetTopic { room, topic } => {
+                tx.execute("UPDATE rooms SET topic = ?2 WHERE name_lc = ?1", params![room, topic])?;
+            }
+            Write::SetRoomPassword { room, password } => {
+                tx.execute("UPDATE rooms SET password = ?2 WHERE name_lc = ?1", params![room, password])?;
+            }
+            Write::SetRoomAdmin { room, admin } => {
+                tx.execute("UPDATE rooms SET admin_lc = ?2 WHERE name_lc = ?1", params![room, admin])?;
+            }
+            Write::AddMember { room, user } => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO room_members(room_lc, user_lc, joined_id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![room, user, w.next_id as i64])?;
+            }
+            Write::RemoveMember { room, user } => {
+                tx.execute(
+                    "DELETE FROM room_members WHERE room_lc = ?1 AND user_lc = ?2",
+                    params![room, user],
+                )?;
+            }
+            Write::AddBan { room, user } => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO room_bans(room_lc, user_lc) VALUES (?1, ?2)",
+                    params![room, user],
+                )?;
+            }
+            Write::RemoveBan { room, user } => {
+                tx.execute("DELETE FROM room_bans WHERE room_lc = ?1 AND user_lc = ?2", params![room, user])?;
+            }
+            Write::AddDmPair { a, b } => {
+                tx.execute("INSERT OR IGNORE INTO dm_pairs(a_lc, b_lc) VALUES (?1, ?2)", params![a, b])?;
+            }
+            Write::Message { conv, sender, body } => {
+                let id = w.next_id;
+                let ts = now_ms().max(w.last_ts);
+                let blob = classchat_wire::message::encode(body)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.prepare_cached(
+                    "INSERT INTO messages(id, conv, sender, ts, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![id as i64, conv, sender, ts as i64, blob])?;
+                w.next_id += 1;
+                w.last_ts = ts;
+                ids.push((id, ts));
+            }
+            Write::Cursor { user, device, conv, up_to } => {
+                tx.prepare_cached(
+                    "INSERT INTO cursors(user_lc, device, conv, up_to) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(user_lc, device, conv) DO UPDATE SET up_to = MAX(up_to, excluded.up_to)",
+                )?
+                .execute(params![user, device, conv, *up_to as i64])?;
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Opens the database directly (no server running) for CLI maintenance commands.
+pub fn open_for_cli(path: &Path) -> anyhow::Result<Connection> {
+    let mut conn = open(path)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
