@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// packaging/server.toml: every key with its default and a comment.
+const DEFAULT_TOML: &str = include_str!("../../packaging/server.toml");
+
 /// The server's settings. Durations are whole seconds or milliseconds as named.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -128,9 +131,31 @@ impl Config {
         Duration::from_millis(self.login_timeout_ms)
     }
 
-    /// A commented default configuration, as written by `classchat-server config`.
-    pub fn default_toml() -> String {
-        let body = toml::to_string(&Config::default()).unwrap_or_default();
-        format!("# ClassChat server configuration. Every key is optional; these are the defaults.\n{body}")
+    /// The commented default configuration (packaging/server.toml), as printed by
+    /// `classchat-server config` and installed as /etc/classchat/server.toml.
+    pub fn default_toml() -> &'static str {
+        DEFAULT_TOML
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_default_file_matches_the_defaults() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).expect("packaging/server.toml parses");
+        let mut expected = Config::default();
+        // The packaged file points at the system location; the built-in default is relative.
+        expected.data_dir = PathBuf::from("/var/lib/classchat");
+        assert_eq!(toml::to_string(&parsed).ok(), toml::to_string(&expected).ok());
+        parsed.validate().expect("valid");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<Config>("max_conections = 5").is_err());
+        let c: Config = toml::from_str("max_frame_len = 10").expect("parses");
+        assert!(c.validate().is_err());
     }
 }
