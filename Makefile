@@ -29,7 +29,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz clean
+.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz icons clean
 
 all: build
 
@@ -77,6 +77,11 @@ bench: deps
 # Fuzz the decoders (needs nightly and cargo-fuzz; not part of `make test`).
 fuzz:
 	cd wire && cargo +nightly fuzz run decode_frame -- -max_total_time=60
+
+# Rebuild icons/png/*.png and icons/classchat.ico from icons/classchat.svg.
+icons:
+	$(call apt_ensure,librsvg2-bin imagemagick)
+	./icons/build.sh
 
 clean:
 	$(CARGO) clean
