@@ -32,6 +32,7 @@ commands (a leading / is optional):
   grant-admin NAME         make NAME a server admin
   revoke-admin NAME        take server admin rights away
   fingerprint              the server key fingerprint
+  invite                   invite links (classchat://host:port#fingerprint) to hand out
   shutdown                 stop the server gracefully";
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -54,6 +55,14 @@ pub async fn execute(state: &State, line: &str) -> String {
         ("users", _) => users(state),
         ("rooms", _) => rooms(state),
         ("fingerprint", _) => state.key.fingerprint().to_string(),
+        ("invite", _) => {
+            let links = invites(state);
+            if links.is_empty() {
+                "error: the server is not listening yet".to_owned()
+            } else {
+                links.join("\n")
+            }
+        }
         ("broadcast", false) => {
             let write = Write::Message {
                 conv: ANNOUNCEMENTS.to_owned(),
@@ -88,6 +97,35 @@ pub async fn execute(state: &State, line: &str) -> String {
         }
         (c, _) => format!("error: unknown command {c:?} (try help)"),
     }
+}
+
+/// Invite links for this server: the configured public host, or one per address of this
+/// machine when listening on every interface.
+pub fn invites(state: &State) -> Vec<String> {
+    let Some(addr) = state.local_addr.get() else { return Vec::new() };
+    let hosts: Vec<String> = if !state.config.public_host.is_empty() {
+        vec![state.config.public_host.clone()]
+    } else if addr.ip().is_unspecified() {
+        let mut hosts: Vec<String> = if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| !i.is_loopback() && (i.ip().is_ipv4() || addr.is_ipv6()))
+            .filter(|i| !matches!(i.ip(), std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+            .map(|i| i.ip().to_string())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        if hosts.is_empty() { vec!["127.0.0.1".to_owned()] } else { hosts }
+    } else {
+        vec![addr.ip().to_string()]
+    };
+    hosts
+        .into_iter()
+        .map(|host| {
+            classchat_wire::invite::Invite { host, port: addr.port(), fingerprint: *state.key.fingerprint() }
+                .to_string()
+        })
+        .collect()
 }
 
 fn users(state: &State) -> String {

@@ -58,6 +58,10 @@ pub struct Config {
     pub store_batch: usize,
     /// Requests queued for the store writer; senders wait when it is full.
     pub store_queue: usize,
+    /// Announce the server on the local network (mDNS, `_classchat._tcp`).
+    pub discovery: bool,
+    /// Host name or address put in invite links; empty means this machine's addresses.
+    pub public_host: String,
 }
 
 impl Default for Config {
@@ -85,6 +89,8 @@ impl Default for Config {
             argon2_t: 1,
             store_batch: 1024,
             store_queue: 8192,
+            discovery: true,
+            public_host: String::new(),
         }
     }
 }

@@ -37,7 +37,10 @@ enum Command {
     /// Send a command to the running server, e.g. `admin users` or `admin kick bob`.
     Admin {
         /// The command and its arguments; `admin help` lists them.
-        #[arg(required = true, trailing_var_arg = true)]
+        // Not `trailing_var_arg`: that swallowed global options given after the command
+        // (`admin users --data DIR` sent "users --data DIR" to the default data dir).
+        // Text that starts with '-' can still be passed after `--`.
+        #[arg(required = true)]
         args: Vec<String>,
     },
     /// Manage accounts.
@@ -82,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let config = load_config(&cli)?;
@@ -129,10 +133,39 @@ async fn serve(cli: &Cli, config: Config) -> anyhow::Result<()> {
     println!("Data directory: {}", state.config.data_dir.display());
     println!("Server key fingerprint (students compare this on first connect):");
     println!("    {}", state.key.fingerprint());
+    let _ = state.local_addr.set(addr);
+    println!("Invite links (paste into the app, or open as a link):");
+    for link in admin::invites(&state) {
+        println!("    {link}");
+    }
+    let _announcement = announce(&state, addr);
     if std::io::stdin().is_terminal() {
         admin::spawn_console(state.clone());
     }
     server::serve(listener, state, shutdown_signal()).await
+}
+
+/// Announces the server on the network unless disabled; a loopback-only server is
+/// announced on loopback only. Failure is not fatal: typing the address still works.
+fn announce(
+    state: &classchat_server::State,
+    addr: std::net::SocketAddr,
+) -> Option<classchat_wire::discovery::Announcement> {
+    use classchat_wire::discovery::{Scope, announce};
+    if !state.config.discovery {
+        return None;
+    }
+    let scope = if addr.ip().is_loopback() { Scope::Loopback } else { Scope::Lan };
+    match announce(&state.config.server_name, addr.port(), state.key.fingerprint(), scope) {
+        Ok(a) => {
+            tracing::info!(?scope, "announced on the local network (mDNS _classchat._tcp)");
+            Some(a)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not announce the server on the local network");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

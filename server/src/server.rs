@@ -90,6 +90,7 @@ pub async fn serve(
     state: State,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let _ = state.local_addr.set(listener.local_addr()?);
     let tracker = TaskTracker::new();
     match admin::bind_socket(&state.config.data_dir) {
         Ok(sock) => {

@@ -124,6 +124,8 @@ pub struct Shared {
     pub key: ServerKey,
     pub store: Store,
     pub shutdown: CancellationToken,
+    /// The address the server listens on, once it does (for invite links).
+    pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     inner: Mutex<Inner>,
     next_session: AtomicU64,
 }
@@ -207,6 +209,7 @@ impl State {
             key,
             store,
             shutdown: CancellationToken::new(),
+            local_addr: std::sync::OnceLock::new(),
             inner: Mutex::new(inner),
             next_session: AtomicU64::new(1),
         }))

@@ -10,6 +10,8 @@
 //! - [`message`]: `ClientMsg` / `ServerMsg` and everything inside them.
 //! - [`crypto`]: handshake messages, key derivation, the `Sealer` / `Opener` halves.
 //! - [`fingerprint`]: server key fingerprints and the known-servers store.
+//! - [`invite`]: `classchat://host:port#fingerprint` links.
+//! - [`discovery`]: mDNS announcements and browsing (`_classchat._tcp`).
 //! - [`auth`]: password-derived keys (Argon2id) every client computes the same way.
 //! - [`connection`]: frames and sealed messages over any `AsyncRead + AsyncWrite`.
 //! - [`client`]: the async client.
@@ -19,9 +21,11 @@ pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod crypto;
+pub mod discovery;
 pub mod error;
 pub mod fingerprint;
 pub mod frame;
+pub mod invite;
 pub mod message;
 
 pub use client::{Client, ClientConfig, TrustPolicy};
