@@ -86,6 +86,9 @@ struct Inner {
     pending: Pending,
     next_id: AtomicU32,
     acks: Mutex<HashMap<Conv, MessageId>>,
+    /// Acknowledgements wait for `Event::CaughtUp`: live messages can overtake catch-up
+    /// ones, and acking a newer id first would skip the older ones on the next login.
+    caught_up: std::sync::atomic::AtomicBool,
     hello: ServerHello,
     fingerprint: Fingerprint,
     /// `Some(reason)` once the connection is over.
@@ -132,6 +135,7 @@ impl Client {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU32::new(1),
             acks: Mutex::new(HashMap::new()),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
             hello,
             fingerprint,
             closed: watch::channel(None).0,
@@ -298,6 +302,9 @@ fn mark_closed(inner: &Inner, reason: String) {
 }
 
 async fn flush_acks(inner: &Inner) {
+    if !inner.caught_up.load(Ordering::Relaxed) {
+        return;
+    }
     let acks: Vec<_> = lock(&inner.acks).drain().collect();
     for (conv, up_to) in acks {
         if inner.tx.send(ClientMsg::Ack { conv, up_to }).await.is_err() {
@@ -315,20 +322,25 @@ async fn read_loop(
     let mut closed = inner.closed.subscribe();
     let mut ack_tick = tokio::time::interval(ACK_INTERVAL);
     ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One deadline, moved only when the server is heard from: a timeout around each
+    // `recv` would restart on every acknowledgement tick and never fire.
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     let reason = loop {
         let msg = tokio::select! {
-            msg = tokio::time::timeout(idle_timeout, reader.recv::<ServerMsg>()) => msg,
+            msg = reader.recv::<ServerMsg>() => msg,
+            () = &mut idle => break Some(format!("server silent for {idle_timeout:?}")),
             _ = ack_tick.tick() => {
                 flush_acks(&inner).await;
                 continue;
             }
             () = wait_closed(&mut closed) => break None,
         };
+        idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
         match msg {
-            Err(_) => break Some(format!("server silent for {idle_timeout:?}")),
-            Ok(Ok(None)) => break Some("server closed the connection".into()),
-            Ok(Err(e)) => break Some(e.to_string()),
-            Ok(Ok(Some(msg))) => match msg {
+            Ok(None) => break Some("server closed the connection".into()),
+            Err(e) => break Some(e.to_string()),
+            Ok(Some(msg)) => match msg {
                 ServerMsg::Ok { id, body } => reply(&inner, id, Ok(body)),
                 ServerMsg::Err { id, code, message } => {
                     reply(&inner, id, Err(Error::Server { code, message }))
@@ -343,6 +355,9 @@ async fn read_loop(
                         let mut acks = lock(&inner.acks);
                         let e = acks.entry(message.conv.clone()).or_insert(0);
                         *e = (*e).max(message.id);
+                    }
+                    if matches!(event, Event::CaughtUp) {
+                        inner.caught_up.store(true, Ordering::Relaxed);
                     }
                     let disconnect = match &event {
                         Event::Disconnect { reason } => Some(format!("server: {reason}")),

@@ -379,7 +379,9 @@ pub enum ErrorCode {
     Forbidden,
     /// The server is shutting down.
     ShuttingDown,
-    /// Anything else; the message says what.
+    /// Anything else; the message says what. A code this build does not know decodes as
+    /// `Internal`, so a newer server's codes do not break older clients.
+    #[serde(other)]
     Internal,
 }
 
