@@ -29,7 +29,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz icons clean
+.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz icons package package-test clean
 
 all: build
 
@@ -77,6 +77,20 @@ bench: deps
 # Fuzz the decoders (needs nightly and cargo-fuzz; not part of `make test`).
 fuzz:
 	cd wire && cargo +nightly fuzz run decode_frame -- -max_total_time=60
+
+# The .deb packages of the app and the server, and a self-contained tarball, in dist/.
+package: deps
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	$(CARGO) build --release -p classchat-server -p classchat
+	mkdir -p dist
+	$(CARGO) deb --no-build -p classchat-server -o dist/
+	$(CARGO) deb --no-build -p classchat -o dist/
+	./packaging/tarball.sh dist
+	@ls -l dist
+
+# Installs the packages on this machine and checks them (see packaging/test-packages.sh).
+package-test: package shot-deps
+	./packaging/test-packages.sh dist
 
 # Rebuild icons/png/*.png and icons/classchat.ico from icons/classchat.svg.
 icons:
