@@ -1,0 +1,352 @@
+//! One value of every message variant, and the wire name of every variant.
+//!
+//! The `*_name` functions match exhaustively, so adding a variant to `message.rs` breaks
+//! the build here until it gets a sample (and, through `protocol_doc.rs`, a line in
+//! PROTOCOL.md).
+
+use classchat_wire::{
+    Body, ChatMessage, ClientMsg, Conv, ErrorCode, Event, Limits, Member, Request, Response, RoomInfo,
+    ServerMsg, SystemEvent, UserInfo, Welcome,
+};
+
+/// Every byte value once: exercises MessagePack `bin` with non-UTF-8 content.
+pub fn all_bytes() -> Vec<u8> {
+    (0..=255u8).collect()
+}
+
+pub fn convs() -> Vec<Conv> {
+    vec![Conv::room("lobby"), Conv::direct("Bob_2"), Conv::Announcements]
+}
+
+pub fn conv_name(c: &Conv) -> &'static str {
+    match c {
+        Conv::Room { .. } => "room",
+        Conv::Direct { .. } => "direct",
+        Conv::Announcements => "announcements",
+    }
+}
+
+pub fn requests() -> Vec<Request> {
+    let s = String::from;
+    vec![
+        Request::Register { username: s("Alice"), auth_key: vec![0xaa; 32], device: s("lab-pc-07") },
+        Request::Login { username: s("alice"), auth_key: all_bytes(), device: s("") },
+        Request::Resume { username: s("alice"), token: vec![0; 32], device: s("laptop") },
+        Request::Logout,
+        Request::ListRooms,
+        Request::CreateRoom {
+            name: s("cs101"), topic: s("Intro — week 1 ✓"), password: Some(s("hunter2"))
+        },
+        Request::JoinRoom { name: s("cs101"), password: None },
+        Request::LeaveRoom { name: s("cs101") },
+        Request::RoomMembers { name: s("lobby") },
+        Request::Kick { room: s("cs101"), user: s("mallory") },
+        Request::Ban { room: s("cs101"), user: s("mallory") },
+        Request::Unban { room: s("cs101"), user: s("mallory") },
+        Request::ListBans { room: s("cs101") },
+        Request::SetTopic { room: s("cs101"), topic: String::new() },
+        Request::SetRoomPassword { room: s("cs101"), password: None },
+        Request::HandOverAdmin { room: s("cs101"), user: s("bob") },
+        Request::SendRoom { room: s("lobby"), text: s("hello 👋\n\0 nul and newline") },
+        Request::SendDirect { to: s("bob"), body: all_bytes() },
+        Request::Broadcast { text: s("exam moved to room 4") },
+        Request::History { conv: Conv::room("lobby"), before: Some(u64::MAX), limit: 200 },
+        Request::OnlineUsers,
+        Request::ListUsers,
+        Request::Ping,
+        Request::AdminKick { user: s("mallory"), reason: s("spam") },
+        Request::AdminBan { user: s("mallory"), reason: String::new() },
+        Request::AdminUnban { user: s("mallory") },
+        Request::AdminRemoveRoom { name: s("cs101") },
+    ]
+}
+
+pub fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Register { .. } => "register",
+        Request::Login { .. } => "login",
+        Request::Resume { .. } => "resume",
+        Request::Logout => "logout",
+        Request::ListRooms => "list_rooms",
+        Request::CreateRoom { .. } => "create_room",
+        Request::JoinRoom { .. } => "join_room",
+        Request::LeaveRoom { .. } => "leave_room",
+        Request::RoomMembers { .. } => "room_members",
+        Request::Kick { .. } => "kick",
+        Request::Ban { .. } => "ban",
+        Request::Unban { .. } => "unban",
+        Request::ListBans { .. } => "list_bans",
+        Request::SetTopic { .. } => "set_topic",
+        Request::SetRoomPassword { .. } => "set_room_password",
+        Request::HandOverAdmin { .. } => "hand_over_admin",
+        Request::SendRoom { .. } => "send_room",
+        Request::SendDirect { .. } => "send_direct",
+        Request::Broadcast { .. } => "broadcast",
+        Request::History { .. } => "history",
+        Request::OnlineUsers => "online_users",
+        Request::ListUsers => "list_users",
+        Request::Ping => "ping",
+        Request::AdminKick { .. } => "admin_kick",
+        Request::AdminBan { .. } => "admin_ban",
+        Request::AdminUnban { .. } => "admin_unban",
+        Request::AdminRemoveRoom { .. } => "admin_remove_room",
+    }
+}
+
+pub fn client_msgs() -> Vec<ClientMsg> {
+    let mut out: Vec<ClientMsg> = requests()
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| ClientMsg::Request { id: u32::try_from(i).expect("few samples") * 1000, body })
+        .collect();
+    out.push(ClientMsg::Request { id: u32::MAX, body: Request::Ping });
+    out.push(ClientMsg::Pong { nonce: u64::MAX });
+    out.push(ClientMsg::Pong { nonce: 0 });
+    out.extend(convs().into_iter().map(|conv| ClientMsg::Ack { conv, up_to: 1 << 40 }));
+    out
+}
+
+pub fn client_msg_name(m: &ClientMsg) -> &'static str {
+    match m {
+        ClientMsg::Request { .. } => "request",
+        ClientMsg::Pong { .. } => "pong",
+        ClientMsg::Ack { .. } => "ack",
+    }
+}
+
+pub fn room_info(name: &str) -> RoomInfo {
+    RoomInfo {
+        name: name.into(),
+        topic: "Operating systems".into(),
+        members: 42,
+        locked: true,
+        admin: "prof".into(),
+        joined: false,
+    }
+}
+
+pub fn welcome() -> Welcome {
+    Welcome {
+        user: "Alice".into(),
+        server_name: "CS Lab 3".into(),
+        resume_token: vec![0x5a; 32],
+        server_admin: false,
+        can_broadcast: true,
+        rooms: vec![room_info("lobby"), room_info("cs101")],
+        limits: Limits {
+            max_message_len: 16 * 1024,
+            max_frame_len: 1 << 20,
+            messages_per_second: 20,
+            heartbeat_timeout_ms: 60_000,
+        },
+    }
+}
+
+pub fn system_events() -> Vec<SystemEvent> {
+    let s = String::from;
+    vec![
+        SystemEvent::Created,
+        SystemEvent::Joined,
+        SystemEvent::Left,
+        SystemEvent::Kicked { user: s("mallory") },
+        SystemEvent::Banned { user: s("mallory") },
+        SystemEvent::Unbanned { user: s("mallory") },
+        SystemEvent::Topic { topic: s("new topic") },
+        SystemEvent::Locked,
+        SystemEvent::Unlocked,
+        SystemEvent::AdminHandedOver { user: s("bob") },
+    ]
+}
+
+pub fn system_event_name(e: &SystemEvent) -> &'static str {
+    match e {
+        SystemEvent::Created => "created",
+        SystemEvent::Joined => "joined",
+        SystemEvent::Left => "left",
+        SystemEvent::Kicked { .. } => "kicked",
+        SystemEvent::Banned { .. } => "banned",
+        SystemEvent::Unbanned { .. } => "unbanned",
+        SystemEvent::Topic { .. } => "topic",
+        SystemEvent::Locked => "locked",
+        SystemEvent::Unlocked => "unlocked",
+        SystemEvent::AdminHandedOver { .. } => "admin_handed_over",
+    }
+}
+
+pub fn bodies() -> Vec<Body> {
+    let mut out = vec![Body::Text { text: "hi".into() }, Body::Opaque { data: all_bytes() }];
+    out.extend(system_events().into_iter().map(|event| Body::System { event }));
+    out
+}
+
+pub fn body_name(b: &Body) -> &'static str {
+    match b {
+        Body::Text { .. } => "text",
+        Body::Opaque { .. } => "opaque",
+        Body::System { .. } => "system",
+    }
+}
+
+/// A message in every conversation kind with every body kind.
+pub fn chat_messages() -> Vec<ChatMessage> {
+    let mut out = Vec::new();
+    for (i, body) in bodies().into_iter().enumerate() {
+        for conv in convs() {
+            out.push(ChatMessage {
+                id: u64::try_from(i).expect("few") + (1 << 33),
+                conv,
+                from: "Alice".into(),
+                ts: 1_700_000_000_123,
+                body: body.clone(),
+            });
+        }
+    }
+    out
+}
+
+pub fn responses() -> Vec<Response> {
+    vec![
+        Response::Done,
+        Response::Pong,
+        Response::Welcome(welcome()),
+        Response::Rooms { rooms: vec![room_info("lobby"), room_info("cs101")] },
+        Response::Rooms { rooms: vec![] },
+        Response::Room { room: room_info("cs101") },
+        Response::Members {
+            room: "cs101".into(),
+            members: vec![
+                Member { name: "prof".into(), online: true, admin: true },
+                Member { name: "alice".into(), online: false, admin: false },
+            ],
+        },
+        Response::Bans { room: "cs101".into(), users: vec!["mallory".into()] },
+        Response::Users { users: vec![UserInfo { name: "prof".into(), online: true, server_admin: true }] },
+        Response::Sent { id: 1, ts: 1_700_000_000_000 },
+        Response::Broadcast { id: u64::MAX, ts: 0, recipients: 31 },
+        Response::History { conv: Conv::room("lobby"), messages: chat_messages(), more: true },
+        Response::History { conv: Conv::direct("bob"), messages: vec![], more: false },
+    ]
+}
+
+pub fn response_name(r: &Response) -> &'static str {
+    match r {
+        Response::Done => "done",
+        Response::Pong => "pong",
+        Response::Welcome(_) => "welcome",
+        Response::Rooms { .. } => "rooms",
+        Response::Room { .. } => "room",
+        Response::Members { .. } => "members",
+        Response::Bans { .. } => "bans",
+        Response::Users { .. } => "users",
+        Response::Sent { .. } => "sent",
+        Response::Broadcast { .. } => "broadcast",
+        Response::History { .. } => "history",
+    }
+}
+
+pub fn events() -> Vec<Event> {
+    let mut out: Vec<Event> = chat_messages().into_iter().map(|message| Event::Message { message }).collect();
+    out.push(Event::CaughtUp);
+    out.push(Event::Presence { user: "bob".into(), online: true });
+    out.push(Event::Presence { user: "bob".into(), online: false });
+    out.push(Event::RemovedFromRoom { room: "cs101".into(), reason: "banned by prof".into() });
+    out.push(Event::Disconnect { reason: "server shutting down".into() });
+    out
+}
+
+pub fn event_name(e: &Event) -> &'static str {
+    match e {
+        Event::Message { .. } => "message",
+        Event::CaughtUp => "caught_up",
+        Event::Presence { .. } => "presence",
+        Event::RemovedFromRoom { .. } => "removed_from_room",
+        Event::Disconnect { .. } => "disconnect",
+    }
+}
+
+/// Every error code, checked for completeness by [`error_code_index`].
+pub const ERROR_CODES: [ErrorCode; 26] = [
+    ErrorCode::BadRequest,
+    ErrorCode::NotLoggedIn,
+    ErrorCode::AlreadyLoggedIn,
+    ErrorCode::InvalidUsername,
+    ErrorCode::UsernameTaken,
+    ErrorCode::BadCredentials,
+    ErrorCode::BadToken,
+    ErrorCode::Throttled,
+    ErrorCode::RateLimited,
+    ErrorCode::AccountBanned,
+    ErrorCode::NoSuchUser,
+    ErrorCode::NoSuchRoom,
+    ErrorCode::RoomExists,
+    ErrorCode::InvalidRoomName,
+    ErrorCode::NotMember,
+    ErrorCode::AlreadyMember,
+    ErrorCode::WrongPassword,
+    ErrorCode::Banned,
+    ErrorCode::NotRoomAdmin,
+    ErrorCode::NotServerAdmin,
+    ErrorCode::AdminMustHandOver,
+    ErrorCode::TooLong,
+    ErrorCode::TooManyRooms,
+    ErrorCode::Forbidden,
+    ErrorCode::ShuttingDown,
+    ErrorCode::Internal,
+];
+
+/// Position of `code` in [`ERROR_CODES`]; exhaustive, so a new code must be listed there.
+pub fn error_code_index(code: ErrorCode) -> usize {
+    match code {
+        ErrorCode::BadRequest => 0,
+        ErrorCode::NotLoggedIn => 1,
+        ErrorCode::AlreadyLoggedIn => 2,
+        ErrorCode::InvalidUsername => 3,
+        ErrorCode::UsernameTaken => 4,
+        ErrorCode::BadCredentials => 5,
+        ErrorCode::BadToken => 6,
+        ErrorCode::Throttled => 7,
+        ErrorCode::RateLimited => 8,
+        ErrorCode::AccountBanned => 9,
+        ErrorCode::NoSuchUser => 10,
+        ErrorCode::NoSuchRoom => 11,
+        ErrorCode::RoomExists => 12,
+        ErrorCode::InvalidRoomName => 13,
+        ErrorCode::NotMember => 14,
+        ErrorCode::AlreadyMember => 15,
+        ErrorCode::WrongPassword => 16,
+        ErrorCode::Banned => 17,
+        ErrorCode::NotRoomAdmin => 18,
+        ErrorCode::NotServerAdmin => 19,
+        ErrorCode::AdminMustHandOver => 20,
+        ErrorCode::TooLong => 21,
+        ErrorCode::TooManyRooms => 22,
+        ErrorCode::Forbidden => 23,
+        ErrorCode::ShuttingDown => 24,
+        ErrorCode::Internal => 25,
+    }
+}
+
+pub fn server_msgs() -> Vec<ServerMsg> {
+    let mut out: Vec<ServerMsg> = responses()
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| ServerMsg::Ok { id: u32::try_from(i).expect("few") + 70_000, body })
+        .collect();
+    out.extend(ERROR_CODES.iter().enumerate().map(|(i, &code)| ServerMsg::Err {
+        id: u32::try_from(i).expect("few"),
+        code,
+        message: format!("sentence about {code}"),
+    }));
+    out.extend(events().into_iter().map(|event| ServerMsg::Event { event }));
+    out.push(ServerMsg::Ping { nonce: 0x0123_4567_89ab_cdef });
+    out
+}
+
+pub fn server_msg_name(m: &ServerMsg) -> &'static str {
+    match m {
+        ServerMsg::Ok { .. } => "ok",
+        ServerMsg::Err { .. } => "err",
+        ServerMsg::Event { .. } => "event",
+        ServerMsg::Ping { .. } => "ping",
+    }
+}
