@@ -66,20 +66,28 @@ pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
     let login_deadline = Instant::now() + state.config.login_timeout();
     let (r, w) = stream.into_split();
     let conn = Connection::from_parts(r, w, state.config.max_frame_len);
-    let secure =
-        match tokio::time::timeout_at(login_deadline, conn.accept(&state.key, &state.config.server_name))
-            .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(%addr, error = %e, "handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%addr, "handshake timed out");
-                return;
-            }
-        };
+    let handshake =
+        tokio::time::timeout_at(login_deadline, conn.accept(&state.key, &state.config.server_name));
+    // A shutdown must not wait for a handshake that may never finish: without this, one
+    // half-open connection held the drain for its full timeout.
+    let handshake = tokio::select! {
+        r = handshake => r,
+        () = state.shutdown.cancelled() => {
+            tracing::debug!(%addr, "shutting down during the handshake");
+            return;
+        }
+    };
+    let secure = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "handshake timed out");
+            return;
+        }
+    };
     let (mut reader, writer) = secure.split();
     let (tx, rx) = mpsc::channel(state.config.outbound_queue);
     let kill = CancellationToken::new();

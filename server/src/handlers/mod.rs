@@ -89,8 +89,10 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
         }
         Request::OnlineUsers => Reply::Now(users::list(state, true)),
         Request::ListUsers => Reply::Now(users::list(state, false)),
+        // `and_then`, not `and`: `and` would evaluate (and perform) the kick before the
+        // permission check's result is looked at, letting anyone kick anyone.
         Request::AdminKick { user, reason } => {
-            Reply::Now(admin::require(state, session).and(admin::kick_user(state, &user, &reason)))
+            Reply::Now(admin::require(state, session).and_then(|_| admin::kick_user(state, &user, &reason)))
         }
         Request::AdminBan { user, reason } => match admin::require(state, session) {
             Ok(_) => Reply::Now(admin::ban_user(state, &user, &reason, true).await),
