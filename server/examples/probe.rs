@@ -12,7 +12,8 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: probe HOST:PORT FINGERPRINT");
     };
     let fp = Fingerprint::parse(&fp).ok_or_else(|| anyhow::anyhow!("not a fingerprint: {fp}"))?;
-    let (client, _events) = classchat_wire::Client::connect(ClientConfig::new(addr.clone(), TrustPolicy::Pinned(fp))).await?;
+    let (client, _events) =
+        classchat_wire::Client::connect(ClientConfig::new(addr.clone(), TrustPolicy::Pinned(fp))).await?;
     let name = format!("probe-{}", std::process::id());
     let key = classchat_wire::auth::auth_key(&name, "probe password")?;
     let welcome = client.register(&name, &key, "probe").await?;
@@ -27,7 +28,10 @@ async fn main() -> anyhow::Result<()> {
         messages.iter().any(|m| matches!(&m.body, Body::Text { text: t } if *t == text)),
         "the message did not come back in history"
     );
-    println!("ok: connected to \"{}\" at {addr}, registered {name}, sent and read back a message", welcome.server_name);
+    println!(
+        "ok: connected to \"{}\" at {addr}, registered {name}, sent and read back a message",
+        welcome.server_name
+    );
     client.close().await;
     Ok(())
 }
