@@ -12,6 +12,7 @@
 //! - [`fingerprint`]: server key fingerprints and the known-servers store.
 //! - [`invite`]: `classchat://host:port#fingerprint` links.
 //! - [`discovery`]: mDNS announcements and browsing (`_classchat._tcp`).
+//! - [`e2e`]: end-to-end encryption of direct messages: identity keys, key grants, envelopes.
 //! - [`auth`]: password-derived keys (Argon2id) every client computes the same way.
 //! - [`connection`]: frames and sealed messages over any `AsyncRead + AsyncWrite`.
 //! - [`client`]: the async client.
@@ -22,6 +23,7 @@ pub mod client;
 pub mod connection;
 pub mod crypto;
 pub mod discovery;
+pub mod e2e;
 pub mod error;
 pub mod fingerprint;
 pub mod frame;
