@@ -63,6 +63,21 @@ const MIGRATIONS: &[&str] = &[
         up_to INTEGER NOT NULL,
         PRIMARY KEY(user_lc, device, conv)
     );",
+    // 2: end-to-end keys: the identity-key directory with password-sealed backups, and
+    // the signed conversation-key grants of direct conversations (opaque to the server).
+    "CREATE TABLE identity_keys(
+        user_lc TEXT PRIMARY KEY,
+        public_key BLOB NOT NULL,
+        backup BLOB NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    CREATE TABLE dm_keys(
+        conv TEXT NOT NULL,
+        key_id BLOB NOT NULL,
+        grant BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY(conv, key_id)
+    );",
 ];
 
 /// Read connections kept open for reuse.
@@ -143,6 +158,25 @@ pub enum Write {
         device: String,
         conv: String,
         up_to: MessageId,
+    },
+    SetIdentity {
+        user: String,
+        public_key: Vec<u8>,
+        backup: Vec<u8>,
+    },
+    PutDmKey {
+        conv: String,
+        key_id: Vec<u8>,
+        grant: Vec<u8>,
+    },
+    SetAuth {
+        user: String,
+        auth: Vec<u8>,
+    },
+    /// Forgets the resume tokens of every device of `user` but `keep`.
+    RevokeTokens {
+        user: String,
+        keep: String,
     },
 }
 
@@ -380,6 +414,24 @@ impl Store {
     }
 }
 
+/// `(public_key, backup)` of `user`'s identity key, if published.
+pub fn identity(c: &Connection, user: &str) -> rusqlite::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    c.query_row("SELECT public_key, backup FROM identity_keys WHERE user_lc = ?1", params![user], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+}
+
+/// The newest `limit` grants of a direct conversation, oldest first.
+pub fn dm_keys(c: &Connection, conv: &str, limit: u32) -> rusqlite::Result<Vec<Vec<u8>>> {
+    let mut stmt =
+        c.prepare_cached("SELECT grant FROM dm_keys WHERE conv = ?1 ORDER BY seq DESC LIMIT ?2")?;
+    let mut v: Vec<Vec<u8>> =
+        stmt.query_map(params![conv, limit], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    v.reverse();
+    Ok(v)
+}
+
 /// A row whose body does not decode is skipped (logged) rather than failing the page.
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredMessage>> {
     let id: i64 = r.get(0)?;
@@ -577,6 +629,30 @@ fn apply_job(
                 w.next_id += 1;
                 w.last_ts = ts;
                 ids.push((id, ts));
+            }
+            Write::SetIdentity { user, public_key, backup } => {
+                tx.execute(
+                    "INSERT INTO identity_keys(user_lc, public_key, backup, updated) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(user_lc) DO UPDATE SET public_key = excluded.public_key,
+                         backup = excluded.backup, updated = excluded.updated",
+                    params![user, public_key, backup, now_ms() as i64],
+                )?;
+            }
+            Write::PutDmKey { conv, key_id, grant } => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO dm_keys(conv, key_id, grant, seq)
+                     VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM dm_keys WHERE conv = ?1))",
+                    params![conv, key_id, grant],
+                )?;
+            }
+            Write::SetAuth { user, auth } => {
+                tx.execute("UPDATE users SET auth = ?2 WHERE name_lc = ?1", params![user, auth])?;
+            }
+            Write::RevokeTokens { user, keep } => {
+                tx.execute(
+                    "UPDATE devices SET token_hash = NULL WHERE user_lc = ?1 AND device != ?2",
+                    params![user, keep],
+                )?;
             }
             Write::Cursor { user, device, conv, up_to } => {
                 tx.prepare_cached(

@@ -142,6 +142,42 @@ pub enum Request {
     /// at most `limit` (≤ 200). → `History`.
     History { conv: Conv, before: Option<MessageId>, limit: u32 },
 
+    // ---- end-to-end keys (see crate::e2e) ---------------------------------------------
+    /// Publish (or replace) the caller's identity key (SPKI DER, ≤ 2 KiB) and its
+    /// password-sealed backup (≤ 8 KiB). → `Done`.
+    PublishKey {
+        #[serde(with = "serde_bytes")]
+        public_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        backup: Vec<u8>,
+    },
+    /// The identity key the directory holds for `user`. → `Key`.
+    GetKey { user: String },
+    /// The caller's own identity key and backup, to restore them on a new machine.
+    /// → `Backup`.
+    GetBackup,
+    /// Store a signed conversation-key grant (`e2e::KeyGrant`, MessagePack, ≤ 4 KiB) for
+    /// the direct conversation with `to`. → `Done`.
+    PutDmKey {
+        to: String,
+        #[serde(with = "serde_bytes")]
+        grant: Vec<u8>,
+    },
+    /// Every grant stored for the direct conversation with `user`, oldest first.
+    /// → `DmKeys`.
+    DmKeys { user: String },
+    /// Change the password: `auth_key` of the current password, `new_auth_key` of the new
+    /// one, and the identity-key backup re-sealed under the new password. Other devices'
+    /// resume tokens are revoked. → `Done`.
+    ChangePassword {
+        #[serde(with = "serde_bytes")]
+        auth_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        new_auth_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        backup: Vec<u8>,
+    },
+
     // ---- users and presence -----------------------------------------------------------
     /// → `Users` (users online now).
     OnlineUsers,
@@ -215,6 +251,24 @@ pub enum Response {
         conv: Conv,
         messages: Vec<ChatMessage>,
         more: bool,
+    },
+    /// `public_key` is `None` when the user has published none.
+    Key {
+        user: String,
+        #[serde(with = "serde_bytes")]
+        public_key: Option<Vec<u8>>,
+    },
+    /// The caller's own identity key and sealed backup, if published.
+    Backup {
+        #[serde(with = "serde_bytes")]
+        public_key: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
+        backup: Option<Vec<u8>>,
+    },
+    /// Grants of the conversation with `user`, oldest first.
+    DmKeys {
+        user: String,
+        grants: Vec<serde_bytes::ByteBuf>,
     },
 }
 
@@ -333,6 +387,9 @@ pub enum Event {
     RemovedFromRoom { room: String, reason: String },
     /// The server is about to close this connection.
     Disconnect { reason: String },
+    /// `user` (who shares a DM with you) published a different identity key. Clients
+    /// warn before sending anything further to them.
+    KeyChanged { user: String },
 }
 
 /// Stable error codes. Encoded as snake_case strings; new codes may be added, so a client

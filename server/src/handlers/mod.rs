@@ -5,6 +5,7 @@
 pub mod account;
 pub mod admin;
 pub mod history;
+pub mod keys;
 pub mod messages;
 pub mod rooms;
 pub mod users;
@@ -86,6 +87,16 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
         Request::Broadcast { text } => messages::broadcast(state, session, id, text).await,
         Request::History { conv, before, limit } => {
             Reply::Now(history::page(state, session, conv, before, limit).await)
+        }
+        Request::PublishKey { public_key, backup } => {
+            Reply::Now(keys::publish(state, session, public_key, backup).await)
+        }
+        Request::GetKey { user } => Reply::Now(keys::get_key(state, session, user).await),
+        Request::GetBackup => Reply::Now(keys::get_backup(state, session).await),
+        Request::PutDmKey { to, grant } => Reply::Now(keys::put_dm_key(state, session, to, grant).await),
+        Request::DmKeys { user } => Reply::Now(keys::dm_keys(state, session, user).await),
+        Request::ChangePassword { auth_key, new_auth_key, backup } => {
+            Reply::Now(keys::change_password(state, session, auth_key, new_auth_key, backup).await)
         }
         Request::OnlineUsers => Reply::Now(users::list(state, true)),
         Request::ListUsers => Reply::Now(users::list(state, false)),

@@ -51,6 +51,12 @@ pub fn requests() -> Vec<Request> {
         Request::SendDirect { to: s("bob"), body: all_bytes() },
         Request::Broadcast { text: s("exam moved to room 4") },
         Request::History { conv: Conv::room("lobby"), before: Some(u64::MAX), limit: 200 },
+        Request::PublishKey { public_key: vec![0x30; 294], backup: all_bytes() },
+        Request::GetKey { user: s("bob") },
+        Request::GetBackup,
+        Request::PutDmKey { to: s("bob"), grant: vec![0x8a; 40] },
+        Request::DmKeys { user: s("bob") },
+        Request::ChangePassword { auth_key: vec![1; 32], new_auth_key: vec![2; 32], backup: vec![3; 100] },
         Request::OnlineUsers,
         Request::ListUsers,
         Request::Ping,
@@ -83,6 +89,12 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::SendDirect { .. } => "send_direct",
         Request::Broadcast { .. } => "broadcast",
         Request::History { .. } => "history",
+        Request::PublishKey { .. } => "publish_key",
+        Request::GetKey { .. } => "get_key",
+        Request::GetBackup => "get_backup",
+        Request::PutDmKey { .. } => "put_dm_key",
+        Request::DmKeys { .. } => "dm_keys",
+        Request::ChangePassword { .. } => "change_password",
         Request::OnlineUsers => "online_users",
         Request::ListUsers => "list_users",
         Request::Ping => "ping",
@@ -225,6 +237,11 @@ pub fn responses() -> Vec<Response> {
         Response::Broadcast { id: u64::MAX, ts: 0, recipients: 31 },
         Response::History { conv: Conv::room("lobby"), messages: chat_messages(), more: true },
         Response::History { conv: Conv::direct("bob"), messages: vec![], more: false },
+        Response::Key { user: "bob".into(), public_key: Some(vec![0x30; 294]) },
+        Response::Key { user: "carol".into(), public_key: None },
+        Response::Backup { public_key: Some(vec![0x30; 10]), backup: Some(all_bytes()) },
+        Response::Backup { public_key: None, backup: None },
+        Response::DmKeys { user: "bob".into(), grants: vec![serde_bytes::ByteBuf::from(vec![1, 2, 3])] },
     ]
 }
 
@@ -241,6 +258,9 @@ pub fn response_name(r: &Response) -> &'static str {
         Response::Sent { .. } => "sent",
         Response::Broadcast { .. } => "broadcast",
         Response::History { .. } => "history",
+        Response::Key { .. } => "key",
+        Response::Backup { .. } => "backup",
+        Response::DmKeys { .. } => "dm_keys",
     }
 }
 
@@ -251,6 +271,7 @@ pub fn events() -> Vec<Event> {
     out.push(Event::Presence { user: "bob".into(), online: false });
     out.push(Event::RemovedFromRoom { room: "cs101".into(), reason: "banned by prof".into() });
     out.push(Event::Disconnect { reason: "server shutting down".into() });
+    out.push(Event::KeyChanged { user: "bob".into() });
     out
 }
 
@@ -261,6 +282,7 @@ pub fn event_name(e: &Event) -> &'static str {
         Event::Presence { .. } => "presence",
         Event::RemovedFromRoom { .. } => "removed_from_room",
         Event::Disconnect { .. } => "disconnect",
+        Event::KeyChanged { .. } => "key_changed",
     }
 }
 
