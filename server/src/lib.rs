@@ -25,6 +25,13 @@ pub use server::DB_FILE;
 pub use server::{run, serve};
 pub use state::State;
 
+/// Opens the database of `data_dir` (creating and migrating it) while no server runs on
+/// it: for maintenance, and for the bench tool, which seeds accounts and history in the
+/// server's own schema instead of going through the protocol.
+pub fn open_database(data_dir: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    store::open_for_cli(&data_dir.join(DB_FILE))
+}
+
 /// Grants or revokes server admin rights directly in the database (server not running).
 pub fn set_admin_offline(data_dir: &std::path::Path, user: &str, admin: bool) -> anyhow::Result<()> {
     let conn = store::open_for_cli(&data_dir.join(DB_FILE))?;

@@ -1,0 +1,128 @@
+//! `durable`: acknowledged messages per second. K senders, each alone in its own room (so
+//! nothing is fanned out), keep W messages in flight; a message counts once its `Sent`
+//! reply arrives, which the server sends only after the commit (`synchronous=FULL`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use classchat_wire::{Request, Response};
+use serde_json::{Value, json};
+
+use crate::conn;
+use crate::procstat;
+use crate::stats::{Hist, Row, round3};
+use crate::target::{DataDir, ServerOpts, Target, seed_room, seed_users};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Sending connections.
+    #[arg(long, default_value_t = 32)]
+    pub senders: usize,
+    /// Messages in flight per sender.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Seconds measured (after one unmeasured second).
+    #[arg(long, default_value_t = 5.0)]
+    pub secs: f64,
+    /// Bytes of message text.
+    #[arg(long, default_value_t = 64)]
+    pub text_len: usize,
+}
+
+pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>)> {
+    let data = DataDir::new(opts)?;
+    let mut accounts = {
+        let db = data.db()?;
+        let accounts = seed_users(&db, "w", a.senders)?;
+        for (k, acc) in accounts.iter().enumerate() {
+            seed_room(&db, &format!("solo{k}"), &[acc.name.as_str()])?;
+        }
+        accounts
+    };
+    let target = Target::start(opts, &data).await?;
+    let clients = conn::login_all(&target.addr_string(), &mut accounts, 1, 32, 64, conn::discard).await?;
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let hist = Arc::new(std::sync::Mutex::new(Hist::default()));
+    let warmup = Duration::from_secs(1);
+    let measure = Duration::from_secs_f64(a.secs);
+    let started = Instant::now();
+    let text: String = "d".repeat(a.text_len.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (k, client) in clients.iter().enumerate() {
+        for _ in 0..a.window {
+            let (client, acked, failed, hist, text) =
+                (client.clone(), acked.clone(), failed.clone(), hist.clone(), text.clone());
+            let room = format!("solo{k}");
+            tasks.spawn(async move {
+                let mut local = Hist::default();
+                while started.elapsed() < warmup + measure {
+                    let t0 = Instant::now();
+                    let r =
+                        client.request(Request::SendRoom { room: room.clone(), text: text.clone() }).await;
+                    let in_window = t0 >= started + warmup && started.elapsed() <= warmup + measure;
+                    match r {
+                        Ok(Response::Sent { .. }) if in_window => {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                            local.record(t0.elapsed());
+                        }
+                        Ok(Response::Sent { .. }) => {}
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).merge(&local);
+            });
+        }
+    }
+    tokio::time::sleep(warmup).await;
+    let s0 = procstat::sample(target.pid);
+    let b0 = procstat::own();
+    tokio::time::sleep(measure).await;
+    let s1 = procstat::sample(target.pid);
+    let b1 = procstat::own();
+    while tasks.join_next().await.is_some() {}
+    let n = acked.load(Ordering::Relaxed);
+    let rate = n as f64 / a.secs;
+    let (server_cores, bench_cores) = match (s0, s1, b0, b1) {
+        (Some(s0), Some(s1), Some(b0), Some(b1)) => (procstat::cores(&s0, &s1), procstat::cores(&b0, &b1)),
+        _ => (0.0, 0.0),
+    };
+    let hist = hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let result = json!({
+        "scenario": "durable",
+        "senders": a.senders,
+        "window": a.window,
+        "secs": a.secs,
+        "acked": n,
+        "failed": failed.load(Ordering::Relaxed),
+        "acked_per_s": rate.round(),
+        "ack_latency": hist.json(),
+        "server_cores": round3(server_cores),
+        "bench_cores": round3(bench_cores),
+        "load1": procstat::loadavg(),
+    });
+    let rows = vec![
+        Row::new(
+            "durable",
+            &format!("acknowledged msgs/s ({} senders x {} in flight)", a.senders, a.window),
+            format!("{rate:.0}"),
+        )
+        .target(">= 100,000", rate >= 100_000.0),
+        Row::new(
+            "durable",
+            "ack latency p50 / p99",
+            format!("{:.2} / {:.2} ms", hist.quantile_ms(0.5), hist.quantile_ms(0.99)),
+        ),
+        Row::new(
+            "durable",
+            "server / load-generator CPU (cores)",
+            format!("{server_cores:.2} / {bench_cores:.2}"),
+        ),
+    ];
+    target.stop().await?;
+    drop(clients);
+    Ok((result, rows))
+}

@@ -1,0 +1,123 @@
+//! What fan-out receivers record, shared by the ClassChat and the IRC load: every
+//! delivery's latency, counted for the step whose messages it carries.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::stats::{Hist, now_ns};
+
+/// Receivers spread their records over this many locks so they rarely contend.
+const SHARDS: usize = 64;
+
+#[derive(Debug, Default)]
+struct Shard {
+    hist: Hist,
+    count: u64,
+    stale: u64,
+    last_ns: u64,
+}
+
+/// Shared by all receivers of one run.
+#[derive(Debug)]
+pub struct Recorder {
+    shards: Vec<Mutex<Shard>>,
+    /// The step whose deliveries are being counted; older ones are `stale`.
+    pub step: AtomicU32,
+    /// Receivers whose connection ended (any is a failure: nothing may be dropped).
+    pub closed: AtomicUsize,
+}
+
+/// What the receivers saw during one step.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub hist: Hist,
+    pub count: u64,
+    pub stale: u64,
+    pub last_ns: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            step: AtomicU32::new(u32::MAX),
+            closed: AtomicUsize::new(0),
+        })
+    }
+
+    /// Records the deliveries `texts` (message texts as sent) received just now by
+    /// receiver `who`.
+    pub fn record<'a>(&self, who: usize, texts: impl Iterator<Item = &'a str>) {
+        let now = now_ns();
+        let current = self.step.load(Ordering::Relaxed);
+        let mut s = lock(&self.shards[who % SHARDS]);
+        for text in texts {
+            let Some((step, sent)) = parse(text) else { continue };
+            if step == current {
+                s.hist.record_us(now.saturating_sub(sent) / 1000);
+                s.count += 1;
+                s.last_ns = now;
+            } else {
+                s.stale += 1;
+            }
+        }
+    }
+
+    /// Starts counting `step`, forgetting what came before.
+    pub fn begin(&self, step: u32) {
+        for s in &self.shards {
+            *lock(s) = Shard::default();
+        }
+        self.step.store(step, Ordering::Relaxed);
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.shards.iter().map(|s| lock(s).count).sum()
+    }
+
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally::default();
+        for s in &self.shards {
+            let s = lock(s);
+            t.hist.merge(&s.hist);
+            t.count += s.count;
+            t.stale += s.stale;
+            t.last_ns = t.last_ns.max(s.last_ns);
+        }
+        t
+    }
+}
+
+/// The text of a bench message: `b{step}:{sent_ns}:` and padding up to `len` bytes.
+pub fn text(step: u32, len: usize) -> String {
+    let mut t = format!("b{step}:{}:", now_ns());
+    while t.len() < len {
+        t.push('x');
+    }
+    t
+}
+
+fn parse(text: &str) -> Option<(u32, u64)> {
+    let rest = text.strip_prefix('b')?;
+    let mut parts = rest.splitn(3, ':');
+    let step = parts.next()?.parse().ok()?;
+    let sent = parts.next()?.parse().ok()?;
+    Some((step, sent))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn texts_parse_back() {
+        let t = super::text(7, 64);
+        assert_eq!(t.len(), 64);
+        let (step, sent) = super::parse(&t).expect("parses");
+        assert_eq!(step, 7);
+        assert!(sent <= crate::stats::now_ns());
+        assert!(super::parse("hello").is_none());
+    }
+}
