@@ -1,1 +1,74 @@
-fn main() {}
+//! `classchat`: the desktop app. Builds the tokio runtime (its worker threads own the
+//! connection), then hands the main thread to eframe.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use classchat::{AppConfig, ClassChatApp, local::LocalStore};
+
+/// ClassChat: chat for classes and labs.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Server address (host:port); overrides the one remembered from last time.
+    #[arg(long, value_name = "ADDR")]
+    server: Option<String>,
+    /// Where known servers, the resume token and the settings live
+    /// (default: the per-user data directory). Handy for running two instances.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Username to fill in; with a saved session for it, the app logs straight in.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Do not log in with the saved session at start-up.
+    #[arg(long)]
+    no_resume: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "classchat=info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => LocalStore::default_dir().context("cannot find a home directory for the app's data")?,
+    };
+
+    // Two workers are plenty for one connection, and leave the UI thread its core.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("classchat-net")
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")?;
+
+    let mut config = AppConfig::new(data_dir.clone(), runtime.handle().clone());
+    config.server = args.server;
+    config.user = args.user;
+    config.auto_resume = !args.no_resume;
+
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("ClassChat")
+            .with_app_id("classchat")
+            .with_inner_size([1100.0, 720.0])
+            .with_min_inner_size([640.0, 420.0]),
+        // Keep eframe's settings (window size, theme, server, username) beside our own
+        // files, so `--data-dir` gives a fully separate instance.
+        persistence_path: Some(data_dir),
+        ..Default::default()
+    };
+    let result = eframe::run_native(
+        "ClassChat",
+        options,
+        Box::new(move |cc| Ok(Box::new(ClassChatApp::new(cc, config)))),
+    );
+    // Give the net task a moment to say goodbye to the server.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result.map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
+}

@@ -1,0 +1,227 @@
+//! A local ClassChat server with a few users, rooms and messages, for screenshots and
+//! demos (`gui/screenshots.sh` uses it).
+//!
+//! ```text
+//! cargo run -p classchat --example demo_server -- \
+//!     --listen 127.0.0.1:7431 --data /tmp/demo/server --app-data /tmp/demo/ada --user ada
+//! ```
+//!
+//! With `--app-data`, it also prepares that directory for the desktop app as user `--user`
+//! (known server key, device id and resume token), so
+//! `classchat --data-dir /tmp/demo/ada --server 127.0.0.1:7431 --user ada` logs straight in.
+//! It prints `READY` when seeded, then serves until stdin closes or Ctrl+C.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use classchat::dm::encode_dm;
+use classchat::local::LocalStore;
+use classchat_wire::crypto::ServerKey;
+use classchat_wire::{Client, ClientConfig, Request, TrustPolicy};
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:7431")]
+    listen: String,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    app_data: Option<PathBuf>,
+    #[arg(long, default_value = "ada")]
+    user: String,
+}
+
+const PASSWORD: &str = "demo-password";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data)?;
+    let key_path = args.data.join("server_key.der");
+    if !key_path.exists() {
+        // 2048 bits: generated in a second rather than several.
+        let key = tokio::task::spawn_blocking(|| ServerKey::generate(2048)).await??;
+        std::fs::write(&key_path, key.to_pkcs8_der()?)?;
+    }
+    let fingerprint = *ServerKey::from_pkcs8_der(&std::fs::read(&key_path)?)?.fingerprint();
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.context("bind")?;
+    let addr = listener.local_addr()?.to_string();
+    let config = classchat_server::Config {
+        server_name: "Physics Lab 2".into(),
+        data_dir: args.data.clone(),
+        rsa_bits: 2048,
+        admins: vec!["prof".into()],
+        ..Default::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(classchat_server::run(listener, config, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let online = seed(&addr, &args.user).await?;
+    if let Some(dir) = &args.app_data {
+        prepare_app(dir, &addr, &args.user, fingerprint).await?;
+    }
+    println!("READY {addr} {fingerprint}");
+
+    // Serve until stdin closes or Ctrl+C.
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+    });
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = stdin_closed => {}
+    }
+    drop(online);
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(())
+}
+
+async fn connect(addr: &str, name: &str, device: &str) -> anyhow::Result<Client> {
+    let (client, mut events) = Client::connect(ClientConfig::new(addr, TrustPolicy::AnyKey)).await?;
+    // Nobody reads these; drain them so the server never sees a stalled client.
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let key = {
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&name, PASSWORD)).await??
+    };
+    if client.register(name, &key, device).await.is_err() {
+        client.login(name, &key, device).await?;
+    }
+    Ok(client)
+}
+
+async fn say(client: &Client, room: &str, text: &str) -> anyhow::Result<()> {
+    client.request(Request::SendRoom { room: room.into(), text: text.into() }).await?;
+    // Spread the timestamps a little, as a real conversation would.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    Ok(())
+}
+
+/// Seeds users, rooms and messages; returns the clients that stay online.
+async fn seed(addr: &str, user: &str) -> anyhow::Result<Vec<Client>> {
+    let me = connect(addr, user, "demo-seed").await?;
+    let prof = connect(addr, "prof", "demo").await?;
+    let bob = connect(addr, "bob", "demo").await?;
+    let carol = connect(addr, "carol", "demo").await?;
+    let dave = connect(addr, "dave", "demo").await?;
+    let erin = connect(addr, "erin", "demo").await?;
+    let frank = connect(addr, "frank", "demo").await?;
+
+    let room = |name: &str, topic: &str, password: Option<&str>| Request::CreateRoom {
+        name: name.into(),
+        topic: topic.into(),
+        password: password.map(Into::into),
+    };
+    let join = |name: &str, password: Option<&str>| Request::JoinRoom {
+        name: name.into(),
+        password: password.map(Into::into),
+    };
+    carol.request(room("physics-lab", "Thursday lab: optics bench 3", None)).await?;
+    prof.request(room("exam-prep", "Past papers and questions", Some("maxwell"))).await?;
+    dave.request(room("project-x", "Team X: spectrometer build", None)).await?;
+    erin.request(room("random", "Anything goes", None)).await?;
+    frank.request(room("book-club", "", None)).await?;
+    for c in [&me, &bob, &dave, &erin] {
+        c.request(join("physics-lab", None)).await?;
+    }
+    me.request(join("exam-prep", Some("maxwell"))).await?;
+    me.request(join("random", None)).await?;
+    bob.request(join("random", None)).await?;
+
+    say(&carol, "physics-lab", "Morning all! Bench 3 has the new laser, please book slots in the sheet.")
+        .await?;
+    say(&bob, "physics-lab", "Is the interferometer calibrated yet?").await?;
+    say(&carol, "physics-lab", "Yes, since yesterday. Fringe spacing was 0.42 mm at 632.8 nm.").await?;
+    say(&dave, "physics-lab", "I get 0.45 mm with the same setup. Could be the mirror tilt?").await?;
+    say(
+        &me,
+        "physics-lab",
+        "Probably. We saw the same drift last week; re-seating the mirror mount fixed it.",
+    )
+    .await?;
+    say(&erin, "physics-lab", "Who has the spare polariser? It's not in the drawer.").await?;
+    say(&bob, "physics-lab", "Me, sorry! Bringing it back after lunch.").await?;
+    say(
+        &carol,
+        "physics-lab",
+        "Reminder for the report:\n  1. raw data as CSV\n  2. uncertainty analysis\n  3. one plot per measurement series",
+    )
+    .await?;
+    say(&dave, "physics-lab", &format!("@{user} can you share your fitting script?")).await?;
+    say(&me, "physics-lab", "Sure, it's in the project folder under analysis/fit_fringes.py. It uses scipy's curve_fit with the wavelength as a fixed parameter, so you only fit the spacing and the phase offset.").await?;
+    say(&erin, "physics-lab", "Thanks! That saved me an hour.").await?;
+    carol
+        .request(Request::SetTopic {
+            room: "physics-lab".into(),
+            topic: "Thursday lab: optics bench 3 (reports due Fri)".into(),
+        })
+        .await?;
+    say(&bob, "physics-lab", "Back with the polariser. It's on bench 2.").await?;
+
+    say(&erin, "random", "Anyone up for the physics quiz night on Friday?").await?;
+    say(&bob, "random", "Count me in").await?;
+    say(&me, "exam-prep", "Is question 4 from 2023 in scope this year?").await?;
+    say(&prof, "exam-prep", "Yes, all of chapter 7 is.").await?;
+
+    for text in ["Hey, did you get the lab sheet?", "The link in the email is broken for me."] {
+        bob.request(Request::SendDirect { to: user.into(), body: encode_dm(text) }).await?;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    me.request(Request::SendDirect { to: "bob".into(), body: encode_dm("Yes, I'll forward it to you.") })
+        .await?;
+    me.request(Request::SendDirect { to: "bob".into(), body: encode_dm("Done, check your inbox.") }).await?;
+    bob.request(Request::SendDirect { to: user.into(), body: encode_dm("Got it, thanks!") }).await?;
+    carol
+        .request(Request::SendDirect {
+            to: user.into(),
+            body: encode_dm("Can you swap bench slots with me on Thursday?"),
+        })
+        .await?;
+
+    prof.request(Request::Broadcast {
+        text: "Lab reports are due Friday 17:00. Submit them as one PDF.".into(),
+    })
+    .await?;
+
+    // Dave and Erin log off; the others stay online.
+    dave.close().await;
+    erin.close().await;
+    frank.close().await;
+    me.close().await;
+    Ok(vec![prof, bob, carol])
+}
+
+/// Puts the files the app would have after a first login into `dir`.
+async fn prepare_app(
+    dir: &std::path::Path,
+    addr: &str,
+    user: &str,
+    fingerprint: classchat_wire::Fingerprint,
+) -> anyhow::Result<()> {
+    let store = LocalStore::new(dir);
+    let device = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.device_id()).await??
+    };
+    // Log in once on this device to get its resume token.
+    let key = {
+        let user = user.to_owned();
+        tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&user, PASSWORD)).await??
+    };
+    let (client, _events) = Client::connect(ClientConfig::new(addr, TrustPolicy::AnyKey)).await?;
+    let welcome = client.login(user, &key, &device).await?;
+    client.close().await;
+    let (addr, user) = (addr.to_owned(), user.to_owned());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        store.known_servers()?.trust(&addr, fingerprint)?;
+        store.set_resume_token(&addr, &user, Some(&welcome.resume_token))?;
+        Ok(())
+    })
+    .await??;
+    Ok(())
+}

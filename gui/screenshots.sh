@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Screenshots of the real desktop app under Xvfb, against a local demo server with a few
+# users, rooms and messages (gui/examples/demo_server.rs).
+#
+#   gui/screenshots.sh            # debug build
+#   gui/screenshots.sh --release  # release build
+#
+# Writes screenshots/connect.png, trust.png, busy-room.png, dm.png, browse.png and
+# light.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
+# libraries (`make shot-deps` installs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROFILE=debug
+CARGO_FLAGS=()
+if [[ "${1:-}" == "--release" ]]; then
+  PROFILE=release
+  CARGO_FLAGS=(--release)
+fi
+TARGET="${CARGO_TARGET_DIR:-target}"
+OUT=screenshots
+DISPLAY_NUM="${SCREENSHOT_DISPLAY:-:97}"
+PORT="${SCREENSHOT_PORT:-7431}"
+ADDR="127.0.0.1:$PORT"
+
+for tool in Xvfb import xdotool; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: run 'make shot-deps'" >&2; exit 1; }
+done
+
+cargo build "${CARGO_FLAGS[@]}" -p classchat --bin classchat --example demo_server
+APP="$TARGET/$PROFILE/classchat"
+DEMO="$TARGET/$PROFILE/examples/demo_server"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$OUT"
+
+Xvfb "$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+PIDS+=($!)
+export DISPLAY="$DISPLAY_NUM"
+unset WAYLAND_DISPLAY
+for _ in $(seq 1 50); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.1; done
+
+# The demo server keeps running while its stdin is open.
+mkfifo "$WORK/demo.in"
+"$DEMO" --listen "$ADDR" --data "$WORK/server" --app-data "$WORK/ada" --user ada \
+  <"$WORK/demo.in" >"$WORK/demo.log" 2>&1 &
+PIDS+=($!)
+exec 3>"$WORK/demo.in"
+for _ in $(seq 1 300); do grep -q READY "$WORK/demo.log" && break; sleep 0.1; done
+grep -q READY "$WORK/demo.log" || { cat "$WORK/demo.log"; echo "demo server did not start" >&2; exit 1; }
+
+APP_PID=""
+# start_app DATA_DIR USER [more args]: starts the app and waits for its window.
+start_app() {
+  local data="$1" user="$2"
+  shift 2
+  "$APP" --data-dir "$data" --server "$ADDR" --user "$user" "$@" >"$WORK/app.log" 2>&1 &
+  APP_PID=$!
+  PIDS+=("$APP_PID")
+  WIN=""
+  for _ in $(seq 1 100); do
+    WIN="$(xdotool search --name '^ClassChat$' 2>/dev/null | head -n1 || true)"
+    [[ -n "$WIN" ]] && break
+    sleep 0.2
+  done
+  [[ -n "$WIN" ]] || { cat "$WORK/app.log"; echo "the app window did not appear" >&2; exit 1; }
+  xdotool windowmove "$WIN" 0 0 windowsize "$WIN" 1280 800 windowfocus --sync "$WIN" 2>/dev/null || true
+  sleep 2
+}
+stop_app() {
+  kill "$APP_PID" 2>/dev/null || true
+  wait "$APP_PID" 2>/dev/null || true
+}
+shot() {
+  sleep "${2:-1}"
+  import -window root "$OUT/$1.png"
+  echo "wrote $OUT/$1.png"
+}
+key() { xdotool key --window "$WIN" --clearmodifiers "$@"; sleep 0.3; }
+type_text() { xdotool type --window "$WIN" --delay 20 "$1"; sleep 0.3; }
+
+# 1. The connect screen of a fresh install, then the first-contact key prompt.
+start_app "$WORK/newcomer" newcomer
+shot connect
+xdotool mousemove 640 400 click 1 # anywhere: gives the window keyboard focus
+key Tab Tab Tab                   # server, username, password
+type_text "demo-password"
+key Return
+shot trust 2
+stop_app
+
+# 2. A busy room, as ada (logged straight in with the prepared session).
+start_app "$WORK/ada" ada
+key ctrl+k
+type_text "physics-lab"
+key Return
+shot busy-room 2
+
+# 3. A direct message conversation.
+key ctrl+k
+type_text "bob"
+key Return
+shot dm 2
+
+# 4. The browse dialog (the button at the top of the rooms sidebar).
+BROWSE_XY="${BROWSE_XY:-118 38}"
+# shellcheck disable=SC2086
+xdotool mousemove $BROWSE_XY click 1
+shot browse 2
+key Escape
+
+# 5. The busy room in the light theme (the status bar's theme switch cycles
+#    system → dark → light).
+stop_app
+start_app "$WORK/ada" ada
+key ctrl+k
+type_text "physics-lab"
+key Return
+THEME_XY="${THEME_XY:-1232 787}"
+# shellcheck disable=SC2086
+xdotool mousemove $THEME_XY click 1
+sleep 0.5
+# shellcheck disable=SC2086
+xdotool mousemove $THEME_XY click 1
+shot light 2
+stop_app
+exec 3>&-
+echo "screenshots in $OUT/"

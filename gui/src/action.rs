@@ -1,0 +1,91 @@
+//! What the user asked for during a frame. Views return these; the app applies them all
+//! at the end of the frame (`ClassChatApp::apply`), so no view changes shared state or
+//! talks to the network while the frame is being laid out.
+
+use classchat_wire::{Conv, Fingerprint};
+
+use crate::app::ThemeChoice;
+use crate::ui::dialogs::Dialog;
+
+#[must_use = "an action does nothing until the app applies it"]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    // ---- connect screen --------------------------------------------------------------
+    /// Log in (or register) with what is in the connect form.
+    LogIn {
+        register: bool,
+    },
+    CancelLogin,
+    /// The user accepted this server key.
+    TrustServer {
+        addr: String,
+        fingerprint: Fingerprint,
+    },
+    /// The user refused the key: nothing is saved, nothing is sent.
+    RejectServer,
+
+    // ---- navigation ------------------------------------------------------------------
+    Select(Conv),
+    /// Alt+Up / Alt+Down: the previous or next conversation in the sidebar.
+    SelectRelative(i32),
+    OpenDm(String),
+    OpenDialog(Dialog),
+    CloseDialog,
+
+    // ---- rooms -----------------------------------------------------------------------
+    CreateRoom {
+        name: String,
+        topic: String,
+        password: Option<String>,
+    },
+    RefreshRooms,
+    JoinRoom {
+        name: String,
+        password: Option<String>,
+    },
+    LeaveRoom(String),
+    RoomAdmin(AdminOp),
+
+    // ---- messages --------------------------------------------------------------------
+    Send {
+        conv: Conv,
+        text: String,
+    },
+    Broadcast(String),
+    LoadOlder(Conv),
+    RetryPending(u64),
+    /// Drop a failed message and put its text back in the composer.
+    DiscardPending(u64),
+
+    // ---- settings --------------------------------------------------------------------
+    SetTheme(ThemeChoice),
+    SetNotifications(bool),
+    LogOut,
+}
+
+/// What a room admin can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminOp {
+    Kick { room: String, user: String },
+    Ban { room: String, user: String },
+    Unban { room: String, user: String },
+    ListBans { room: String },
+    SetTopic { room: String, topic: String },
+    SetPassword { room: String, password: Option<String> },
+    HandOver { room: String, user: String },
+}
+
+impl AdminOp {
+    pub fn into_request(self) -> classchat_wire::Request {
+        use classchat_wire::Request;
+        match self {
+            AdminOp::Kick { room, user } => Request::Kick { room, user },
+            AdminOp::Ban { room, user } => Request::Ban { room, user },
+            AdminOp::Unban { room, user } => Request::Unban { room, user },
+            AdminOp::ListBans { room } => Request::ListBans { room },
+            AdminOp::SetTopic { room, topic } => Request::SetTopic { room, topic },
+            AdminOp::SetPassword { room, password } => Request::SetRoomPassword { room, password },
+            AdminOp::HandOver { room, user } => Request::HandOverAdmin { room, user },
+        }
+    }
+}

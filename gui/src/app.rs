@@ -1,0 +1,758 @@
+//! The eframe app. [`Settings`] is what eframe persists (no secrets); everything else is
+//! runtime state rebuilt at every start: the net handle, the model, the views' state.
+//!
+//! Every frame: drain the net events into the model, show the panels (each returns the
+//! actions the user took), then apply those actions in one place.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use classchat_wire::{Conv, Event, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::action::{Action, AdminOp};
+use crate::local::LocalStore;
+use crate::model::{Model, Notice, NoticeReason, Source};
+use crate::net::{self, Backoff, Command, ConnState, NetEvent, NetHandle, RequestError, TrustPrompt};
+use crate::ui;
+use crate::ui::chat_view::{ChatViewState, HISTORY_PAGE};
+use crate::ui::composer::ComposerState;
+use crate::ui::dialogs::Dialog;
+use crate::ui::login::LoginForm;
+use crate::ui::members::MembersState;
+
+/// How long an information banner stays up.
+const BANNER_TIME: Duration = Duration::from_secs(8);
+
+/// Light, dark, or whatever the desktop uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ThemeChoice {
+    #[default]
+    System,
+    Light,
+    Dark,
+}
+
+impl From<ThemeChoice> for egui::ThemePreference {
+    fn from(t: ThemeChoice) -> Self {
+        match t {
+            ThemeChoice::System => egui::ThemePreference::System,
+            ThemeChoice::Light => egui::ThemePreference::Light,
+            ThemeChoice::Dark => egui::ThemePreference::Dark,
+        }
+    }
+}
+
+/// Persisted through `eframe::Storage`. Never the password, a token or a key: those live
+/// in files of their own (see [`crate::local`]). The window size is persisted by eframe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub server: String,
+    pub username: String,
+    pub theme: ThemeChoice,
+    pub notifications: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: format!("127.0.0.1:{}", net::DEFAULT_PORT),
+            username: String::new(),
+            theme: ThemeChoice::System,
+            notifications: true,
+        }
+    }
+}
+
+/// How this run of the app is set up (command line, tests). Not persisted.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub data_dir: PathBuf,
+    /// `--server`: overrides the remembered server address.
+    pub server: Option<String>,
+    /// `--user`: overrides the remembered username.
+    pub user: Option<String>,
+    pub runtime: tokio::runtime::Handle,
+    /// Log in with the saved session at start-up, if there is one.
+    pub auto_resume: bool,
+    /// Whether OS notifications may be shown at all (off in tests).
+    pub allow_notifications: bool,
+    pub backoff: Backoff,
+}
+
+impl AppConfig {
+    pub fn new(data_dir: PathBuf, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            data_dir,
+            server: None,
+            user: None,
+            runtime,
+            auto_resume: true,
+            allow_notifications: true,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Login,
+    Main,
+}
+
+#[derive(Debug)]
+struct Banner {
+    text: String,
+    error: bool,
+    until: Instant,
+}
+
+pub struct ClassChatApp {
+    pub settings: Settings,
+    config: AppConfig,
+    net: NetHandle,
+    events: Receiver<NetEvent>,
+    pub model: Model,
+    pub conn: ConnState,
+    pub screen: Screen,
+    login: LoginForm,
+    trust: Option<TrustPrompt>,
+    trust_ack: bool,
+    pub dialog: Option<Dialog>,
+    composer: ComposerState,
+    chat: ChatViewState,
+    members: MembersState,
+    banner: Option<Banner>,
+    /// Between a login and `CaughtUp`, messages are catch-up, not live.
+    catching_up: bool,
+    applied_theme: Option<ThemeChoice>,
+    focused: bool,
+}
+
+impl std::fmt::Debug for ClassChatApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassChatApp")
+            .field("screen", &self.screen)
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClassChatApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, config: AppConfig) -> Self {
+        let mut settings: Settings =
+            cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
+        if let Some(server) = &config.server {
+            settings.server = server.clone();
+        }
+        if let Some(user) = &config.user {
+            settings.username = user.clone();
+        }
+        let ctx = cc.egui_ctx.clone();
+        let (net, events) =
+            net::spawn(&config.runtime, LocalStore::new(&config.data_dir), config.backoff, move || {
+                ctx.request_repaint()
+            });
+        let login = LoginForm {
+            server: settings.server.clone(),
+            username: settings.username.clone(),
+            ..LoginForm::default()
+        };
+        let mut app = Self {
+            settings,
+            config,
+            net,
+            events,
+            model: Model::new(),
+            conn: ConnState::Offline,
+            screen: Screen::Login,
+            login,
+            trust: None,
+            trust_ack: false,
+            dialog: None,
+            composer: ComposerState::default(),
+            chat: ChatViewState::default(),
+            members: MembersState::default(),
+            banner: None,
+            catching_up: false,
+            applied_theme: None,
+            focused: true,
+        };
+        if app.config.auto_resume && !app.settings.username.is_empty() && !app.settings.server.is_empty() {
+            app.login.busy = true;
+            app.net.send(Command::Resume {
+                addr: app.settings.server.clone(),
+                username: app.settings.username.clone(),
+            });
+        }
+        app
+    }
+
+    /// The trust prompt currently shown, if any.
+    pub fn trust_prompt(&self) -> Option<&TrustPrompt> {
+        self.trust.as_ref()
+    }
+
+    pub fn chat_view(&self) -> &ChatViewState {
+        &self.chat
+    }
+
+    // ---- net events -------------------------------------------------------------------
+
+    fn drain_events(&mut self) {
+        while let Ok(ev) = self.events.try_recv() {
+            self.on_net_event(ev);
+        }
+    }
+
+    fn on_net_event(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::State(state) => {
+                self.model.set_in_flight_state(state.is_online());
+                if state == ConnState::Offline && self.screen == Screen::Login {
+                    self.login.busy = false;
+                }
+                self.conn = state;
+            }
+            NetEvent::LoginFailed { field, message } => {
+                self.login.busy = false;
+                self.login.set_error(field, message);
+            }
+            NetEvent::Trust(prompt) => {
+                self.login.busy = false;
+                self.trust_ack = false;
+                self.trust = Some(prompt);
+            }
+            NetEvent::NeedPassword => {
+                self.login.busy = false;
+                self.screen = Screen::Login;
+            }
+            NetEvent::LoggedIn { addr, welcome, resumed } => {
+                let reconnect = self.screen == Screen::Main && resumed;
+                if !self.model.is_me(&welcome.user) {
+                    self.chat.clear();
+                }
+                self.model.on_welcome(&welcome);
+                self.settings.server = addr;
+                self.settings.username = welcome.user.clone();
+                self.login.password.clear();
+                self.login.busy = false;
+                self.login.clear_errors();
+                self.login.notice = None;
+                self.screen = Screen::Main;
+                self.catching_up = true;
+                if reconnect {
+                    self.show_banner("Reconnected.", false);
+                }
+                self.request(Request::ListUsers);
+                if let Some(Conv::Room { name }) = self.model.current.clone() {
+                    self.request(Request::RoomMembers { name });
+                }
+                self.composer.focus = true;
+            }
+            NetEvent::LoggedOut { reason } => {
+                self.screen = Screen::Login;
+                self.login.busy = false;
+                self.login.notice = reason;
+                self.login.server = self.settings.server.clone();
+                self.login.username = self.settings.username.clone();
+                self.model = Model::new();
+                self.chat.clear();
+                self.dialog = None;
+            }
+            NetEvent::Server(ev) => self.on_server_event(ev),
+            NetEvent::Reply { request, result } => self.on_reply(request, result),
+            NetEvent::Sent { local_id, id, ts } => self.model.on_sent(local_id, id, ts),
+            NetEvent::SendFailed { local_id, reason } => self.model.on_send_failed(local_id, reason),
+        }
+    }
+
+    fn on_server_event(&mut self, ev: Event) {
+        match ev {
+            Event::Message { message } => {
+                let source = if self.catching_up { Source::CatchUp } else { Source::Live };
+                if let Some(notice) = self.model.on_message(message, source)
+                    && source == Source::Live
+                {
+                    self.notify(&notice);
+                }
+            }
+            Event::CaughtUp => self.catching_up = false,
+            Event::Presence { user, online } => self.model.on_presence(&user, online),
+            Event::RemovedFromRoom { room, reason } => {
+                self.model.on_removed(&room, &reason);
+                let text = self
+                    .model
+                    .conversation(&Conv::room(room.as_str()))
+                    .and_then(|c| c.removed.clone())
+                    .unwrap_or_default();
+                self.show_banner(text, true);
+            }
+            Event::KeyChanged { user } => {
+                // End-to-end encryption (a later issue) verifies keys and warns in the
+                // conversation; until then the app only logs it.
+                tracing::info!(%user, "a contact's identity key changed");
+            }
+            Event::Disconnect { reason } => {
+                self.show_banner(format!("The server closed the connection: {reason}"), true)
+            }
+        }
+    }
+
+    fn notify(&self, notice: &Notice) {
+        if self.focused || !self.settings.notifications || !self.config.allow_notifications {
+            return;
+        }
+        let summary = match notice.reason {
+            NoticeReason::DirectMessage => format!("{} (direct message)", notice.from),
+            NoticeReason::Mention => {
+                format!("{} mentioned you in {}", notice.from, ui::conv_title(&notice.conv))
+            }
+            NoticeReason::Announcement => format!("Announcement from {}", notice.from),
+        };
+        let body: String = notice.text.chars().take(200).collect();
+        self.net.send(Command::Notify { summary, body });
+    }
+
+    fn on_reply(&mut self, request: Request, result: Result<Response, RequestError>) {
+        match (request, result) {
+            (_, Ok(Response::Rooms { rooms })) => {
+                self.model.on_rooms(rooms);
+                if let Some(Dialog::Browse(b)) = &mut self.dialog {
+                    b.error = None;
+                }
+            }
+            (Request::CreateRoom { .. } | Request::JoinRoom { .. }, Ok(Response::Room { room })) => {
+                let conv = Conv::room(room.name.as_str());
+                self.model.on_joined(room);
+                self.dialog = None;
+                self.select(conv);
+            }
+            (Request::CreateRoom { .. }, Err(e)) => match &mut self.dialog {
+                Some(Dialog::CreateRoom(form)) => {
+                    form.busy = false;
+                    match e.code {
+                        Some(classchat_wire::ErrorCode::RoomExists) => {
+                            form.name_error =
+                                Some("A room with this name exists; browse rooms to join it.".into());
+                        }
+                        Some(classchat_wire::ErrorCode::InvalidRoomName) => {
+                            form.name_error = Some(e.message);
+                        }
+                        _ => form.other_error = Some(e.message),
+                    }
+                }
+                _ => self.show_banner(format!("Could not create the room: {e}"), true),
+            },
+            (Request::JoinRoom { name, .. }, Err(e)) => {
+                let message = match e.code {
+                    Some(code) => net::refusal_text(code, &e.message),
+                    None => e.message,
+                };
+                match &mut self.dialog {
+                    Some(Dialog::JoinLocked(form)) if form.room == name => {
+                        form.busy = false;
+                        form.error = Some(message);
+                    }
+                    Some(Dialog::Browse(b)) => {
+                        b.joining = None;
+                        b.error = Some(format!("#{name}: {message}"));
+                    }
+                    _ => self.show_banner(format!("Could not join #{name}: {message}"), true),
+                }
+            }
+            (Request::LeaveRoom { name }, Ok(_)) => {
+                self.model.on_left(&name);
+                self.chat.forget(&Conv::room(name.as_str()));
+                self.show_banner(format!("You left #{name}."), false);
+            }
+            (_, Ok(Response::Members { room, members })) => self.model.on_members(&room, members),
+            (Request::ListUsers, Ok(Response::Users { users })) => self.model.on_users(users),
+            (_, Ok(Response::History { conv, messages, more })) => {
+                self.model.on_history(&conv, messages, more)
+            }
+            (Request::History { conv, .. }, Err(e)) => {
+                let c = self.model.conversation_mut(&conv);
+                c.loading_older = false;
+                // Do not ask again in a loop; scrolling up after a reconnect retries.
+                c.more_history = e.code.is_none();
+                if e.code.is_some() {
+                    self.show_banner(format!("Could not load older messages: {e}"), true);
+                }
+            }
+            (_, Ok(Response::Bans { room, users })) => {
+                if let Some(Dialog::RoomSettings(form)) = &mut self.dialog
+                    && form.room == room
+                {
+                    form.bans = Some(users);
+                }
+            }
+            (request @ (Request::Kick { .. } | Request::Ban { .. } | Request::Unban { .. }), Ok(_)) => {
+                let (room, text) = match &request {
+                    Request::Kick { room, user } => {
+                        (room.clone(), format!("{user} was removed from #{room}."))
+                    }
+                    Request::Ban { room, user } => (room.clone(), format!("{user} is banned from #{room}.")),
+                    Request::Unban { room, user } => {
+                        (room.clone(), format!("{user} may join #{room} again."))
+                    }
+                    _ => (String::new(), String::new()),
+                };
+                self.request(Request::RoomMembers { name: room.clone() });
+                if let Some(Dialog::RoomSettings(form)) = &mut self.dialog {
+                    form.info = Some(text);
+                    self.request(Request::ListBans { room });
+                } else {
+                    self.show_banner(text, false);
+                }
+            }
+            (
+                Request::SetTopic { room, .. }
+                | Request::SetRoomPassword { room, .. }
+                | Request::HandOverAdmin { room, .. },
+                Ok(_),
+            ) => {
+                if let Some(Dialog::RoomSettings(form)) = &mut self.dialog {
+                    form.error = None;
+                    form.info = Some("Saved.".into());
+                }
+                self.request(Request::RoomMembers { name: room });
+            }
+            (
+                Request::Kick { .. }
+                | Request::Ban { .. }
+                | Request::Unban { .. }
+                | Request::ListBans { .. }
+                | Request::SetTopic { .. }
+                | Request::SetRoomPassword { .. }
+                | Request::HandOverAdmin { .. },
+                Err(e),
+            ) => {
+                let message = e.code.map(|c| net::refusal_text(c, &e.message)).unwrap_or(e.message);
+                match &mut self.dialog {
+                    Some(Dialog::RoomSettings(form)) => form.error = Some(message),
+                    _ => self.show_banner(message, true),
+                }
+            }
+            (
+                Request::Ping | Request::OnlineUsers | Request::RoomMembers { .. } | Request::ListRooms,
+                Err(e),
+            ) => {
+                tracing::debug!("background request failed: {e}");
+            }
+            (request, Err(e)) => {
+                tracing::debug!(?request, "request failed: {e}");
+                self.show_banner(e.message, true);
+            }
+            (_, Ok(_)) => {}
+        }
+    }
+
+    fn request(&self, request: Request) {
+        self.net.send(Command::Request(request));
+    }
+
+    fn show_banner(&mut self, text: impl Into<String>, error: bool) {
+        self.banner = Some(Banner { text: text.into(), error, until: Instant::now() + BANNER_TIME });
+    }
+
+    fn select(&mut self, conv: Conv) {
+        if let Conv::Room { name } = &conv {
+            self.request(Request::RoomMembers { name: name.clone() });
+        }
+        self.model.select(conv);
+        self.members.expanded = None;
+        self.composer.focus = true;
+    }
+
+    // ---- actions ----------------------------------------------------------------------
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::LogIn { register } => {
+                if self.login.validate(register) {
+                    self.login.busy = true;
+                    self.login.last_register = register;
+                    self.login.username = self.login.username.trim().to_owned();
+                    self.settings.server = net::normalize_addr(&self.login.server);
+                    self.login.server = self.settings.server.clone();
+                    self.settings.username = self.login.username.clone();
+                    self.net.send(Command::LogIn {
+                        addr: self.settings.server.clone(),
+                        username: self.login.username.clone(),
+                        password: self.login.password.clone(),
+                        register,
+                    });
+                }
+            }
+            Action::CancelLogin => {
+                self.login.busy = false;
+                self.net.send(Command::CancelLogin);
+            }
+            Action::TrustServer { addr, fingerprint } => {
+                self.trust = None;
+                self.net.send(Command::TrustServer { addr: addr.clone(), fingerprint });
+                // Carry on with what the prompt interrupted.
+                if self.screen == Screen::Login && !self.login.password.is_empty() {
+                    self.login.busy = true;
+                    self.net.send(Command::LogIn {
+                        addr,
+                        username: self.login.username.clone(),
+                        password: self.login.password.clone(),
+                        register: self.login.last_register,
+                    });
+                } else {
+                    self.login.busy = true;
+                    self.net.send(Command::Resume { addr, username: self.settings.username.clone() });
+                }
+            }
+            Action::RejectServer => {
+                let changed = self.trust.as_ref().is_some_and(|t| t.changed_from.is_some());
+                self.trust = None;
+                self.login.busy = false;
+                self.login.set_error(
+                    net::Field::Server,
+                    if changed {
+                        "Refused: the server's key has changed. Nothing was sent.".into()
+                    } else {
+                        "Not connected: the server's key was not trusted. Nothing was sent.".into()
+                    },
+                );
+            }
+            Action::Select(conv) => self.select(conv),
+            Action::SelectRelative(delta) => {
+                let order = self.model.ordered_conversations();
+                if order.is_empty() {
+                    return;
+                }
+                let at =
+                    self.model.current.as_ref().and_then(|c| order.iter().position(|o| o == c)).unwrap_or(0);
+                let len = order.len() as i64;
+                let next = (at as i64 + i64::from(delta)).rem_euclid(len) as usize;
+                if let Some(conv) = order.get(next) {
+                    self.select(conv.clone());
+                }
+            }
+            Action::OpenDm(user) => {
+                if !self.model.is_me(&user) {
+                    self.select(Conv::direct(user));
+                }
+            }
+            Action::OpenDialog(dialog) => {
+                if matches!(dialog, Dialog::Browse(_)) {
+                    self.request(Request::ListRooms);
+                }
+                self.dialog = Some(dialog);
+            }
+            Action::CloseDialog => self.dialog = None,
+            Action::CreateRoom { name, topic, password } => {
+                self.request(Request::CreateRoom { name, topic, password });
+            }
+            Action::RefreshRooms => self.request(Request::ListRooms),
+            Action::JoinRoom { name, password } => self.request(Request::JoinRoom { name, password }),
+            Action::LeaveRoom(name) => self.request(Request::LeaveRoom { name }),
+            Action::RoomAdmin(op) => {
+                if let AdminOp::SetPassword { .. } | AdminOp::SetTopic { .. } = &op
+                    && let Some(Dialog::RoomSettings(form)) = &mut self.dialog
+                {
+                    form.info = None;
+                    form.error = None;
+                }
+                self.request(op.into_request());
+            }
+            Action::Send { conv, text } => self.send(conv, text),
+            Action::Broadcast(text) => {
+                if let Some(current) = self.model.current.clone() {
+                    self.composer.clear(&current);
+                }
+                self.send(Conv::Announcements, text);
+            }
+            Action::LoadOlder(conv) => {
+                let c = self.model.conversation_mut(&conv);
+                if c.loading_older || !c.more_history {
+                    return;
+                }
+                c.loading_older = true;
+                let before = c.oldest_id();
+                self.request(Request::History { conv, before, limit: HISTORY_PAGE });
+            }
+            Action::RetryPending(local_id) => {
+                if let Some((conv, text)) = self.model.take_pending(local_id) {
+                    self.send(conv, text);
+                }
+            }
+            Action::DiscardPending(local_id) => {
+                self.net.send(Command::Unsend { local_id });
+                if let Some((conv, text)) = self.model.take_pending(local_id) {
+                    let draft = self.composer.draft(&conv);
+                    let text = if draft.is_empty() { text } else { format!("{text}\n{draft}") };
+                    self.composer.set_draft(&conv, text);
+                    self.composer.focus = true;
+                }
+            }
+            Action::SetTheme(theme) => self.settings.theme = theme,
+            Action::SetNotifications(on) => self.settings.notifications = on,
+            Action::LogOut => {
+                self.net.send(Command::LogOut);
+                self.settings.username.clear();
+                self.login.username.clear();
+            }
+        }
+    }
+
+    fn send(&mut self, conv: Conv, text: String) {
+        if let Some(me) = &self.model.me {
+            let limit = me.limits.max_message_len as usize;
+            let len = match conv {
+                Conv::Direct { .. } => crate::dm::encode_dm(&text).len(),
+                _ => text.len(),
+            };
+            if len > limit {
+                self.show_banner(
+                    format!("That message is {len} bytes; the server takes at most {limit}. It is still in the composer."),
+                    true,
+                );
+                return;
+            }
+        }
+        if conv != Conv::Announcements {
+            self.composer.clear(&conv);
+        }
+        let local_id = self.model.queue_send(&conv, text.clone());
+        self.net.send(Command::Send { local_id, conv, text });
+    }
+
+    // ---- the frame ----------------------------------------------------------------------
+
+    fn shortcuts(&mut self, ctx: &egui::Context, actions: &mut Vec<Action>) {
+        use egui::{Key, Modifiers};
+        if self.screen != Screen::Main {
+            return;
+        }
+        let (switcher, up, down) = ctx.input_mut(|i| {
+            (
+                i.consume_key(Modifiers::COMMAND, Key::K),
+                i.consume_key(Modifiers::ALT, Key::ArrowUp),
+                i.consume_key(Modifiers::ALT, Key::ArrowDown),
+            )
+        });
+        if switcher {
+            actions.push(Action::OpenDialog(Dialog::Switcher(Default::default())));
+        }
+        if self.dialog.is_none() {
+            if up {
+                actions.push(Action::SelectRelative(-1));
+            }
+            if down {
+                actions.push(Action::SelectRelative(1));
+            }
+        }
+    }
+
+    fn show_banner_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(banner) = &self.banner else { return };
+        let now = Instant::now();
+        if now >= banner.until {
+            self.banner = None;
+            return;
+        }
+        ui.ctx().request_repaint_after(banner.until - now);
+        let color = if banner.error { ui.visuals().error_fg_color } else { ui.visuals().hyperlink_color };
+        let mut close = false;
+        egui::Frame::new().fill(color.gamma_multiply(0.12)).inner_margin(6.0).corner_radius(4.0).show(
+            ui,
+            |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(egui::RichText::new(&banner.text).color(color));
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        close = ui.small_button("❌").clicked();
+                    });
+                });
+            },
+        );
+        if close {
+            self.banner = None;
+        }
+    }
+
+    /// One frame of the whole app (what `eframe::App::ui` calls).
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.drain_events();
+        self.focused = ctx.input(|i| i.focused);
+        if self.applied_theme != Some(self.settings.theme) {
+            ctx.set_theme(self.settings.theme);
+            self.applied_theme = Some(self.settings.theme);
+        }
+        let mut actions = Vec::new();
+        self.shortcuts(&ctx, &mut actions);
+
+        match self.screen {
+            Screen::Login => {
+                egui::CentralPanel::default().show(ui, |ui| {
+                    actions.extend(ui::login::show(ui, &mut self.login, &self.conn));
+                });
+            }
+            Screen::Main => {
+                egui::Panel::bottom("status").show(ui, |ui| {
+                    actions.extend(ui::status_bar::show(ui, &self.model, &self.conn, self.settings.theme));
+                });
+                egui::Panel::left("rooms").resizable(true).default_size(210.0).min_size(150.0).show(
+                    ui,
+                    |ui| {
+                        actions.extend(ui::rooms::show(ui, &self.model));
+                    },
+                );
+                egui::Panel::right("members").resizable(true).default_size(210.0).min_size(150.0).show(
+                    ui,
+                    |ui| {
+                        actions.extend(ui::members::show(ui, &self.model, &mut self.members));
+                    },
+                );
+                egui::Panel::bottom("composer").show(ui, |ui| {
+                    actions.extend(ui::composer::show(ui, &self.model, &mut self.composer, &self.conn));
+                    ui.add_space(4.0);
+                });
+                egui::CentralPanel::default().show(ui, |ui| {
+                    self.show_banner_ui(ui);
+                    actions.extend(ui::chat_view::show(
+                        ui,
+                        &self.model,
+                        &mut self.chat,
+                        self.conn.is_online(),
+                    ));
+                });
+                if let Some(dialog) = &mut self.dialog {
+                    actions.extend(ui::dialogs::show(&ctx, dialog, &self.model, &self.settings));
+                }
+            }
+        }
+        if let Some(prompt) = &self.trust {
+            actions.extend(ui::trust::show(&ctx, prompt, &mut self.trust_ack));
+        }
+        // Countdowns in the status bar and the composer tick once a second.
+        if matches!(self.conn, ConnState::Reconnecting { .. }) {
+            ctx.request_repaint_after(Duration::from_millis(500));
+        }
+        for action in actions {
+            self.apply(action);
+        }
+    }
+}
+
+impl eframe::App for ClassChatApp {
+    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        // Drain here too, so events do not pile up while the window is hidden.
+        self.drain_events();
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.frame(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+    }
+}

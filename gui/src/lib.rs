@@ -1,0 +1,25 @@
+//! ClassChat's desktop app: an eframe/egui client for the ClassChat server.
+//!
+//! The UI thread never blocks and never touches a socket. A tokio runtime owns the
+//! connection (through `classchat-wire`'s client); the UI sends [`net::Command`]s down a
+//! channel and the net task sends [`net::NetEvent`]s back, waking the UI each time.
+//!
+//! # Layout
+//! - [`app`]: the eframe app: persisted settings, runtime state, the per-frame loop that
+//!   drains net events, shows the panels and applies the actions they return.
+//! - [`action`]: everything a view can ask for, applied once at the end of a frame.
+//! - [`net`]: the net task: login, reconnect with backoff, the outbox of unsent messages.
+//! - [`model`]: conversations, messages by id, members, presence, unread counts.
+//! - [`local`]: files under the data dir: known servers, resume tokens, device id.
+//! - [`dm`]: how a direct-message text becomes the opaque bytes the server stores.
+//! - [`ui`]: one file per panel and dialog; views read state and return actions.
+
+pub mod action;
+pub mod app;
+pub mod dm;
+pub mod local;
+pub mod model;
+pub mod net;
+pub mod ui;
+
+pub use app::{AppConfig, ClassChatApp, Settings};

@@ -1,0 +1,155 @@
+//! Files the app keeps under its data directory. Secrets live here, each in a file of
+//! its own with owner-only (0600) permissions, and never in the eframe settings:
+//!
+//! - `known_servers`: server key fingerprints (trust on first use), see
+//!   [`classchat_wire::KnownServers`];
+//! - `resume_tokens`: one line per server and user, `host:port username hex-token`;
+//! - `device_id`: a random id that names this installation to the server.
+//!
+//! Everything here does blocking file I/O: call it from the net task's blocking pool,
+//! never from the UI thread.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use classchat_wire::KnownServers;
+use classchat_wire::fingerprint::write_private;
+
+/// The app's data directory and the files in it.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The per-user data directory (`~/.local/share/classchat` on Linux).
+    pub fn default_dir() -> Option<PathBuf> {
+        directories::ProjectDirs::from("org", "ClassChat", "classchat").map(|d| d.data_dir().to_path_buf())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn known_servers_path(&self) -> PathBuf {
+        self.dir.join("known_servers")
+    }
+
+    /// The known-servers store; a missing file is an empty store.
+    pub fn known_servers(&self) -> classchat_wire::Result<KnownServers> {
+        KnownServers::load(self.known_servers_path())
+    }
+
+    /// This installation's device id, created on first use.
+    pub fn device_id(&self) -> io::Result<String> {
+        let path = self.dir.join("device_id");
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let nonce = classchat_wire::crypto::random_nonce();
+        let id = format!("desktop-{}", hex::encode(&nonce[..12]));
+        self.ensure_dir()?;
+        write_private(&path, format!("{id}\n").as_bytes())?;
+        Ok(id)
+    }
+
+    /// The resume token saved for `user` on `addr`, if any.
+    pub fn resume_token(&self, addr: &str, user: &str) -> Option<Vec<u8>> {
+        let text = std::fs::read_to_string(self.tokens_path()).ok()?;
+        parse_tokens(&text)
+            .into_iter()
+            .find(|(a, u, _)| a == addr && u.eq_ignore_ascii_case(user))
+            .map(|(_, _, token)| token)
+    }
+
+    /// Saves (or with `None`, forgets) the resume token of `user` on `addr`.
+    pub fn set_resume_token(&self, addr: &str, user: &str, token: Option<&[u8]>) -> io::Result<()> {
+        let text = match std::fs::read_to_string(self.tokens_path()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let mut entries = parse_tokens(&text);
+        entries.retain(|(a, u, _)| !(a == addr && u.eq_ignore_ascii_case(user)));
+        if let Some(token) = token {
+            entries.push((addr.to_owned(), user.to_owned(), token.to_vec()));
+        }
+        let mut out = String::from("# ClassChat resume tokens: host:port username token\n");
+        for (a, u, t) in &entries {
+            out.push_str(&format!("{a} {u} {}\n", hex::encode(t)));
+        }
+        self.ensure_dir()?;
+        write_private(&self.tokens_path(), out.as_bytes())
+    }
+
+    fn tokens_path(&self) -> PathBuf {
+        self.dir.join("resume_tokens")
+    }
+
+    fn ensure_dir(&self) -> io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+}
+
+/// Lines of `host:port username hex`; anything malformed is skipped (the file is ours and
+/// is rewritten whole, so a bad line can only come from a crash or a hand edit).
+fn parse_tokens(text: &str) -> Vec<(String, String, Vec<u8>)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (addr, user, token) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((addr.to_owned(), user.to_owned(), hex::decode(token).ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_kept_per_server_and_user_in_a_private_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().join("data"));
+        assert_eq!(store.resume_token("lab:7420", "alice"), None);
+        store.set_resume_token("lab:7420", "alice", Some(b"tok-a")).expect("save");
+        store.set_resume_token("lab:7420", "bob", Some(b"tok-b")).expect("save");
+        store.set_resume_token("other:7420", "alice", Some(b"tok-c")).expect("save");
+        assert_eq!(store.resume_token("lab:7420", "Alice").as_deref(), Some(&b"tok-a"[..]));
+        store.set_resume_token("lab:7420", "alice", Some(b"tok-a2")).expect("replace");
+        assert_eq!(store.resume_token("lab:7420", "alice").as_deref(), Some(&b"tok-a2"[..]));
+        store.set_resume_token("lab:7420", "alice", None).expect("forget");
+        assert_eq!(store.resume_token("lab:7420", "alice"), None);
+        assert_eq!(store.resume_token("lab:7420", "bob").as_deref(), Some(&b"tok-b"[..]));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.tokens_path()).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn device_id_is_stable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path());
+        let id = store.device_id().expect("create");
+        assert!(id.starts_with("desktop-"));
+        assert_eq!(store.device_id().expect("read"), id);
+    }
+}

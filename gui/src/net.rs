@@ -1,0 +1,945 @@
+//! The net task: the only code that talks to the server.
+//!
+//! It runs on the tokio runtime and owns the [`Client`]. The UI sends [`Command`]s through
+//! a [`NetHandle`] (never blocking) and receives [`NetEvent`]s from a std channel that it
+//! drains every frame; after each event the task calls `ctx.request_repaint()` so the UI
+//! wakes up.
+//!
+//! Resilience: when the connection drops, the task reconnects with exponential backoff
+//! and logs in again with the resume token (no password, no Argon2). Messages the user
+//! sent stay in an outbox until the server acknowledges them; after a reconnect they go
+//! out again, in order, once the catch-up is complete.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use classchat_wire::{
+    Client, ClientConfig, Conv, Error as WireError, ErrorCode, Event, Fingerprint, MessageId, Request,
+    Response, Timestamp, TrustPolicy, Welcome,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::dm;
+use crate::local::LocalStore;
+
+/// Port used when the address the user typed has none.
+pub const DEFAULT_PORT: u16 = 7420;
+/// After a reconnect, resend waits for the catch-up to finish, but never longer than this.
+const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
+/// How often a rate-limited message is retried before it is reported as failed.
+const RATE_LIMIT_RETRIES: u32 = 10;
+
+/// What the UI asks the net task to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Log in (or register) with a password, from the connect screen.
+    LogIn { addr: String, username: String, password: String, register: bool },
+    /// Log in with the saved resume token, if there is one (at start-up).
+    Resume { addr: String, username: String },
+    /// Stop a login that is still connecting.
+    CancelLogin,
+    /// The user accepted this key for this server (first contact, or a changed key).
+    TrustServer { addr: String, fingerprint: Fingerprint },
+    /// One of the user's messages; `local_id` ties the acknowledgement to it.
+    Send { local_id: u64, conv: Conv, text: String },
+    /// Drop an unsent message from the outbox (the user discarded it).
+    Unsend { local_id: u64 },
+    /// Any other request; the reply comes back as [`NetEvent::Reply`] with the request.
+    Request(Request),
+    /// Show an OS notification (D-Bus is blocking, so it happens here, not on the UI).
+    Notify { summary: String, body: String },
+    /// Log out: the server forgets this device's token, and so does the app.
+    LogOut,
+}
+
+/// What the net task tells the UI.
+#[derive(Debug)]
+pub enum NetEvent {
+    State(ConnState),
+    /// A login from the connect screen failed; `field` says where to show it.
+    LoginFailed {
+        field: Field,
+        message: String,
+    },
+    /// The server's key needs the user's decision.
+    Trust(TrustPrompt),
+    /// Logged in; `resumed` is true for a token login (a reconnect or a start-up resume).
+    LoggedIn {
+        addr: String,
+        welcome: Welcome,
+        resumed: bool,
+    },
+    /// There is no saved session to resume: show the connect screen.
+    NeedPassword,
+    /// The session is over for good (logged out, token refused, account banned).
+    LoggedOut {
+        reason: Option<String>,
+    },
+    Server(Event),
+    Reply {
+        request: Request,
+        result: Result<Response, RequestError>,
+    },
+    Sent {
+        local_id: u64,
+        id: MessageId,
+        ts: Timestamp,
+    },
+    SendFailed {
+        local_id: u64,
+        reason: String,
+    },
+}
+
+/// Connection state, for the status bar and the composer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    Offline,
+    Connecting {
+        addr: String,
+    },
+    Online {
+        addr: String,
+        server_name: String,
+    },
+    /// Waiting to try again; `retry_at` is when.
+    Reconnecting {
+        addr: String,
+        attempt: u32,
+        retry_at: Instant,
+        reason: String,
+    },
+}
+
+impl ConnState {
+    pub fn is_online(&self) -> bool {
+        matches!(self, ConnState::Online { .. })
+    }
+}
+
+/// Which connect-screen field an error belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Server,
+    Username,
+    Password,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustPrompt {
+    pub addr: String,
+    pub fingerprint: Fingerprint,
+    /// `Some(old)` when the server's key changed since we last saw it.
+    pub changed_from: Option<Fingerprint>,
+}
+
+/// A failed request, in words, with the server's code when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    pub code: Option<ErrorCode>,
+    pub message: String,
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<WireError> for RequestError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Server { code, message } => RequestError { code: Some(code), message },
+            WireError::Closed(_) => {
+                RequestError { code: None, message: "Not connected to the server.".into() }
+            }
+            other => RequestError { code: None, message: other.to_string() },
+        }
+    }
+}
+
+/// Reconnect delays: doubling from `min` up to `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { min: Duration::from_millis(500), max: Duration::from_secs(30) }
+    }
+}
+
+impl Backoff {
+    /// The delay before attempt `attempt` (1-based), with up to 20 % random jitter so a
+    /// classroom of clients does not reconnect in lockstep after a server restart.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.min.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max);
+        let jitter = f64::from(classchat_wire::crypto::random_nonce()[0]) / 255.0 * 0.2;
+        base.mul_f64(1.0 - jitter)
+    }
+}
+
+/// The UI's end of the command channel. Cheap to clone; sending never blocks.
+#[derive(Debug, Clone)]
+pub struct NetHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl NetHandle {
+    pub fn send(&self, cmd: Command) {
+        // The task ends only when every handle is gone, so this cannot fail while the UI
+        // holds one; if it ever did, there is nobody left to report it to.
+        if self.tx.send(cmd).is_err() {
+            tracing::warn!("net task is gone");
+        }
+    }
+}
+
+/// The net task's end of the event channel: every send wakes the UI.
+#[derive(Clone)]
+struct Sink {
+    tx: std::sync::mpsc::Sender<NetEvent>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Sink {
+    fn send(&self, ev: NetEvent) {
+        if self.tx.send(ev).is_ok() {
+            (self.wake)();
+        }
+    }
+}
+
+/// Starts the net task on `rt`. `wake` is called after every event (the app passes
+/// `ctx.request_repaint()`).
+pub fn spawn(
+    rt: &tokio::runtime::Handle,
+    store: LocalStore,
+    backoff: Backoff,
+    wake: impl Fn() + Send + Sync + 'static,
+) -> (NetHandle, std::sync::mpsc::Receiver<NetEvent>) {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let task = NetTask {
+        cmds: cmd_rx,
+        sink: Sink { tx: ev_tx, wake: Arc::new(wake) },
+        store,
+        backoff,
+        internal_tx,
+        internal_rx,
+        attempt_gen: 0,
+        phase: Phase::Idle,
+        target: None,
+        outbox: VecDeque::new(),
+        sending: None,
+        resend_gate: None,
+        caught_up_mine: Vec::new(),
+        trust_write: None,
+    };
+    rt.spawn(task.run());
+    (NetHandle { tx: cmd_tx }, ev_rx)
+}
+
+/// An unsent message.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    local_id: u64,
+    conv: Conv,
+    text: String,
+    /// It was on the wire when the connection dropped, so the server may have stored it.
+    maybe_delivered: bool,
+}
+
+/// Who we are logged in as, so a reconnect can log in again.
+#[derive(Debug, Clone)]
+struct Target {
+    addr: String,
+    username: String,
+}
+
+enum Phase {
+    Idle,
+    /// A connect attempt runs as its own task (so a cancel or a command is never stuck
+    /// behind a slow handshake); its result comes back as [`Internal::Connected`].
+    Connecting {
+        task: JoinHandle<()>,
+        reconnect: Option<u32>,
+    },
+    Online {
+        client: Client,
+        events: mpsc::Receiver<Event>,
+    },
+    /// Waiting for the next reconnect attempt.
+    Waiting {
+        attempt: u32,
+        until: tokio::time::Instant,
+    },
+}
+
+enum Internal {
+    Connected { generation: u64, result: Result<Session, ConnectError> },
+    SendDone { local_id: u64, result: Result<(MessageId, Timestamp), WireError> },
+}
+
+struct Session {
+    client: Client,
+    events: mpsc::Receiver<Event>,
+    welcome: Welcome,
+    addr: String,
+    /// Logged in with the resume token rather than the password.
+    resumed: bool,
+}
+
+#[derive(Debug)]
+enum ConnectError {
+    Trust(TrustPrompt),
+    /// The server could not be reached or the handshake failed.
+    Unreachable(String),
+    Server {
+        code: ErrorCode,
+        message: String,
+    },
+    /// No saved token for a resume.
+    NoToken,
+    Local(String),
+}
+
+enum Auth {
+    Password {
+        password: String,
+        register: bool,
+    },
+    /// The resume token saved for this server and user.
+    SavedToken,
+}
+
+struct NetTask {
+    cmds: mpsc::UnboundedReceiver<Command>,
+    sink: Sink,
+    store: LocalStore,
+    backoff: Backoff,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    /// Bumped for every connect attempt; results of older attempts are ignored.
+    attempt_gen: u64,
+    phase: Phase,
+    target: Option<Target>,
+    outbox: VecDeque<Outgoing>,
+    /// The outbox entry on the wire right now.
+    sending: Option<u64>,
+    /// After a reconnect, sending waits until the catch-up is over (or this deadline).
+    resend_gate: Option<tokio::time::Instant>,
+    /// Our own messages seen during the catch-up: (conversation, text, id, ts).
+    caught_up_mine: Vec<(Conv, String, MessageId, Timestamp)>,
+    /// A "trust this key" file write still under way.
+    trust_write: Option<JoinHandle<()>>,
+}
+
+enum Step {
+    Cmd(Option<Command>),
+    Internal(Option<Internal>),
+    ServerEvent(Option<Event>),
+    RetryDue,
+    GateOpen,
+}
+
+impl NetTask {
+    async fn run(mut self) {
+        loop {
+            let step = tokio::select! {
+                cmd = self.cmds.recv() => Step::Cmd(cmd),
+                msg = self.internal_rx.recv() => Step::Internal(msg),
+                step = phase_step(&mut self.phase) => step,
+                () = gate_due(self.resend_gate) => Step::GateOpen,
+            };
+            match step {
+                Step::Cmd(None) => break,
+                Step::Cmd(Some(cmd)) => self.on_command(cmd),
+                Step::Internal(Some(msg)) => self.on_internal(msg),
+                // We hold a sender ourselves, so this never ends.
+                Step::Internal(None) => {}
+                Step::ServerEvent(Some(ev)) => self.on_server_event(ev),
+                Step::ServerEvent(None) => self.on_connection_lost("connection lost".into()),
+                Step::RetryDue => self.reconnect(),
+                Step::GateOpen => {
+                    self.resend_gate = None;
+                    self.pump();
+                }
+            }
+        }
+        if let Phase::Online { client, .. } = &self.phase {
+            client.close().await;
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::LogIn { addr, username, password, register } => {
+                let addr = normalize_addr(&addr);
+                self.drop_session();
+                self.outbox.clear();
+                self.start_connect(addr, username, Auth::Password { password, register }, None);
+            }
+            Command::Resume { addr, username } => {
+                let addr = normalize_addr(&addr);
+                self.drop_session();
+                self.start_connect(addr, username, Auth::SavedToken, None);
+            }
+            Command::CancelLogin => {
+                if matches!(self.phase, Phase::Connecting { .. } | Phase::Waiting { .. }) {
+                    self.drop_session();
+                    self.target = None;
+                    self.sink.send(NetEvent::State(ConnState::Offline));
+                }
+            }
+            Command::TrustServer { addr, fingerprint } => {
+                let store = self.store.clone();
+                let addr = normalize_addr(&addr);
+                // A small file write; the blocking pool keeps the runtime's workers free.
+                // The next connect attempt waits for it, so it sees the new key.
+                self.trust_write = Some(tokio::task::spawn_blocking(move || {
+                    let result = store.known_servers().and_then(|mut ks| ks.trust(&addr, fingerprint));
+                    if let Err(e) = result {
+                        tracing::error!("could not save the server key: {e}");
+                    }
+                }));
+            }
+            Command::Send { local_id, conv, text } => {
+                self.outbox.push_back(Outgoing { local_id, conv, text, maybe_delivered: false });
+                self.pump();
+            }
+            Command::Unsend { local_id } => {
+                if self.sending != Some(local_id) {
+                    self.outbox.retain(|o| o.local_id != local_id);
+                }
+            }
+            Command::Request(request) => match &self.phase {
+                Phase::Online { client, .. } => {
+                    let client = client.clone();
+                    let sink = self.sink.clone();
+                    tokio::spawn(async move {
+                        let result = client.request(request.clone()).await.map_err(RequestError::from);
+                        sink.send(NetEvent::Reply { request, result });
+                    });
+                }
+                _ => self.sink.send(NetEvent::Reply {
+                    request,
+                    result: Err(RequestError { code: None, message: "Not connected to the server.".into() }),
+                }),
+            },
+            Command::Notify { summary, body } => {
+                tokio::task::spawn_blocking(move || {
+                    let shown = notify_rust::Notification::new()
+                        .appname("ClassChat")
+                        .summary(&summary)
+                        .body(&body)
+                        .show();
+                    if let Err(e) = shown {
+                        tracing::debug!("notification not shown: {e}");
+                    }
+                });
+            }
+            Command::LogOut => {
+                if let Phase::Online { client, .. } = &self.phase {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let _ = client.request(Request::Logout).await;
+                        client.close().await;
+                    });
+                }
+                if let Some(t) = self.target.take() {
+                    let store = self.store.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.set_resume_token(&t.addr, &t.username, None) {
+                            tracing::warn!("could not forget the resume token: {e}");
+                        }
+                    });
+                }
+                self.phase = Phase::Idle;
+                self.attempt_gen += 1;
+                self.outbox.clear();
+                self.sending = None;
+                self.sink.send(NetEvent::State(ConnState::Offline));
+                self.sink.send(NetEvent::LoggedOut { reason: None });
+            }
+        }
+    }
+
+    /// Ends whatever connection or attempt is under way (without logging out).
+    fn drop_session(&mut self) {
+        self.attempt_gen += 1;
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Connecting { task, .. } => task.abort(),
+            Phase::Online { client, .. } => {
+                tokio::spawn(async move { client.close().await });
+            }
+            Phase::Idle | Phase::Waiting { .. } => {}
+        }
+        self.sending = None;
+        self.resend_gate = None;
+    }
+
+    fn start_connect(&mut self, addr: String, username: String, auth: Auth, reconnect: Option<u32>) {
+        self.attempt_gen += 1;
+        let generation = self.attempt_gen;
+        let store = self.store.clone();
+        let internal = self.internal_tx.clone();
+        let trust_write = self.trust_write.take();
+        self.sink.send(NetEvent::State(match reconnect {
+            None => ConnState::Connecting { addr: addr.clone() },
+            Some(attempt) => ConnState::Reconnecting {
+                addr: addr.clone(),
+                attempt,
+                retry_at: Instant::now(),
+                reason: "reconnecting now".into(),
+            },
+        }));
+        let task = tokio::spawn(async move {
+            if let Some(write) = trust_write {
+                let _ = write.await;
+            }
+            let result = connect(store, addr, username, auth).await;
+            let _ = internal.send(Internal::Connected { generation, result });
+        });
+        self.phase = Phase::Connecting { task, reconnect };
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Connected { generation, result } => {
+                if generation != self.attempt_gen {
+                    if let Ok(session) = result {
+                        tokio::spawn(async move { session.client.close().await });
+                    }
+                    return;
+                }
+                let reconnect = match &self.phase {
+                    Phase::Connecting { reconnect, .. } => *reconnect,
+                    _ => None,
+                };
+                match result {
+                    Ok(session) => self.on_connected(session),
+                    Err(e) => self.on_connect_failed(e, reconnect),
+                }
+            }
+            Internal::SendDone { local_id, result } => {
+                if self.sending != Some(local_id) {
+                    return;
+                }
+                self.sending = None;
+                match result {
+                    Ok((id, ts)) => {
+                        self.outbox.retain(|o| o.local_id != local_id);
+                        self.sink.send(NetEvent::Sent { local_id, id, ts });
+                        self.pump();
+                    }
+                    Err(WireError::Server { code, message }) if code != ErrorCode::ShuttingDown => {
+                        self.outbox.retain(|o| o.local_id != local_id);
+                        self.sink
+                            .send(NetEvent::SendFailed { local_id, reason: refusal_text(code, &message) });
+                        self.pump();
+                    }
+                    Err(e) => {
+                        // The connection is going; the message waits for the reconnect.
+                        tracing::debug!("send interrupted: {e}");
+                        if let Some(o) = self.outbox.iter_mut().find(|o| o.local_id == local_id) {
+                            o.maybe_delivered = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self, session: Session) {
+        let Session { client, events, welcome, addr, resumed } = session;
+        let server_name = welcome.server_name.clone();
+        self.target = Some(Target { addr: addr.clone(), username: welcome.user.clone() });
+        self.phase = Phase::Online { client, events };
+        self.sending = None;
+        self.caught_up_mine.clear();
+        // After a drop, what we sent may already be stored: wait for the catch-up first.
+        self.resend_gate =
+            if self.outbox.is_empty() { None } else { Some(tokio::time::Instant::now() + CATCH_UP_GRACE) };
+        self.sink.send(NetEvent::LoggedIn { addr: addr.clone(), welcome, resumed });
+        self.sink.send(NetEvent::State(ConnState::Online { addr, server_name }));
+        self.pump();
+    }
+
+    fn on_connect_failed(&mut self, e: ConnectError, reconnect: Option<u32>) {
+        self.phase = Phase::Idle;
+        let Some(attempt) = reconnect else {
+            // A login from the connect screen (or a start-up resume): tell the user.
+            self.target = None;
+            self.sink.send(NetEvent::State(ConnState::Offline));
+            match e {
+                ConnectError::Trust(prompt) => self.sink.send(NetEvent::Trust(prompt)),
+                ConnectError::NoToken => self.sink.send(NetEvent::NeedPassword),
+                ConnectError::Server { code: ErrorCode::BadToken, .. } => {
+                    self.sink.send(NetEvent::NeedPassword);
+                }
+                other => {
+                    let (field, message) = login_error(&other);
+                    self.sink.send(NetEvent::LoginFailed { field, message });
+                }
+            }
+            return;
+        };
+        match e {
+            ConnectError::Unreachable(reason)
+            | ConnectError::Server { code: ErrorCode::ShuttingDown | ErrorCode::Internal, message: reason } =>
+            {
+                self.schedule_reconnect(attempt + 1, reason);
+            }
+            ConnectError::Trust(prompt) => {
+                // A changed key on reconnect: stop, and let the user decide.
+                self.give_up(Some("The server's key changed; reconnecting stopped.".into()));
+                self.sink.send(NetEvent::Trust(prompt));
+            }
+            ConnectError::Server { code, message } => {
+                if code == ErrorCode::BadToken
+                    && let Some(t) = &self.target
+                {
+                    let (store, t) = (self.store.clone(), t.clone());
+                    tokio::task::spawn_blocking(move || store.set_resume_token(&t.addr, &t.username, None));
+                }
+                self.give_up(Some(refusal_text(code, &message)));
+            }
+            ConnectError::NoToken => self.give_up(Some("The saved session is gone; please log in.".into())),
+            ConnectError::Local(reason) => self.give_up(Some(reason)),
+        }
+    }
+
+    fn give_up(&mut self, reason: Option<String>) {
+        self.phase = Phase::Idle;
+        self.target = None;
+        self.sending = None;
+        self.sink.send(NetEvent::State(ConnState::Offline));
+        self.sink.send(NetEvent::LoggedOut { reason });
+    }
+
+    fn on_server_event(&mut self, ev: Event) {
+        if self.resend_gate.is_some() {
+            match &ev {
+                Event::Message { message } => {
+                    if let Some(t) = &self.target
+                        && message.from.eq_ignore_ascii_case(&t.username)
+                    {
+                        let text = match &message.body {
+                            classchat_wire::Body::Text { text } => Some(text.clone()),
+                            classchat_wire::Body::Opaque { data } => match dm::decode_dm(data) {
+                                dm::DmBody::Text(t) => Some(t),
+                                dm::DmBody::Unreadable(_) => None,
+                            },
+                            classchat_wire::Body::System { .. } => None,
+                        };
+                        if let Some(text) = text {
+                            self.caught_up_mine.push((message.conv.clone(), text, message.id, message.ts));
+                        }
+                    }
+                }
+                Event::CaughtUp => {
+                    self.sink.send(NetEvent::Server(ev));
+                    self.resend_gate = None;
+                    self.settle_delivered();
+                    self.pump();
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.sink.send(NetEvent::Server(ev));
+    }
+
+    /// A message that was on the wire when the connection dropped may have been stored.
+    /// If the catch-up brought it back to us, it was: acknowledge it instead of sending
+    /// it twice.
+    fn settle_delivered(&mut self) {
+        let mine = std::mem::take(&mut self.caught_up_mine);
+        let mut settled = Vec::new();
+        for o in self.outbox.iter().filter(|o| o.maybe_delivered) {
+            if let Some((_, _, id, ts)) = mine.iter().find(|(c, t, id, _)| {
+                c == &o.conv && t == &o.text && !settled.iter().any(|(_, sid, _)| sid == id)
+            }) {
+                settled.push((o.local_id, *id, *ts));
+            }
+        }
+        for (local_id, id, ts) in settled {
+            self.outbox.retain(|o| o.local_id != local_id);
+            self.sink.send(NetEvent::Sent { local_id, id, ts });
+        }
+    }
+
+    fn on_connection_lost(&mut self, reason: String) {
+        let Phase::Online { client, .. } = &self.phase else { return };
+        let reason = client.close_reason().unwrap_or(reason);
+        tracing::info!(%reason, "connection lost");
+        self.sending = None;
+        for o in &mut self.outbox {
+            o.maybe_delivered = true;
+        }
+        self.schedule_reconnect(1, reason);
+    }
+
+    fn schedule_reconnect(&mut self, attempt: u32, reason: String) {
+        let Some(target) = &self.target else {
+            self.phase = Phase::Idle;
+            self.sink.send(NetEvent::State(ConnState::Offline));
+            return;
+        };
+        let delay = self.backoff.delay(attempt);
+        self.phase = Phase::Waiting { attempt, until: tokio::time::Instant::now() + delay };
+        self.sink.send(NetEvent::State(ConnState::Reconnecting {
+            addr: target.addr.clone(),
+            attempt,
+            retry_at: Instant::now() + delay,
+            reason,
+        }));
+    }
+
+    fn reconnect(&mut self) {
+        let Phase::Waiting { attempt, .. } = self.phase else { return };
+        let Some(target) = self.target.clone() else {
+            self.phase = Phase::Idle;
+            return;
+        };
+        self.start_connect(target.addr, target.username, Auth::SavedToken, Some(attempt));
+    }
+
+    /// Sends the next outbox entry, one at a time so the order is kept.
+    fn pump(&mut self) {
+        if self.sending.is_some() || self.resend_gate.is_some() {
+            return;
+        }
+        let Phase::Online { client, .. } = &self.phase else { return };
+        let Some(next) = self.outbox.front().cloned() else { return };
+        self.sending = Some(next.local_id);
+        let client = client.clone();
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let result = send_one(&client, &next.conv, &next.text).await;
+            let _ = internal.send(Internal::SendDone { local_id: next.local_id, result });
+        });
+    }
+}
+
+async fn send_one(client: &Client, conv: &Conv, text: &str) -> Result<(MessageId, Timestamp), WireError> {
+    let request = match conv {
+        Conv::Room { name } => Request::SendRoom { room: name.clone(), text: text.to_owned() },
+        Conv::Direct { user } => Request::SendDirect { to: user.clone(), body: dm::encode_dm(text) },
+        Conv::Announcements => Request::Broadcast { text: text.to_owned() },
+    };
+    let mut tries = 0;
+    loop {
+        match client.request(request.clone()).await {
+            Ok(Response::Sent { id, ts } | Response::Broadcast { id, ts, .. }) => return Ok((id, ts)),
+            Ok(other) => {
+                return Err(WireError::Protocol(format!("unexpected reply to a message: {other:?}")));
+            }
+            Err(WireError::Server { code: ErrorCode::RateLimited, .. }) if tries < RATE_LIMIT_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What the current phase brings next: a server event (or the end of the connection)
+/// while online, the moment to retry while waiting, nothing otherwise.
+async fn phase_step(phase: &mut Phase) -> Step {
+    match phase {
+        Phase::Online { events, .. } => Step::ServerEvent(events.recv().await),
+        Phase::Waiting { until, .. } => {
+            tokio::time::sleep_until(*until).await;
+            Step::RetryDue
+        }
+        Phase::Idle | Phase::Connecting { .. } => std::future::pending().await,
+    }
+}
+
+async fn gate_due(gate: Option<tokio::time::Instant>) {
+    match gate {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One connect attempt: TCP, handshake with the key check, then login.
+async fn connect(
+    store: LocalStore,
+    addr: String,
+    username: String,
+    auth: Auth,
+) -> Result<Session, ConnectError> {
+    let files = {
+        let (store, addr, username) = (store.clone(), addr.clone(), username.clone());
+        let wants_token = matches!(auth, Auth::SavedToken);
+        tokio::task::spawn_blocking(move || -> Result<_, ConnectError> {
+            let token = match wants_token {
+                true => Some(store.resume_token(&addr, &username).ok_or(ConnectError::NoToken)?),
+                false => None,
+            };
+            let known = store.known_servers().map_err(|e| ConnectError::Local(e.to_string()))?;
+            let device = store.device_id().map_err(|e| {
+                ConnectError::Local(format!("cannot write in {}: {e}", store.dir().display()))
+            })?;
+            Ok((known, device, token))
+        })
+    };
+    let (known, device, token) = files.await.map_err(|e| ConnectError::Local(e.to_string()))??;
+    let resumed = token.is_some();
+    let config = ClientConfig::new(addr.clone(), TrustPolicy::KnownServers(known));
+    let (client, events) = Client::connect(config).await.map_err(|e| match e {
+        WireError::UnknownServer { host, fingerprint } => {
+            ConnectError::Trust(TrustPrompt { addr: host, fingerprint, changed_from: None })
+        }
+        WireError::ServerKeyChanged { host, expected, actual } => {
+            ConnectError::Trust(TrustPrompt { addr: host, fingerprint: actual, changed_from: Some(expected) })
+        }
+        WireError::KnownServers { path, reason } => ConnectError::Local(format!("{path}: {reason}")),
+        other => ConnectError::Unreachable(unreachable_text(&other)),
+    })?;
+    let result = match auth {
+        Auth::Password { password, register } => {
+            let user = username.clone();
+            let key = tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&user, &password))
+                .await
+                .map_err(|e| ConnectError::Local(e.to_string()))?
+                .map_err(|e| ConnectError::Local(e.to_string()))?;
+            if register {
+                client.register(&username, &key, &device).await
+            } else {
+                client.login(&username, &key, &device).await
+            }
+        }
+        Auth::SavedToken => client.resume(&username, token.as_deref().unwrap_or_default(), &device).await,
+    };
+    let welcome = match result {
+        Ok(w) => w,
+        Err(e) => {
+            client.close().await;
+            return Err(match e {
+                WireError::Server { code, message } => ConnectError::Server { code, message },
+                other => ConnectError::Unreachable(unreachable_text(&other)),
+            });
+        }
+    };
+    let saved = {
+        let (store, addr, user, token) =
+            (store, addr.clone(), welcome.user.clone(), welcome.resume_token.clone());
+        tokio::task::spawn_blocking(move || store.set_resume_token(&addr, &user, Some(&token))).await
+    };
+    match saved {
+        Ok(Ok(())) => {}
+        // Not fatal: the session works, it just cannot be resumed after a restart.
+        Ok(Err(e)) => tracing::warn!("could not save the resume token: {e}"),
+        Err(e) => tracing::warn!("could not save the resume token: {e}"),
+    }
+    Ok(Session { client, events, welcome, addr, resumed })
+}
+
+/// `host` becomes `host:7420`; surrounding spaces go.
+pub fn normalize_addr(addr: &str) -> String {
+    let addr = addr.trim();
+    let has_port = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    }) && !(addr.starts_with('[') && addr.ends_with(']'));
+    if has_port || addr.is_empty() { addr.to_owned() } else { format!("{addr}:{DEFAULT_PORT}") }
+}
+
+fn unreachable_text(e: &WireError) -> String {
+    match e {
+        WireError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "No ClassChat server is running at this address.".into()
+        }
+        WireError::Io(io) => format!("Cannot reach the server: {io}"),
+        WireError::ConnectTimeout(_) => "The server did not answer in time.".into(),
+        WireError::HandshakeTimeout(_)
+        | WireError::Protocol(_)
+        | WireError::Crypto(_)
+        | WireError::Decode(_) => {
+            format!("This does not look like a ClassChat server ({e}).")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A refusal from the server, in words.
+pub fn refusal_text(code: ErrorCode, message: &str) -> String {
+    let words = match code {
+        ErrorCode::UsernameTaken => "That username is taken.",
+        ErrorCode::InvalidUsername => "Use 1–32 letters, digits, '.', '_' or '-'.",
+        ErrorCode::BadCredentials => "Wrong username or password.",
+        ErrorCode::Throttled => "Too many failed attempts. Wait a minute and try again.",
+        ErrorCode::AccountBanned => "This account is banned from the server.",
+        ErrorCode::BadToken => "The saved session has expired; please log in.",
+        ErrorCode::RateLimited => "You are sending too fast; slow down.",
+        ErrorCode::TooLong => "That is too long for the server.",
+        ErrorCode::NotMember => "You are not a member of this room.",
+        ErrorCode::WrongPassword => "Wrong room password.",
+        ErrorCode::Banned => "You are banned from this room.",
+        ErrorCode::NotRoomAdmin => "Only the room admin can do that.",
+        ErrorCode::ShuttingDown => "The server is shutting down.",
+        _ if !message.is_empty() => return message.to_owned(),
+        _ => return code.to_string(),
+    };
+    words.to_owned()
+}
+
+fn login_error(e: &ConnectError) -> (Field, String) {
+    match e {
+        ConnectError::Unreachable(m) => (Field::Server, m.clone()),
+        ConnectError::Local(m) => (Field::Server, m.clone()),
+        ConnectError::Server { code, message } => {
+            let field = match code {
+                ErrorCode::UsernameTaken
+                | ErrorCode::InvalidUsername
+                | ErrorCode::AccountBanned
+                | ErrorCode::NoSuchUser => Field::Username,
+                ErrorCode::BadCredentials | ErrorCode::Throttled | ErrorCode::BadToken => Field::Password,
+                _ => Field::Server,
+            };
+            (field, refusal_text(*code, message))
+        }
+        ConnectError::Trust(_) | ConnectError::NoToken => (Field::Server, "Not connected.".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_get_the_default_port() {
+        assert_eq!(normalize_addr(" lab-pc "), "lab-pc:7420");
+        assert_eq!(normalize_addr("127.0.0.1:9000"), "127.0.0.1:9000");
+        assert_eq!(normalize_addr("[::1]:9000"), "[::1]:9000");
+        assert_eq!(normalize_addr("[::1]"), "[::1]:7420");
+        assert_eq!(normalize_addr(""), "");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff { min: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let d1 = b.delay(1);
+        assert!(d1 <= Duration::from_millis(100) && d1 >= Duration::from_millis(80), "{d1:?}");
+        let d3 = b.delay(3);
+        assert!(d3 <= Duration::from_millis(400) && d3 >= Duration::from_millis(320), "{d3:?}");
+        assert!(b.delay(40) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn login_errors_land_next_to_the_right_field() {
+        let server = |code| ConnectError::Server { code, message: String::new() };
+        assert_eq!(login_error(&server(ErrorCode::UsernameTaken)).0, Field::Username);
+        assert_eq!(login_error(&server(ErrorCode::BadCredentials)).0, Field::Password);
+        assert_eq!(login_error(&server(ErrorCode::Throttled)).0, Field::Password);
+        assert_eq!(login_error(&ConnectError::Unreachable("x".into())).0, Field::Server);
+    }
+}

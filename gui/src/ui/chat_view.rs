@@ -1,0 +1,665 @@
+//! The centre: the current conversation with senders, times, day separators, system
+//! lines, pending marks and announcements, and older history loaded as you scroll up.
+//!
+//! Long conversations go through `ScrollArea::show_rows`, which lays out only the rows in
+//! view. That needs rows of one height, so each message is cut into display rows (a
+//! header, then one row per wrapped line of text) once, when it arrives or when the width
+//! changes, and kept in a per-conversation [`ConvLayout`]. Appending a message only lays
+//! out that message; 100,000 messages cost a few megabytes of row indices and nothing per
+//! frame beyond the rows on screen.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use classchat_wire::{Conv, MessageId, Timestamp};
+use egui::{Align, FontId, Layout, RichText, Sense, TextStyle, TextWrapMode, Ui, UiBuilder, vec2};
+
+use crate::action::{Action, AdminOp};
+use crate::model::{Content, Conversation, GROUP_WINDOW_MS, Model, Msg, PendingState};
+use crate::ui::dialogs::{Dialog, RoomSettingsForm};
+use crate::ui::{a11y_label, conv_title, name_color};
+
+/// Messages asked for per history page.
+pub const HISTORY_PAGE: u32 = 100;
+/// Start loading older messages when the view is this many rows from the top.
+const LOAD_MARGIN_ROWS: f32 = 10.0;
+/// Widths are rounded down to this many points before wrapping, so resizing the window
+/// re-wraps a conversation every few pixels rather than on every pixel.
+const WIDTH_STEP: f32 = 24.0;
+/// Text rows are indented under their header by this much.
+const INDENT: f32 = 12.0;
+
+/// One display row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Row {
+    /// "Beginning of the conversation" or "Loading older messages".
+    Top,
+    /// A day separator; holds the first message of that day.
+    Day(MessageId),
+    /// Sender and time.
+    Header(MessageId),
+    /// A wrapped line of a message's text (byte range).
+    Line { id: MessageId, range: Range<u32> },
+}
+
+/// What grouping needs to know about the last laid-out message.
+#[derive(Debug, Clone)]
+struct Last {
+    from: String,
+    ts: Timestamp,
+    kind: Kind,
+    /// The local day of `ts`, as a half-open range of timestamps.
+    day: Range<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    System,
+    Announcement,
+}
+
+fn kind(content: &Content) -> Kind {
+    match content {
+        Content::Text(_) | Content::Unreadable(_) => Kind::Text,
+        Content::System(_) => Kind::System,
+        Content::Announcement(_) => Kind::Announcement,
+    }
+}
+
+/// The rows of one conversation, and what they were built for.
+#[derive(Debug, Default)]
+pub struct ConvLayout {
+    rows: Vec<Row>,
+    generation: u64,
+    built_len: usize,
+    width_key: u32,
+    font_size_key: u32,
+    last: Option<Last>,
+    scroll_offset: f32,
+    /// An offset to jump to on the next frame (to keep the view still after older
+    /// messages were added above it).
+    pending_scroll: Option<f32>,
+}
+
+impl ConvLayout {
+    pub fn row_count(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// The chat view's own state: row layouts per conversation and the local time zone.
+pub struct ChatViewState {
+    layouts: HashMap<Conv, ConvLayout>,
+    tz: jiff::tz::TimeZone,
+}
+
+impl Default for ChatViewState {
+    fn default() -> Self {
+        Self { layouts: HashMap::new(), tz: jiff::tz::TimeZone::system() }
+    }
+}
+
+impl std::fmt::Debug for ChatViewState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatViewState").field("layouts", &self.layouts.len()).finish_non_exhaustive()
+    }
+}
+
+impl ChatViewState {
+    /// Forget the layout of a conversation (it left the sidebar).
+    pub fn forget(&mut self, conv: &Conv) {
+        self.layouts.remove(conv);
+    }
+
+    pub fn clear(&mut self) {
+        self.layouts.clear();
+    }
+
+    pub fn layout(&self, conv: &Conv) -> Option<&ConvLayout> {
+        self.layouts.get(conv)
+    }
+}
+
+pub fn show(ui: &mut Ui, model: &Model, state: &mut ChatViewState, online: bool) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let Some(c) = model.current_conversation() else {
+        ui.centered_and_justified(|ui| ui.label(RichText::new("Pick a room on the left.").weak()));
+        return actions;
+    };
+    header(ui, model, c, &mut actions);
+    ui.separator();
+
+    let body_font = TextStyle::Body.resolve(ui.style());
+    let row_h = ui.text_style_height(&TextStyle::Body);
+    let spacing = ui.spacing().item_spacing.y;
+    let text_width = (ui.available_width() - INDENT - 24.0).max(80.0);
+    let width_key = ((text_width / WIDTH_STEP).floor().max(1.0)) as u32;
+    let wrap_width = width_key as f32 * WIDTH_STEP;
+
+    let tz = state.tz.clone();
+    let layout = state.layouts.entry(c.conv.clone()).or_default();
+    update_layout(ui.ctx(), layout, c, width_key, wrap_width, &body_font, &tz);
+    let pending = pending_rows(ui.ctx(), c, wrap_width, &body_font);
+
+    let mut area = egui::ScrollArea::vertical()
+        .id_salt(("chat", &c.conv))
+        .auto_shrink([false, false])
+        .stick_to_bottom(true);
+    if let Some(offset) = layout.pending_scroll.take() {
+        area = area.vertical_scroll_offset(offset);
+    }
+    let total = layout.rows.len() + pending.len();
+    let output = area.show_rows(ui, row_h, total, |ui, range| {
+        for i in range {
+            let (rect, _) = ui.allocate_exact_size(vec2(ui.available_width(), row_h), Sense::hover());
+            let mut row_ui =
+                ui.new_child(UiBuilder::new().max_rect(rect).layout(Layout::left_to_right(Align::Center)));
+            match layout.rows.get(i) {
+                Some(row) => show_row(&mut row_ui, row, c, &tz, online, &mut actions),
+                None => {
+                    if let Some(p) = pending.get(i - layout.rows.len()) {
+                        show_pending_row(&mut row_ui, p, c, model, &mut actions);
+                    }
+                }
+            }
+        }
+    });
+    layout.scroll_offset = output.state.clamped_offset().y;
+    let near_top = output.state.clamped_offset().y <= LOAD_MARGIN_ROWS * (row_h + spacing);
+    if near_top && c.more_history && !c.loading_older && online && c.removed.is_none() {
+        actions.push(Action::LoadOlder(c.conv.clone()));
+    }
+    actions
+}
+
+fn header(ui: &mut Ui, model: &Model, c: &Conversation, actions: &mut Vec<Action>) {
+    ui.horizontal(|ui| {
+        ui.heading(RichText::new(conv_title(&c.conv)).strong());
+        match &c.conv {
+            Conv::Room { name } => {
+                if let Some(room) = model.rooms.get(name) {
+                    if room.locked {
+                        ui.label("🔒").on_hover_text("Joining needs the room password");
+                    }
+                    if !room.topic.is_empty() {
+                        ui.label(RichText::new(&room.topic).weak());
+                    }
+                    ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                        if name != classchat_wire::DEFAULT_ROOM {
+                            let leave = ui.button("Leave");
+                            a11y_label(&leave, format!("Leave #{name}"));
+                            if leave.clicked() {
+                                actions.push(Action::LeaveRoom(name.clone()));
+                            }
+                        }
+                        if model.is_room_admin(name) {
+                            let settings = ui.button("⚙ Room settings");
+                            if settings.clicked() {
+                                actions.push(Action::OpenDialog(Dialog::RoomSettings(
+                                    RoomSettingsForm::new(room),
+                                )));
+                                actions.push(Action::RoomAdmin(AdminOp::ListBans { room: name.clone() }));
+                            }
+                        }
+                    });
+                }
+            }
+            Conv::Direct { .. } => {
+                ui.label(RichText::new("Direct message · not yet end-to-end encrypted").weak().small());
+            }
+            Conv::Announcements => {
+                ui.label(RichText::new("Messages to everyone on the server").weak());
+            }
+        }
+    });
+    if let Some(removed) = &c.removed {
+        let frame = egui::Frame::new()
+            .fill(ui.visuals().error_fg_color.gamma_multiply(0.15))
+            .inner_margin(6.0)
+            .corner_radius(4.0);
+        frame.show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.label(RichText::new(removed).color(ui.visuals().error_fg_color).strong());
+        });
+    }
+}
+
+/// Brings the rows up to date with the conversation: appends what is new, or rebuilds
+/// when something changed above the end (history, a late message) or the width changed.
+fn update_layout(
+    ctx: &egui::Context,
+    layout: &mut ConvLayout,
+    c: &Conversation,
+    width_key: u32,
+    wrap_width: f32,
+    font: &FontId,
+    tz: &jiff::tz::TimeZone,
+) {
+    let font_size_key = font.size.to_bits();
+    let msgs = c.messages();
+    let rebuild = layout.rows.is_empty()
+        || layout.generation != c.generation()
+        || layout.width_key != width_key
+        || layout.font_size_key != font_size_key
+        || msgs.len() < layout.built_len;
+    if !rebuild && msgs.len() == layout.built_len {
+        return;
+    }
+    // To keep the view still when older messages appear above it.
+    let anchor = if rebuild { first_message_row(&layout.rows) } else { None };
+    if rebuild {
+        layout.rows.clear();
+        layout.rows.push(Row::Top);
+        layout.last = None;
+        layout.built_len = 0;
+    }
+    let new = &msgs[layout.built_len..];
+    ctx.fonts_mut(|fonts| {
+        let mut ascii = [0.0f32; 128];
+        for (i, w) in ascii.iter_mut().enumerate() {
+            *w = fonts.glyph_width(font, char::from(i as u8));
+        }
+        let mut width = |ch: char| {
+            if ch.is_ascii() { ascii[ch as usize] } else { fonts.glyph_width(font, ch) }
+        };
+        for m in new {
+            push_message(&mut layout.rows, &mut layout.last, m, wrap_width, &mut width, tz);
+        }
+    });
+    layout.built_len = msgs.len();
+    layout.generation = c.generation();
+    layout.width_key = width_key;
+    layout.font_size_key = font_size_key;
+    if let Some((id, old_index)) = anchor
+        && let Some(new_index) = layout.rows.iter().position(|r| row_id(r) == Some(id))
+        && new_index > old_index
+    {
+        let row_h = font_row_height(ctx, font);
+        let spacing = ctx.global_style().spacing.item_spacing.y;
+        layout.pending_scroll =
+            Some(layout.scroll_offset + (new_index - old_index) as f32 * (row_h + spacing));
+    }
+}
+
+fn font_row_height(ctx: &egui::Context, font: &FontId) -> f32 {
+    ctx.fonts_mut(|f| f.row_height(font))
+}
+
+fn row_id(row: &Row) -> Option<MessageId> {
+    match row {
+        Row::Top => None,
+        Row::Day(id) | Row::Header(id) => Some(*id),
+        Row::Line { id, .. } => Some(*id),
+    }
+}
+
+fn first_message_row(rows: &[Row]) -> Option<(MessageId, usize)> {
+    rows.iter().enumerate().find_map(|(i, r)| row_id(r).map(|id| (id, i)))
+}
+
+fn push_message(
+    rows: &mut Vec<Row>,
+    last: &mut Option<Last>,
+    m: &Msg,
+    wrap_width: f32,
+    width: &mut impl FnMut(char) -> f32,
+    tz: &jiff::tz::TimeZone,
+) {
+    let ts = i64::try_from(m.ts).unwrap_or(i64::MAX);
+    let k = kind(&m.content);
+    let new_day = last.as_ref().is_none_or(|l| !l.day.contains(&ts));
+    let day = if new_day {
+        rows.push(Row::Day(m.id));
+        day_range(ts, tz)
+    } else {
+        last.as_ref().map(|l| l.day.clone()).unwrap_or(ts..ts + 1)
+    };
+    let grouped = !new_day
+        && k == Kind::Text
+        && last.as_ref().is_some_and(|l| {
+            l.kind == Kind::Text && l.from == m.from && m.ts.saturating_sub(l.ts) < GROUP_WINDOW_MS
+        });
+    if !grouped && k != Kind::System {
+        rows.push(Row::Header(m.id));
+    }
+    let text = m.content.text();
+    let avail = if k == Kind::System { wrap_width - 16.0 } else { wrap_width };
+    for range in wrap_lines(text, avail, width) {
+        rows.push(Row::Line { id: m.id, range: to_u32_range(range) });
+    }
+    *last = Some(Last { from: m.from.clone(), ts: m.ts, kind: k, day });
+}
+
+fn to_u32_range(r: Range<usize>) -> Range<u32> {
+    // Message texts are bounded far below 4 GiB by the frame limit.
+    u32::try_from(r.start).unwrap_or(u32::MAX)..u32::try_from(r.end).unwrap_or(u32::MAX)
+}
+
+/// The local day containing `ts` (milliseconds), as a half-open millisecond range.
+fn day_range(ts: i64, tz: &jiff::tz::TimeZone) -> Range<i64> {
+    let Ok(t) = jiff::Timestamp::from_millisecond(ts) else { return ts..ts.saturating_add(1) };
+    let zoned = t.to_zoned(tz.clone());
+    let start = zoned.start_of_day().map(|z| z.timestamp().as_millisecond()).unwrap_or(ts);
+    let end = zoned
+        .date()
+        .tomorrow()
+        .ok()
+        .and_then(|d| d.to_zoned(tz.clone()).ok())
+        .map(|z| z.timestamp().as_millisecond())
+        .unwrap_or(start.saturating_add(86_400_000));
+    start..end
+}
+
+fn zoned(ts: Timestamp, tz: &jiff::tz::TimeZone) -> Option<jiff::Zoned> {
+    let t = jiff::Timestamp::from_millisecond(i64::try_from(ts).ok()?).ok()?;
+    Some(t.to_zoned(tz.clone()))
+}
+
+/// "14:05".
+pub fn clock(ts: Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    zoned(ts, tz).map(|z| z.strftime("%H:%M").to_string()).unwrap_or_default()
+}
+
+/// "Tuesday, 3 March 2026".
+pub fn day_label(ts: Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    zoned(ts, tz).map(|z| z.strftime("%A, %-d %B %Y").to_string()).unwrap_or_default()
+}
+
+/// Cuts `text` into lines no wider than `max_width`, breaking after spaces where it can
+/// and inside a word only when the word alone is too wide. Newlines always break.
+/// Returns byte ranges of `text`; an empty line is an empty range.
+pub fn wrap_lines(text: &str, max_width: f32, width: &mut impl FnMut(char) -> f32) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for hard in text.split('\n') {
+        let hard_start = offset;
+        offset += hard.len() + 1;
+        let line = hard.strip_suffix('\r').unwrap_or(hard);
+        let end = hard_start + line.len();
+        let mut start = hard_start;
+        let mut w = 0.0;
+        // The last place we may break (after a space), and the width from there on.
+        let mut brk: Option<usize> = None;
+        let mut w_since_brk = 0.0;
+        for (i, ch) in line.char_indices() {
+            let at = hard_start + i;
+            let cw = if ch == '\t' { width(' ') * 4.0 } else { width(ch) };
+            if w + cw > max_width && at > start {
+                match brk {
+                    Some(b) if b > start => {
+                        out.push(start..b);
+                        start = b;
+                        w = w_since_brk;
+                    }
+                    _ => {
+                        out.push(start..at);
+                        start = at;
+                        w = 0.0;
+                    }
+                }
+                brk = None;
+                w_since_brk = 0.0;
+            }
+            w += cw;
+            w_since_brk += cw;
+            if ch == ' ' {
+                brk = Some(at + 1);
+                w_since_brk = 0.0;
+            }
+        }
+        out.push(start..end);
+    }
+    out
+}
+
+fn show_row(
+    ui: &mut Ui,
+    row: &Row,
+    c: &Conversation,
+    tz: &jiff::tz::TimeZone,
+    online: bool,
+    _: &mut Vec<Action>,
+) {
+    match row {
+        Row::Top => {
+            let text = if c.loading_older {
+                ui.spinner();
+                "Loading older messages…".to_owned()
+            } else if c.more_history {
+                if online { "Scroll up for older messages".to_owned() } else { String::new() }
+            } else {
+                format!("This is the beginning of {}.", conv_title(&c.conv))
+            };
+            ui.label(RichText::new(text).weak().italics());
+        }
+        Row::Day(id) => {
+            let Some(m) = c.get(*id) else { return };
+            let text = day_label(m.ts, tz);
+            let rect = ui.max_rect();
+            let y = rect.center().y;
+            let stroke = ui.visuals().widgets.noninteractive.bg_stroke;
+            let galley_w = ui.fonts_mut(|f| {
+                f.layout_no_wrap(text.clone(), TextStyle::Small.resolve(ui.style()), egui::Color32::WHITE)
+                    .size()
+                    .x
+            });
+            let mid = rect.center().x;
+            ui.painter().hline(rect.left()..=mid - galley_w / 2.0 - 8.0, y, stroke);
+            ui.painter().hline(mid + galley_w / 2.0 + 8.0..=rect.right(), y, stroke);
+            ui.with_layout(Layout::centered_and_justified(egui::Direction::LeftToRight), |ui| {
+                ui.label(RichText::new(text).small().weak());
+            });
+        }
+        Row::Header(id) => {
+            let Some(m) = c.get(*id) else { return };
+            if let Content::Announcement(_) = m.content {
+                paint_announcement_bg(ui);
+                ui.label(
+                    RichText::new(format!("📢 Announcement from {}", m.from)).strong().color(announce_fg(ui)),
+                );
+            } else {
+                ui.label(RichText::new(&m.from).strong().color(name_color(ui, &m.from)));
+            }
+            ui.label(RichText::new(clock(m.ts, tz)).small().weak());
+        }
+        Row::Line { id, range } => {
+            let Some(m) = c.get(*id) else { return };
+            let text = m.content.text().get(range.start as usize..range.end as usize).unwrap_or_default();
+            match &m.content {
+                Content::Text(_) => {
+                    ui.add_space(INDENT);
+                    ui.add(egui::Label::new(text).wrap_mode(TextWrapMode::Truncate));
+                }
+                Content::Announcement(_) => {
+                    paint_announcement_bg(ui);
+                    ui.add_space(INDENT);
+                    ui.add(
+                        egui::Label::new(RichText::new(text).color(announce_fg(ui)))
+                            .wrap_mode(TextWrapMode::Truncate),
+                    );
+                }
+                Content::System(_) => {
+                    ui.add_space(INDENT);
+                    let prefix = if range.start == 0 { "» " } else { "   " };
+                    ui.add(
+                        egui::Label::new(RichText::new(format!("{prefix}{text}")).italics().weak())
+                            .wrap_mode(TextWrapMode::Truncate),
+                    )
+                    .on_hover_text(clock(m.ts, tz));
+                }
+                Content::Unreadable(why) => {
+                    ui.add_space(INDENT);
+                    ui.label(
+                        RichText::new(format!("⚠ Could not be shown: {why}"))
+                            .color(ui.visuals().warn_fg_color),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn announce_fg(ui: &Ui) -> egui::Color32 {
+    if ui.visuals().dark_mode {
+        egui::Color32::from_rgb(0xff, 0xd5, 0x80)
+    } else {
+        egui::Color32::from_rgb(0x7a, 0x4b, 0x00)
+    }
+}
+
+fn paint_announcement_bg(ui: &mut Ui) {
+    let fill = if ui.visuals().dark_mode {
+        egui::Color32::from_rgb(0x4a, 0x3b, 0x10)
+    } else {
+        egui::Color32::from_rgb(0xff, 0xf1, 0xc7)
+    };
+    let rect = ui.max_rect().expand2(vec2(0.0, ui.spacing().item_spacing.y / 2.0));
+    ui.painter().rect_filled(rect, 0.0, fill);
+}
+
+/// Display rows of the messages still on their way.
+#[derive(Debug)]
+enum PendingRow {
+    Header(u64),
+    Line { local_id: u64, range: Range<usize> },
+}
+
+fn pending_rows(ctx: &egui::Context, c: &Conversation, wrap_width: f32, font: &FontId) -> Vec<PendingRow> {
+    if c.pending.is_empty() {
+        return Vec::new();
+    }
+    ctx.fonts_mut(|fonts| {
+        let mut width = |ch: char| fonts.glyph_width(font, ch);
+        let mut rows = Vec::new();
+        for p in &c.pending {
+            rows.push(PendingRow::Header(p.local_id));
+            for range in wrap_lines(&p.text, wrap_width, &mut width) {
+                rows.push(PendingRow::Line { local_id: p.local_id, range });
+            }
+        }
+        rows
+    })
+}
+
+fn show_pending_row(
+    ui: &mut Ui,
+    row: &PendingRow,
+    c: &Conversation,
+    model: &Model,
+    actions: &mut Vec<Action>,
+) {
+    match row {
+        PendingRow::Header(local_id) => {
+            let Some(p) = c.pending.iter().find(|p| p.local_id == *local_id) else { return };
+            let me = model.my_name().unwrap_or("you");
+            ui.label(RichText::new(me).strong().color(name_color(ui, me)));
+            match &p.state {
+                PendingState::Sending => {
+                    ui.label(RichText::new("⏳ sending…").small().weak());
+                }
+                PendingState::WaitingForConnection => {
+                    ui.label(
+                        RichText::new("⏳ not sent yet: goes out when the connection is back")
+                            .small()
+                            .color(ui.visuals().warn_fg_color),
+                    );
+                }
+                PendingState::Failed(reason) => {
+                    ui.label(
+                        RichText::new(format!("⚠ not sent: {reason}"))
+                            .small()
+                            .color(ui.visuals().error_fg_color),
+                    );
+                    if ui.small_button("Retry").clicked() {
+                        actions.push(Action::RetryPending(*local_id));
+                    }
+                    if ui.small_button("Edit").on_hover_text("Put the text back in the composer").clicked() {
+                        actions.push(Action::DiscardPending(*local_id));
+                    }
+                }
+            }
+        }
+        PendingRow::Line { local_id, range } => {
+            let Some(p) = c.pending.iter().find(|p| p.local_id == *local_id) else { return };
+            let text = p.text.get(range.clone()).unwrap_or_default();
+            ui.add_space(INDENT);
+            let r = ui.add(egui::Label::new(RichText::new(text).weak()).wrap_mode(TextWrapMode::Truncate));
+            let state = match p.state {
+                PendingState::Sending => "sending",
+                PendingState::WaitingForConnection => "waiting for connection",
+                PendingState::Failed(_) => "not sent",
+            };
+            a11y_label(&r, format!("{text} ({state})"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrap(text: &str, max: f32) -> Vec<&str> {
+        // Every character is 1 point wide.
+        wrap_lines(text, max, &mut |_| 1.0).into_iter().map(|r| &text[r]).collect()
+    }
+
+    #[test]
+    fn wraps_at_spaces_and_keeps_every_byte() {
+        assert_eq!(wrap("hello world", 20.0), ["hello world"]);
+        assert_eq!(wrap("hello world again", 11.0), ["hello ", "world again"]);
+        assert_eq!(wrap("hello world again", 8.0), ["hello ", "world ", "again"]);
+    }
+
+    #[test]
+    fn long_words_break_inside_and_newlines_always_break() {
+        assert_eq!(wrap("abcdefghij", 4.0), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("a\n\nb\r\nc", 10.0), ["a", "", "b", "c"]);
+        assert_eq!(wrap("", 10.0), [""]);
+        assert_eq!(wrap("ünïcödé wörds", 8.0), ["ünïcödé ", "wörds"]);
+    }
+
+    #[test]
+    fn rows_group_messages_and_separate_days() {
+        let tz = jiff::tz::TimeZone::UTC;
+        let day = 86_400_000;
+        let msg = |id, from: &str, ts, content| Msg { id, from: from.into(), ts, content };
+        let msgs = [
+            msg(1, "ann", day + 1000, Content::Text("one".into())),
+            msg(2, "ann", day + 2000, Content::Text("two".into())),
+            msg(3, "bob", day + 3000, Content::System("bob joined".into())),
+            msg(4, "bob", day + 4000, Content::Text("hi".into())),
+            msg(5, "bob", 2 * day + 10, Content::Text("next day".into())),
+        ];
+        let mut rows = Vec::new();
+        let mut last = None;
+        for m in &msgs {
+            push_message(&mut rows, &mut last, m, 100.0, &mut |_| 1.0, &tz);
+        }
+        let line = |id, len| Row::Line { id, range: 0..len };
+        assert_eq!(
+            rows,
+            [
+                Row::Day(1),
+                Row::Header(1),
+                line(1, 3),
+                line(2, 3),
+                line(3, 10),
+                Row::Header(4),
+                line(4, 2),
+                Row::Day(5),
+                Row::Header(5),
+                line(5, 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn day_ranges_cover_the_local_day() {
+        let tz = jiff::tz::TimeZone::UTC;
+        let r = day_range(86_400_000 + 5, &tz);
+        assert_eq!(r, 86_400_000..2 * 86_400_000);
+        assert_eq!(clock(86_400_000 + 3_600_000 * 14 + 60_000 * 5, &tz), "14:05");
+        assert_eq!(day_label(0, &tz), "Thursday, 1 January 1970");
+    }
+}

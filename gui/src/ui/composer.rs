@@ -1,0 +1,132 @@
+//! The composer: multi-line, Enter sends, Shift+Enter adds a line. Each conversation
+//! keeps its own draft. When sending is impossible (offline, removed from the room) the
+//! composer says why and keeps the text.
+
+use std::collections::HashMap;
+
+use classchat_wire::Conv;
+use egui::{Key, KeyboardShortcut, Modifiers, RichText, TextEdit, Ui};
+
+use crate::action::Action;
+use crate::model::Model;
+use crate::net::ConnState;
+use crate::ui::a11y_label;
+use crate::ui::dialogs::Dialog;
+
+/// The accessible name of the message field.
+pub const MESSAGE_FIELD: &str = "Message";
+
+#[derive(Debug, Default)]
+pub struct ComposerState {
+    drafts: HashMap<Conv, String>,
+    /// Focus the field on the next frame (after switching conversations).
+    pub focus: bool,
+}
+
+impl ComposerState {
+    pub fn draft(&self, conv: &Conv) -> &str {
+        self.drafts.get(conv).map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn set_draft(&mut self, conv: &Conv, text: String) {
+        self.drafts.insert(conv.clone(), text);
+    }
+
+    pub fn clear(&mut self, conv: &Conv) {
+        self.drafts.remove(conv);
+    }
+}
+
+/// Why the user cannot send right now, if they cannot.
+pub fn blocked_reason(model: &Model, conn: &ConnState, conv: &Conv) -> Option<String> {
+    if let Some(removed) = model.conversation(conv).and_then(|c| c.removed.as_ref()) {
+        return Some(removed.clone());
+    }
+    if *conv == Conv::Announcements && !model.me.as_ref().is_some_and(|m| m.can_broadcast) {
+        return Some("Only instructors can post announcements.".into());
+    }
+    match conn {
+        ConnState::Online { .. } => None,
+        ConnState::Reconnecting { retry_at, .. } => {
+            let secs = retry_at.saturating_duration_since(std::time::Instant::now()).as_secs();
+            Some(if secs > 0 {
+                format!("Offline: reconnecting in {secs} s. Your text stays here until you can send it.")
+            } else {
+                "Offline: reconnecting… Your text stays here until you can send it.".into()
+            })
+        }
+        ConnState::Connecting { .. } => {
+            Some("Connecting… Your text stays here until you can send it.".into())
+        }
+        ConnState::Offline => Some("Offline. Your text stays here until you can send it.".into()),
+    }
+}
+
+pub fn show(ui: &mut Ui, model: &Model, state: &mut ComposerState, conn: &ConnState) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let Some(conv) = model.current.clone() else { return actions };
+    let blocked = blocked_reason(model, conn, &conv);
+    let can_broadcast = model.me.as_ref().is_some_and(|m| m.can_broadcast);
+    ui.add_space(4.0);
+    if let Some(reason) = &blocked {
+        let r = ui.label(RichText::new(format!("⛔ {reason}")).color(ui.visuals().warn_fg_color));
+        a11y_label(&r, format!("Cannot send: {reason}"));
+    }
+    let draft = state.drafts.entry(conv.clone()).or_default();
+    let mut send = false;
+    ui.horizontal(|ui| {
+        let buttons_width = if can_broadcast { 190.0 } else { 80.0 };
+        let hint = match &conv {
+            Conv::Room { name } => format!("Message #{name}  (Enter sends, Shift+Enter for a new line)"),
+            Conv::Direct { user } => format!("Message {user}"),
+            Conv::Announcements => "Announcement to everyone".into(),
+        };
+        let edit = TextEdit::multiline(draft)
+            .hint_text(hint)
+            .desired_rows(2)
+            .desired_width(ui.available_width() - buttons_width)
+            .return_key(KeyboardShortcut::new(Modifiers::SHIFT, Key::Enter));
+        let response = ui.add(edit);
+        a11y_label(&response, MESSAGE_FIELD);
+        if state.focus {
+            response.request_focus();
+            state.focus = false;
+        }
+        let enter = response.has_focus() && plain_enter_pressed(ui);
+        let button = ui.add_enabled(blocked.is_none() && !draft.trim().is_empty(), egui::Button::new("Send"));
+        if let Some(reason) = &blocked {
+            button.clone().on_disabled_hover_text(reason.as_str());
+        }
+        if (enter || button.clicked()) && blocked.is_none() {
+            send = true;
+        }
+        if can_broadcast && conv != Conv::Announcements {
+            let b = ui.add_enabled(
+                blocked.is_none() && !draft.trim().is_empty(),
+                egui::Button::new("📢 Broadcast"),
+            );
+            let b = b.on_hover_text("Send this text to everyone on the server as an announcement");
+            if b.clicked() {
+                actions.push(Action::OpenDialog(Dialog::ConfirmBroadcast { text: draft.clone() }));
+            }
+        }
+    });
+    if send {
+        let text = draft.trim_end().to_owned();
+        if !text.trim().is_empty() {
+            actions.push(Action::Send { conv, text });
+        }
+    }
+    actions
+}
+
+/// Enter without Shift (which adds a line) or any other modifier. egui's shortcut matching
+/// ignores an extra Shift, so the key events are checked directly.
+fn plain_enter_pressed(ui: &Ui) -> bool {
+    ui.input(|i| {
+        i.events.iter().any(|e| {
+            matches!(e, egui::Event::Key { key: Key::Enter, pressed: true, modifiers, .. }
+                if !modifiers.shift && !modifiers.alt && !modifiers.command && !modifiers.ctrl)
+        })
+    })
+}

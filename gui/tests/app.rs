@@ -1,0 +1,321 @@
+//! The whole app in an egui_kittest harness, against a real in-process server.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use classchat_wire::{Conv, Request, Response};
+use common::*;
+use egui_kittest::kittest::{NodeT, Queryable};
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+#[test]
+fn register_join_a_room_send_and_receive() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let mut bob = rt.block_on(wire_user(&addr, "bob"));
+    rt.block_on(bob.client.request(Request::CreateRoom {
+        name: "chemistry".into(),
+        topic: "Lab 3".into(),
+        password: None,
+    }))
+    .expect("bob creates a room");
+
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+
+    click(&mut h, "🔍 Browse rooms");
+    wait_for_text(&mut h, "Join #chemistry");
+    click(&mut h, "Join #chemistry");
+    wait_until(&mut h, "chemistry to be the open conversation", |h| {
+        h.state().model.current == Some(Conv::room("chemistry"))
+    });
+    assert!(h.state().dialog.is_none(), "the browse dialog closes after joining");
+    wait_for_text(&mut h, "bob, online, room admin");
+
+    type_into(&mut h, "Message", "hello from alice");
+    h.key_press(egui::Key::Enter);
+    wait_for_text(&mut h, "hello from alice");
+    let got = rt.block_on(bob.expect_text("hello from alice"));
+    assert_eq!(got.from, "alice");
+    assert_eq!(got.conv, Conv::room("chemistry"));
+    // Acknowledged: no longer pending.
+    wait_until(&mut h, "the message to be acknowledged", |h| h.state().model.pending_count() == 0);
+    settle(&mut h);
+    assert!(!has_text(&h, "(sending)"), "no pending mark once acknowledged");
+
+    rt.block_on(
+        bob.client.request(Request::SendRoom { room: "chemistry".into(), text: "hello from bob".into() }),
+    )
+    .expect("bob sends");
+    wait_for_text(&mut h, "hello from bob");
+    assert_eq!(h.query_all_by_label("hello from alice").count(), 1);
+}
+
+#[test]
+fn unread_count_rises_in_another_room() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let bob = rt.block_on(wire_user(&addr, "bob"));
+    rt.block_on(bob.client.request(Request::CreateRoom {
+        name: "physics".into(),
+        topic: String::new(),
+        password: None,
+    }))
+    .expect("bob creates a room");
+
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+    click(&mut h, "🔍 Browse rooms");
+    wait_for_text(&mut h, "Join #physics");
+    click(&mut h, "Join #physics");
+    wait_until(&mut h, "physics to open", |h| h.state().model.current == Some(Conv::room("physics")));
+    // Back to the lobby; physics is now in the background.
+    click(&mut h, "#lobby");
+    wait_until(&mut h, "lobby to open", |h| h.state().model.current == Some(Conv::room("lobby")));
+
+    for text in ["first", "second"] {
+        rt.block_on(bob.client.request(Request::SendRoom { room: "physics".into(), text: text.into() }))
+            .expect("bob sends");
+    }
+    wait_for_text(&mut h, "#physics, 2 unread");
+    rt.block_on(bob.client.request(Request::SendRoom { room: "physics".into(), text: "hey @alice".into() }))
+        .expect("bob mentions alice");
+    wait_for_text(&mut h, "#physics, 3 unread, mentions you");
+
+    // Alt+Down moves to the next conversation (lobby → none after it wraps to physics).
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowUp);
+    wait_until(&mut h, "Alt+Up to open physics", |h| h.state().model.current == Some(Conv::room("physics")));
+    wait_for_text(&mut h, "hey @alice");
+    assert!(!has_text(&h, "unread"), "opening the room marks it read");
+}
+
+#[test]
+fn browse_and_join_a_locked_room_with_wrong_then_right_password() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let bob = rt.block_on(wire_user(&addr, "bob"));
+    rt.block_on(bob.client.request(Request::CreateRoom {
+        name: "exam-prep".into(),
+        topic: "staff only".into(),
+        password: Some("s3cret-pass".into()),
+    }))
+    .expect("bob creates a locked room");
+
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+    click(&mut h, "🔍 Browse rooms");
+    wait_for_text(&mut h, "Join #exam-prep");
+    assert!(has_text(&h, "#exam-prep 🔒"), "the lock shows in the list");
+    click(&mut h, "Join #exam-prep");
+    wait_for_text(&mut h, "This room is locked");
+
+    type_into(&mut h, "Room password", "guess");
+    click(&mut h, "Join");
+    wait_for_text(&mut h, "Wrong room password.");
+    assert!(!h.state().model.rooms.contains_key("exam-prep"));
+
+    // Clear the field (select all, then type over it).
+    h.get_by_label("Room password").focus();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.step();
+    h.get_by_label("Room password").type_text("s3cret-pass");
+    settle(&mut h);
+    h.key_press(egui::Key::Enter);
+    wait_until(&mut h, "exam-prep to open", |h| h.state().model.current == Some(Conv::room("exam-prep")));
+    assert!(h.state().dialog.is_none());
+    wait_for_text(&mut h, "#exam-prep, locked");
+}
+
+#[test]
+fn admin_kicks_a_member_who_then_sees_they_were_removed() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+
+    let mut admin = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut admin, "alice", "correct horse");
+    click(&mut admin, "➕ Create room");
+    type_into(&mut admin, "Room name", "lab-3");
+    type_into(&mut admin, "Topic (optional)", "Thursday lab");
+    click(&mut admin, "Create");
+    wait_until(&mut admin, "lab-3 to open", |h| h.state().model.current == Some(Conv::room("lab-3")));
+    wait_for_text(&mut admin, "alice, online, room admin");
+
+    let mut member = app(&rt, &dir.path().join("bob"), &addr);
+    register(&mut member, "bob", "battery staple");
+    click(&mut member, "🔍 Browse rooms");
+    wait_for_text(&mut member, "Join #lab-3");
+    click(&mut member, "Join #lab-3");
+    wait_until(&mut member, "lab-3 to open", |h| h.state().model.current == Some(Conv::room("lab-3")));
+
+    wait_for_text(&mut admin, "bob joined");
+    wait_for_text(&mut admin, "bob, online");
+    click(&mut admin, "Manage bob");
+    click(&mut admin, "Kick bob");
+    wait_for_text(&mut admin, "bob was removed by alice");
+
+    wait_for_text(&mut member, "You were removed from #lab-3");
+    assert!(!member.state().model.rooms.contains_key("lab-3"));
+    wait_for_text(&mut member, "#lab-3, removed");
+    assert!(has_text(&member, "Cannot send: You were removed"), "the composer says why");
+}
+
+#[test]
+fn fingerprint_prompt_on_first_connect_and_warning_on_changed_key() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_dir = dir.path().join("server");
+    let mut server = TestServer::start(&rt, &server_dir, server_key(), any_port());
+    let addr = server.addr;
+    let app_dir = dir.path().join("alice");
+
+    let mut h = app(&rt, &app_dir, &addr.to_string());
+    submit_login(&mut h, "alice", "correct horse", true);
+    wait_for_text(&mut h, "Trust this server");
+    let fp = fingerprint_of(server_key());
+    assert!(has_text(&h, &format!("Server fingerprint {fp}")), "the real fingerprint shows");
+    // Refusing sends nothing and says so next to the server field.
+    click(&mut h, "Cancel");
+    wait_for_text(&mut h, "was not trusted");
+    assert_eq!(h.state().screen, classchat::app::Screen::Login);
+    let known = std::fs::read_to_string(app_dir.join("known_servers")).unwrap_or_default();
+    assert!(!known.contains(&fp.to_hex()));
+
+    click(&mut h, "Create account");
+    wait_for_text(&mut h, "Trust this server");
+    click(&mut h, "Trust this server");
+    wait_for_text(&mut h, "Signed in as alice");
+    let known = std::fs::read_to_string(app_dir.join("known_servers")).expect("known servers saved");
+    assert!(known.contains(&fp.to_hex()));
+    drop(h);
+
+    // The server comes back with another key on the same address.
+    server.stop();
+    let _server = TestServer::start(&rt, &server_dir, other_server_key(), addr);
+    let mut h = app(&rt, &app_dir, &addr.to_string());
+    submit_login(&mut h, "alice", "correct horse", false);
+    wait_for_text(&mut h, "The server's key has CHANGED");
+    assert!(has_text(&h, &format!("Previously trusted {fp}")));
+    let new_fp = fingerprint_of(other_server_key());
+    assert!(has_text(&h, &format!("Now presented {new_fp}")));
+    // Accepting needs an explicit acknowledgement first.
+    assert!(h.get_by_label("Trust the new key").accesskit_node().is_disabled(), "refused by default");
+    click(&mut h, "Disconnect");
+    wait_for_text(&mut h, "Refused: the server's key has changed");
+    assert_eq!(h.state().screen, classchat::app::Screen::Login);
+    assert!(h.state().model.me.is_none());
+
+    // Explicitly accepting replaces the stored key and logs in.
+    click(&mut h, "Log in");
+    wait_for_text(&mut h, "The server's key has CHANGED");
+    click(&mut h, "I checked the new fingerprint with the server's owner");
+    click(&mut h, "Trust the new key");
+    wait_for_text(&mut h, "Signed in as alice");
+    let known = std::fs::read_to_string(app_dir.join("known_servers")).expect("known servers");
+    assert!(known.contains(&new_fp.to_hex()) && !known.contains(&fp.to_hex()));
+}
+
+#[test]
+fn login_errors_are_shown_next_to_their_fields() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    rt.block_on(wire_user(&addr, "taken"));
+
+    let mut h = app(&rt, &dir.path().join("app"), &addr);
+    // Checked before anything is sent.
+    submit_login(&mut h, "bad name", "pw", true);
+    wait_for_text(&mut h, "no spaces");
+    wait_for_text(&mut h, "at least 8 characters");
+
+    let mut h = app(&rt, &dir.path().join("app"), &addr);
+    submit_login(&mut h, "taken", "long enough", true);
+    wait_for_text(&mut h, "Trust this server");
+    click(&mut h, "Trust this server");
+    wait_for_text(&mut h, "That username is taken.");
+
+    let mut h = app(&rt, &dir.path().join("app"), &addr);
+    submit_login(&mut h, "taken", "not the password", false);
+    wait_for_text(&mut h, "Wrong username or password.");
+
+    let mut h = app(&rt, &dir.path().join("app"), "127.0.0.1:1");
+    submit_login(&mut h, "someone", "long enough", false);
+    wait_for_text(&mut h, "No ClassChat server is running at this address.");
+}
+
+#[test]
+fn reconnect_after_server_restart_shows_missed_messages_once() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_dir = dir.path().join("server");
+    let mut server = TestServer::start(&rt, &server_dir, server_key(), any_port());
+    let addr = server.addr;
+    let bob = rt.block_on(wire_user(&addr.to_string(), "bob"));
+
+    let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
+    register(&mut h, "alice", "correct horse");
+    rt.block_on(
+        bob.client.request(Request::SendRoom { room: "lobby".into(), text: "before the restart".into() }),
+    )
+    .expect("bob sends");
+    wait_for_text(&mut h, "before the restart");
+    drop(bob);
+
+    // The server goes away: the app says so, keeps typed text, and refuses to send.
+    server.stop();
+    wait_for_text(&mut h, "Connection lost");
+    wait_for_text(&mut h, "Cannot send: Offline");
+    type_into(&mut h, "Message", "typed while offline");
+
+    // While alice is away, the server runs elsewhere and bob writes to the lobby.
+    let mut elsewhere = TestServer::start(&rt, &server_dir, server_key(), any_port());
+    rt.block_on(async {
+        let (client, _events) = classchat_wire::Client::connect(classchat_wire::ClientConfig::new(
+            elsewhere.addr_string(),
+            classchat_wire::TrustPolicy::AnyKey,
+        ))
+        .await
+        .expect("bob reconnects");
+        let key = classchat_wire::auth::auth_key("bob", "wire-password-1").expect("auth key");
+        client.login("bob", &key, "test-device").await.expect("bob logs in");
+        for text in ["missed one", "missed two"] {
+            let reply = client.request(Request::SendRoom { room: "lobby".into(), text: text.into() }).await;
+            assert!(matches!(reply, Ok(Response::Sent { .. })), "{reply:?}");
+        }
+        client.close().await;
+    });
+    elsewhere.stop();
+
+    // Back on the original address: alice resumes on her own and catches up.
+    let _server = TestServer::start(&rt, &server_dir, server_key(), addr);
+    wait_for_text(&mut h, "Connected to");
+    wait_for_text(&mut h, "missed one");
+    wait_for_text(&mut h, "missed two");
+    // Let any duplicate arrive before counting.
+    for _ in 0..20 {
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for text in ["before the restart", "missed one", "missed two"] {
+        assert_eq!(h.query_all_by_label(text).count(), 1, "{text:?} shows exactly once");
+    }
+    // What was typed while offline is still there and goes out now.
+    assert_eq!(h.get_by_label("Message").value().as_deref(), Some("typed while offline"));
+    h.get_by_label("Message").focus();
+    h.step();
+    h.key_press(egui::Key::Enter);
+    wait_for_text(&mut h, "typed while offline");
+    wait_until(&mut h, "the message to be acknowledged", |h| h.state().model.pending_count() == 0);
+}

@@ -1,0 +1,244 @@
+//! Shared by the GUI tests: a real server in-process on 127.0.0.1, the real app in an
+//! egui_kittest harness, and helpers that step the harness until something shows up.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use classchat::net::Backoff;
+use classchat::{AppConfig, ClassChatApp};
+use classchat_wire::crypto::ServerKey;
+use classchat_wire::{Client, ClientConfig, Event, TrustPolicy};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long any one wait may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A 2048-bit key, generated once per test binary (key generation is slow).
+pub fn server_key() -> &'static [u8] {
+    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        ServerKey::generate(2048).and_then(|k| k.to_pkcs8_der()).expect("generate a server key")
+    })
+}
+
+/// A second, different key: the server "changed" its key.
+pub fn other_server_key() -> &'static [u8] {
+    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        ServerKey::generate(2048).and_then(|k| k.to_pkcs8_der()).expect("generate a server key")
+    })
+}
+
+pub fn fingerprint_of(key_der: &[u8]) -> classchat_wire::Fingerprint {
+    *ServerKey::from_pkcs8_der(key_der).expect("parse key").fingerprint()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// A real server on 127.0.0.1, stoppable and restartable on the same port and data dir.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    rt: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with `key` in `data_dir`, on `addr` (port 0 for any).
+    pub fn start(rt: &tokio::runtime::Runtime, data_dir: &Path, key: &[u8], addr: SocketAddr) -> Self {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        std::fs::write(data_dir.join("server_key.der"), key).expect("write server key");
+        let listener = rt.block_on(async {
+            // The port of a server just stopped may take a moment to be free again.
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => break l,
+                    Err(e) if Instant::now() < deadline => {
+                        eprintln!("bind {addr}: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("bind {addr}: {e}"),
+                }
+            }
+        });
+        let addr = listener.local_addr().expect("local addr");
+        let config = classchat_server::Config {
+            server_name: "Test Lab".into(),
+            data_dir: data_dir.to_path_buf(),
+            rsa_bits: 2048,
+            ..Default::default()
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = rt.spawn(classchat_server::run(listener, config, async move {
+            let _ = stop_rx.await;
+        }));
+        Self {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            rt: rt.handle().clone(),
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn addr_string(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Shuts the server down and waits until it has.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = self.rt.block_on(async { tokio::time::timeout(DEADLINE, task).await });
+            match result {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => panic!("server failed: {e:#}"),
+                Ok(Err(e)) => panic!("server task: {e}"),
+                Err(_) => panic!("server did not stop within {DEADLINE:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The real app, its own data dir, wired to `rt`.
+pub fn app(rt: &tokio::runtime::Runtime, data_dir: &Path, server: &str) -> Harness<'static, ClassChatApp> {
+    let mut config = AppConfig::new(data_dir.to_path_buf(), rt.handle().clone());
+    config.server = Some(server.to_owned());
+    config.auto_resume = false;
+    config.allow_notifications = false;
+    config.backoff = Backoff { min: Duration::from_millis(200), max: Duration::from_secs(1) };
+    Harness::builder().with_size([1200.0, 800.0]).build_eframe(move |cc| ClassChatApp::new(cc, config))
+}
+
+/// Steps the harness until `cond` holds; fails the test after [`DEADLINE`].
+pub fn wait_until(
+    h: &mut Harness<'static, ClassChatApp>,
+    what: &str,
+    mut cond: impl FnMut(&Harness<'static, ClassChatApp>) -> bool,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        h.step();
+        if cond(h) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; app state: {:?}\non screen: {:?}", h.state(), labels(h));
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+}
+
+/// Waits until some widget's label contains `text`.
+pub fn wait_for_text(h: &mut Harness<'static, ClassChatApp>, text: &str) {
+    wait_until(h, &format!("{text:?} on screen"), |h| has_text(h, text));
+}
+
+/// Every label on screen (for failure messages).
+pub fn labels(h: &Harness<'static, ClassChatApp>) -> Vec<String> {
+    use egui_kittest::kittest::NodeT;
+    h.query_all_by(|_| true).filter_map(|n| n.accesskit_node().label()).filter(|l| !l.is_empty()).collect()
+}
+
+/// Does some widget's label contain `text`?
+pub fn has_text(h: &Harness<'static, ClassChatApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// Steps a few frames so clicks and typing take effect.
+pub fn settle(h: &mut Harness<'static, ClassChatApp>) {
+    for _ in 0..3 {
+        h.step();
+    }
+}
+
+/// Types into the field with accessible name `label`, replacing nothing (fields start empty).
+pub fn type_into(h: &mut Harness<'static, ClassChatApp>, label: &str, text: &str) {
+    h.get_by_label(label).focus();
+    h.step();
+    h.get_by_label(label).type_text(text);
+    settle(h);
+}
+
+pub fn click(h: &mut Harness<'static, ClassChatApp>, label: &str) {
+    // A window or dialog is laid out invisibly on its first frame: let it settle first.
+    settle(h);
+    h.get_by_label(label).click();
+    settle(h);
+}
+
+/// Fills the connect form and presses "Create account" (or "Log in").
+pub fn submit_login(h: &mut Harness<'static, ClassChatApp>, user: &str, password: &str, register: bool) {
+    type_into(h, "Username", user);
+    type_into(h, "Password", password);
+    click(h, if register { "Create account" } else { "Log in" });
+}
+
+/// Registers `user` through the connect screen, trusting the server on first contact.
+pub fn register(h: &mut Harness<'static, ClassChatApp>, user: &str, password: &str) {
+    submit_login(h, user, password, true);
+    wait_for_text(h, "Trust this server");
+    click(h, "Trust this server");
+    wait_for_text(h, &format!("Signed in as {user}"));
+    // The lobby is open and its members have arrived.
+    wait_for_text(h, "#lobby");
+}
+
+/// A second user, through the real wire client.
+pub struct WireUser {
+    pub client: Client,
+    pub events: mpsc::Receiver<Event>,
+    pub name: String,
+}
+
+pub async fn wire_user(addr: &str, name: &str) -> WireUser {
+    let (client, events) =
+        Client::connect(ClientConfig::new(addr, TrustPolicy::AnyKey)).await.expect("wire client connects");
+    let key = tokio::task::spawn_blocking({
+        let name = name.to_owned();
+        move || classchat_wire::auth::auth_key(&name, "wire-password-1").expect("auth key")
+    })
+    .await
+    .expect("argon2 task");
+    client.register(name, &key, "test-device").await.expect("register wire user");
+    WireUser { client, events, name: name.to_owned() }
+}
+
+impl WireUser {
+    /// Waits for a message event whose text is `text`.
+    pub async fn expect_text(&mut self, text: &str) -> classchat_wire::ChatMessage {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{} never got {text:?}", self.name))
+                .unwrap_or_else(|| panic!("{}'s connection closed", self.name));
+            if let Event::Message { message } = ev
+                && let classchat_wire::Body::Text { text: t } = &message.body
+                && t == text
+            {
+                return message;
+            }
+        }
+    }
+}
