@@ -1,6 +1,13 @@
-//! Sealing throughput: what one connection's writer (seal) and the pair of ends (seal +
-//! open) cost per byte. `cargo bench -p classchat-wire --bench seal`; figures go into
-//! BENCHMARKS.md.
+//! Sealing throughput: what one connection's writer (seal) and the two ends together
+//! (seal + open) cost per byte, and the two primitives alone.
+//!
+//! `cargo bench -p classchat-wire --bench seal`; figures go into BENCHMARKS.md.
+//!
+//! Every benchmark is measured twice: `wall/…` with criterion's wall clock, and `cpu/…`
+//! with the time the benchmark thread actually spent on a CPU (from
+//! `/proc/thread-self/schedstat`). On a machine shared with other work the wall clock also
+//! counts the time the thread waited for a core; the CPU time does not, so it is what an
+//! idle core would do.
 
 use std::hint::black_box;
 
@@ -8,11 +15,48 @@ use bytes::BytesMut;
 use classchat_wire::MAX_FRAME_LEN;
 use classchat_wire::crypto::{Opener, Role, Sealer, derive_keys};
 use classchat_wire::frame::HEADER_LEN;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use hmac::{KeyInit, Mac};
 
 /// A chat line and a file chunk.
 const SIZES: [(usize, &str); 2] = [(128, "128 B"), (64 * 1024, "64 KiB")];
+
+/// Nanoseconds the calling thread has spent on a CPU. The kernel updates this figure at
+/// scheduler ticks and switches, so it is only good to a few milliseconds; the CPU-time
+/// groups therefore use long, equal samples (see [`cpu_config`]).
+fn thread_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("Linux schedstat");
+    stat.split_whitespace().next().and_then(|ns| ns.parse().ok()).expect("schedstat starts with on-CPU ns")
+}
+
+/// Criterion measurement: on-CPU time of the benchmark thread, formatted like wall time.
+struct ThreadCpuTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Both count nanoseconds, so wall time's units and throughput scaling apply.
+        WallTime.formatter()
+    }
+}
 
 fn halves() -> (Sealer, Opener) {
     let keys = derive_keys(&[1; 32], &[2; 32], &[3; 32]);
@@ -21,8 +65,9 @@ fn halves() -> (Sealer, Opener) {
     (sealer, opener)
 }
 
-fn seal(c: &mut Criterion) {
-    let mut group = c.benchmark_group("seal");
+fn seal<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    let mut group = c.benchmark_group(format!("{clock}/seal"));
+    group.sampling_mode(SamplingMode::Flat);
     for (len, label) in SIZES {
         let plaintext = vec![0x5a; len];
         let (mut sealer, _) = halves();
@@ -39,8 +84,9 @@ fn seal(c: &mut Criterion) {
     group.finish();
 }
 
-fn seal_open(c: &mut Criterion) {
-    let mut group = c.benchmark_group("seal+open");
+fn seal_open<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    let mut group = c.benchmark_group(format!("{clock}/seal+open"));
+    group.sampling_mode(SamplingMode::Flat);
     for (len, label) in SIZES {
         let plaintext = vec![0x5a; len];
         let (mut sealer, mut opener) = halves();
@@ -62,11 +108,12 @@ fn seal_open(c: &mut Criterion) {
 /// The two primitives alone, on 64 KiB, to show where sealing spends its time. CBC
 /// encryption is inherently serial (each block needs the previous ciphertext), so it runs
 /// at the latency of AES-NI rather than its throughput; the MAC then reads the data again.
-fn parts(c: &mut Criterion) {
+fn parts<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     use aes::cipher::block_padding::Pkcs7;
     use aes::cipher::{BlockModeEncrypt, KeyIvInit};
     let len = 64 * 1024;
-    let mut group = c.benchmark_group("parts");
+    let mut group = c.benchmark_group(format!("{clock}/parts"));
+    group.sampling_mode(SamplingMode::Flat);
     group.throughput(Throughput::Bytes(len as u64));
     let plaintext = vec![0x5a; len];
     let mut buf = vec![0u8; len + 16];
@@ -89,5 +136,30 @@ fn parts(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seal, seal_open, parts);
-criterion_main!(benches);
+fn wall(c: &mut Criterion) {
+    seal(c, "wall");
+    seal_open(c, "wall");
+    parts(c, "wall");
+}
+
+fn cpu(c: &mut Criterion<ThreadCpuTime>) {
+    seal(c, "cpu");
+    seal_open(c, "cpu");
+    parts(c, "cpu");
+}
+
+/// 30 samples of about 300 ms each: long enough that the clock's granularity is noise.
+fn cpu_config() -> Criterion<ThreadCpuTime> {
+    Criterion::default()
+        .with_measurement(ThreadCpuTime)
+        .sample_size(30)
+        .measurement_time(std::time::Duration::from_secs(9))
+}
+
+criterion_group!(wall_clock, wall);
+criterion_group! {
+    name = cpu_time;
+    config = cpu_config();
+    targets = cpu
+}
+criterion_main!(wall_clock, cpu_time);
