@@ -5,8 +5,8 @@
 #   gui/screenshots.sh            # debug build
 #   gui/screenshots.sh --release  # release build
 #
-# Writes screenshots/connect.png, trust.png, busy-room.png, dm.png, browse.png and
-# light.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
+# Writes screenshots/connect.png, trust.png, busy-room.png, dm.png, announcements.png,
+# browse.png and light.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
 # libraries (`make shot-deps` installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,14 +83,15 @@ shot() {
   import -window root "$OUT/$1.png"
   echo "wrote $OUT/$1.png"
 }
-key() { xdotool key --window "$WIN" --clearmodifiers "$@"; sleep 0.3; }
-type_text() { xdotool type --window "$WIN" --delay 20 "$1"; sleep 0.3; }
+# Real (XTEST) input to the focused window; winit ignores events sent to a window id.
+key() { xdotool key "$@"; sleep 0.3; }
+type_text() { xdotool type --delay 20 "$1"; sleep 0.3; }
+click_at() { xdotool mousemove "$1" "$2" click 1; sleep 0.5; }
 
 # 1. The connect screen of a fresh install, then the first-contact key prompt.
 start_app "$WORK/newcomer" newcomer
 shot connect
-xdotool mousemove 640 400 click 1 # anywhere: gives the window keyboard focus
-key Tab Tab Tab                   # server, username, password
+click_at 640 298 # the password field
 type_text "demo-password"
 key Return
 shot trust 2
@@ -98,6 +99,8 @@ stop_app
 
 # 2. A busy room, as ada (logged straight in with the prepared session).
 start_app "$WORK/ada" ada
+echo live >&3 # others write now: unread counts, a mention, a DM, an announcement
+sleep 2
 key ctrl+k
 type_text "physics-lab"
 key Return
@@ -109,10 +112,14 @@ type_text "bob"
 key Return
 shot dm 2
 
+# 3b. The announcements (broadcasts), styled apart from chat.
+key ctrl+k
+type_text "Announcements"
+key Return
+shot announcements 2
+
 # 4. The browse dialog (the button at the top of the rooms sidebar).
-BROWSE_XY="${BROWSE_XY:-118 38}"
-# shellcheck disable=SC2086
-xdotool mousemove $BROWSE_XY click 1
+click_at 70 65 # "Browse rooms", at the top of the rooms sidebar
 shot browse 2
 key Escape
 
@@ -123,12 +130,8 @@ start_app "$WORK/ada" ada
 key ctrl+k
 type_text "physics-lab"
 key Return
-THEME_XY="${THEME_XY:-1232 787}"
-# shellcheck disable=SC2086
-xdotool mousemove $THEME_XY click 1
-sleep 0.5
-# shellcheck disable=SC2086
-xdotool mousemove $THEME_XY click 1
+click_at 1222 788 # the theme switch in the status bar: system → dark
+click_at 1222 788 # dark → light
 shot light 2
 stop_app
 exec 3>&-

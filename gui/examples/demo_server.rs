@@ -66,14 +66,26 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("READY {addr} {fingerprint}");
 
-    // Serve until stdin closes or Ctrl+C.
-    let stdin_closed = tokio::task::spawn_blocking(|| {
-        let mut sink = String::new();
-        while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+    // Serve until stdin closes or Ctrl+C. A line `live` makes the others write a few
+    // messages now, so the app shows them arriving (unread counts, a mention).
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(8);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if lines_tx.blocking_send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
     });
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = stdin_closed => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            line = lines.recv() => match line {
+                None => break,
+                Some(l) if l.trim() == "live" => live(&online, &args.user).await?,
+                Some(_) => {}
+            },
+        }
     }
     drop(online);
     let _ = stop_tx.send(());
@@ -126,6 +138,7 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<Vec<Client>> {
     dave.request(room("project-x", "Team X: spectrometer build", None)).await?;
     erin.request(room("random", "Anything goes", None)).await?;
     frank.request(room("book-club", "", None)).await?;
+    prof.request(room("staff-room", "Tutors only", Some("faraday"))).await?;
     for c in [&me, &bob, &dave, &erin] {
         c.request(join("physics-lab", None)).await?;
     }
@@ -133,6 +146,7 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<Vec<Client>> {
     me.request(join("random", None)).await?;
     bob.request(join("random", None)).await?;
 
+    say(&prof, "lobby", "Welcome to the Physics Lab 2 chat. Lab questions go to #physics-lab.").await?;
     say(&carol, "physics-lab", "Morning all! Bench 3 has the new laser, please book slots in the sheet.")
         .await?;
     say(&bob, "physics-lab", "Is the interferometer calibrated yet?").await?;
@@ -196,6 +210,17 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<Vec<Client>> {
     Ok(vec![prof, bob, carol])
 }
 
+/// Messages that arrive while the app is open.
+async fn live(online: &[Client], user: &str) -> anyhow::Result<()> {
+    let [prof, bob, carol] = online else { return Ok(()) };
+    say(bob, "random", "Quiz night is at 19:00 in the common room").await?;
+    say(bob, "random", "Bring snacks!").await?;
+    say(carol, "lobby", &format!("@{user} are you coming to the seminar?")).await?;
+    carol.request(Request::SendDirect { to: user.into(), body: encode_dm("Thanks for swapping!") }).await?;
+    prof.request(Request::Broadcast { text: "The lab is closed on Monday for maintenance.".into() }).await?;
+    Ok(())
+}
+
 /// Puts the files the app would have after a first login into `dir`.
 async fn prepare_app(
     dir: &std::path::Path,
@@ -220,6 +245,8 @@ async fn prepare_app(
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         store.known_servers()?.trust(&addr, fingerprint)?;
         store.set_resume_token(&addr, &user, Some(&welcome.resume_token))?;
+        store.add_dm_contact(&addr, &user, "bob")?;
+        store.add_dm_contact(&addr, &user, "carol")?;
         Ok(())
     })
     .await??;

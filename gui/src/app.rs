@@ -129,6 +129,10 @@ pub struct ClassChatApp {
     catching_up: bool,
     applied_theme: Option<ThemeChoice>,
     focused: bool,
+    /// DM partners already saved in the contact list (lowercase).
+    known_dms: std::collections::HashSet<String>,
+    /// The unread count shown in the window title.
+    title_unread: Option<u32>,
 }
 
 impl std::fmt::Debug for ClassChatApp {
@@ -179,6 +183,8 @@ impl ClassChatApp {
             catching_up: false,
             applied_theme: None,
             focused: true,
+            known_dms: Default::default(),
+            title_unread: None,
         };
         if app.config.auto_resume && !app.settings.username.is_empty() && !app.settings.server.is_empty() {
             app.login.busy = true;
@@ -229,12 +235,17 @@ impl ClassChatApp {
                 self.login.busy = false;
                 self.screen = Screen::Login;
             }
-            NetEvent::LoggedIn { addr, welcome, resumed } => {
+            NetEvent::LoggedIn { addr, welcome, resumed, dm_contacts } => {
                 let reconnect = self.screen == Screen::Main && resumed;
                 if !self.model.is_me(&welcome.user) {
                     self.chat.clear();
                 }
                 self.model.on_welcome(&welcome);
+                self.known_dms.clear();
+                for contact in dm_contacts {
+                    self.known_dms.insert(contact.to_ascii_lowercase());
+                    self.model.conversation_mut(&Conv::direct(contact));
+                }
                 self.settings.server = addr;
                 self.settings.username = welcome.user.clone();
                 self.login.password.clear();
@@ -738,6 +749,28 @@ impl ClassChatApp {
         }
         for action in actions {
             self.apply(action);
+        }
+        self.remember_new_dms();
+        let unread = self.model.total_unread();
+        if self.title_unread != Some(unread) {
+            self.title_unread = Some(unread);
+            let title = if unread > 0 { format!("ClassChat ({unread})") } else { "ClassChat".into() };
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title));
+        }
+    }
+
+    /// Saves DM partners the model learned about (a new conversation, or one opened by
+    /// the user), so they are still listed after a restart.
+    fn remember_new_dms(&mut self) {
+        if self.screen != Screen::Main {
+            return;
+        }
+        for conv in self.model.ordered_conversations() {
+            if let Conv::Direct { user } = conv
+                && self.known_dms.insert(user.to_ascii_lowercase())
+            {
+                self.net.send(Command::RememberDm { contact: user });
+            }
         }
     }
 }

@@ -4,7 +4,10 @@
 //! - `known_servers`: server key fingerprints (trust on first use), see
 //!   [`classchat_wire::KnownServers`];
 //! - `resume_tokens`: one line per server and user, `host:port username hex-token`;
-//! - `device_id`: a random id that names this installation to the server.
+//! - `device_id`: a random id that names this installation to the server;
+//! - `dm_contacts`: the people each user has direct-message conversations with, one line
+//!   per `host:port username contact`. The server lists a user's rooms at login but not
+//!   their DM partners, so without this a restart would hide quiet DM conversations.
 //!
 //! Everything here does blocking file I/O: call it from the net task's blocking pool,
 //! never from the UI thread.
@@ -89,6 +92,34 @@ impl LocalStore {
         write_private(&self.tokens_path(), out.as_bytes())
     }
 
+    /// The people `user` on `addr` has direct-message conversations with.
+    pub fn dm_contacts(&self, addr: &str, user: &str) -> Vec<String> {
+        let Ok(text) = std::fs::read_to_string(self.dir.join("dm_contacts")) else { return Vec::new() };
+        text.lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                let (a, u, contact) = (parts.next()?, parts.next()?, parts.next()?);
+                (a == addr && u.eq_ignore_ascii_case(user)).then(|| contact.to_owned())
+            })
+            .collect()
+    }
+
+    /// Remembers that `user` on `addr` has a conversation with `contact`.
+    pub fn add_dm_contact(&self, addr: &str, user: &str, contact: &str) -> io::Result<()> {
+        let path = self.dir.join("dm_contacts");
+        let mut text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        if self.dm_contacts(addr, user).iter().any(|c| c.eq_ignore_ascii_case(contact)) {
+            return Ok(());
+        }
+        text.push_str(&format!("{addr} {user} {contact}\n"));
+        self.ensure_dir()?;
+        write_private(&path, text.as_bytes())
+    }
+
     fn tokens_path(&self) -> PathBuf {
         self.dir.join("resume_tokens")
     }
@@ -142,6 +173,19 @@ mod tests {
             let mode = std::fs::metadata(store.tokens_path()).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn dm_contacts_are_kept_per_server_and_user() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path());
+        assert!(store.dm_contacts("lab:7420", "alice").is_empty());
+        store.add_dm_contact("lab:7420", "alice", "bob").expect("save");
+        store.add_dm_contact("lab:7420", "alice", "Bob").expect("no duplicate");
+        store.add_dm_contact("lab:7420", "alice", "carol").expect("save");
+        store.add_dm_contact("lab:7420", "dave", "erin").expect("save");
+        assert_eq!(store.dm_contacts("lab:7420", "ALICE"), ["bob", "carol"]);
+        assert_eq!(store.dm_contacts("other:7420", "alice"), Vec::<String>::new());
     }
 
     #[test]

@@ -258,6 +258,8 @@ impl Model {
             c.removed = None;
         }
         self.rooms = joined;
+        // Always listed, so broadcasts from before this login can be read in its history.
+        self.conversation_mut(&Conv::Announcements);
         if let Some(me) = self.my_name().map(str::to_owned) {
             let key = me.to_ascii_lowercase();
             let server_admin = welcome.server_admin;
@@ -600,7 +602,10 @@ mod tests {
         let mut m = Model::new();
         m.on_welcome(&welcome("alice", &["lobby", "lab"]));
         assert_eq!(m.current, Some(Conv::room("lobby")));
-        assert_eq!(m.ordered_conversations(), vec![Conv::room("lab"), Conv::room("lobby")]);
+        assert_eq!(
+            m.ordered_conversations(),
+            vec![Conv::room("lab"), Conv::room("lobby"), Conv::Announcements]
+        );
         assert!(m.is_room_admin("lab"));
         assert!(m.is_me("ALICE"));
     }

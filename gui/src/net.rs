@@ -46,6 +46,8 @@ pub enum Command {
     Send { local_id: u64, conv: Conv, text: String },
     /// Drop an unsent message from the outbox (the user discarded it).
     Unsend { local_id: u64 },
+    /// Remember that the logged-in user has a direct-message conversation with `contact`.
+    RememberDm { contact: String },
     /// Any other request; the reply comes back as [`NetEvent::Reply`] with the request.
     Request(Request),
     /// Show an OS notification (D-Bus is blocking, so it happens here, not on the UI).
@@ -66,10 +68,12 @@ pub enum NetEvent {
     /// The server's key needs the user's decision.
     Trust(TrustPrompt),
     /// Logged in; `resumed` is true for a token login (a reconnect or a start-up resume).
+    /// `dm_contacts` are the people this user had DM conversations with on this machine.
     LoggedIn {
         addr: String,
         welcome: Welcome,
         resumed: bool,
+        dm_contacts: Vec<String>,
     },
     /// There is no saved session to resume: show the connect screen.
     NeedPassword,
@@ -293,6 +297,7 @@ struct Session {
     addr: String,
     /// Logged in with the resume token rather than the password.
     resumed: bool,
+    dm_contacts: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -416,6 +421,16 @@ impl NetTask {
             Command::Unsend { local_id } => {
                 if self.sending != Some(local_id) {
                     self.outbox.retain(|o| o.local_id != local_id);
+                }
+            }
+            Command::RememberDm { contact } => {
+                if let Some(t) = self.target.clone() {
+                    let store = self.store.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.add_dm_contact(&t.addr, &t.username, &contact) {
+                            tracing::warn!("could not save the DM contact list: {e}");
+                        }
+                    });
                 }
             }
             Command::Request(request) => match &self.phase {
@@ -557,7 +572,7 @@ impl NetTask {
     }
 
     fn on_connected(&mut self, session: Session) {
-        let Session { client, events, welcome, addr, resumed } = session;
+        let Session { client, events, welcome, addr, resumed, dm_contacts } = session;
         let server_name = welcome.server_name.clone();
         self.target = Some(Target { addr: addr.clone(), username: welcome.user.clone() });
         self.phase = Phase::Online { client, events };
@@ -566,7 +581,7 @@ impl NetTask {
         // After a drop, what we sent may already be stored: wait for the catch-up first.
         self.resend_gate =
             if self.outbox.is_empty() { None } else { Some(tokio::time::Instant::now() + CATCH_UP_GRACE) };
-        self.sink.send(NetEvent::LoggedIn { addr: addr.clone(), welcome, resumed });
+        self.sink.send(NetEvent::LoggedIn { addr: addr.clone(), welcome, resumed, dm_contacts });
         self.sink.send(NetEvent::State(ConnState::Online { addr, server_name }));
         self.pump();
     }
@@ -831,17 +846,26 @@ async fn connect(
         }
     };
     let saved = {
-        let (store, addr, user, token) =
-            (store, addr.clone(), welcome.user.clone(), welcome.resume_token.clone());
-        tokio::task::spawn_blocking(move || store.set_resume_token(&addr, &user, Some(&token))).await
+        let (addr, user, token) = (addr.clone(), welcome.user.clone(), welcome.resume_token.clone());
+        tokio::task::spawn_blocking(move || {
+            let saved = store.set_resume_token(&addr, &user, Some(&token));
+            (saved, store.dm_contacts(&addr, &user))
+        })
+        .await
     };
-    match saved {
-        Ok(Ok(())) => {}
+    let dm_contacts = match saved {
+        Ok((Ok(()), contacts)) => contacts,
         // Not fatal: the session works, it just cannot be resumed after a restart.
-        Ok(Err(e)) => tracing::warn!("could not save the resume token: {e}"),
-        Err(e) => tracing::warn!("could not save the resume token: {e}"),
-    }
-    Ok(Session { client, events, welcome, addr, resumed })
+        Ok((Err(e), contacts)) => {
+            tracing::warn!("could not save the resume token: {e}");
+            contacts
+        }
+        Err(e) => {
+            tracing::warn!("could not save the resume token: {e}");
+            Vec::new()
+        }
+    };
+    Ok(Session { client, events, welcome, addr, resumed, dm_contacts })
 }
 
 /// `host` becomes `host:7420`; surrounding spaces go.

@@ -80,6 +80,7 @@ fn unread_count_rises_in_another_room() {
     // Back to the lobby; physics is now in the background.
     click(&mut h, "#lobby");
     wait_until(&mut h, "lobby to open", |h| h.state().model.current == Some(Conv::room("lobby")));
+    wait_for_text(&mut h, "bob, online");
 
     for text in ["first", "second"] {
         rt.block_on(bob.client.request(Request::SendRoom { room: "physics".into(), text: text.into() }))
@@ -90,9 +91,11 @@ fn unread_count_rises_in_another_room() {
         .expect("bob mentions alice");
     wait_for_text(&mut h, "#physics, 3 unread, mentions you");
 
-    // Alt+Down moves to the next conversation (lobby → none after it wraps to physics).
-    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowUp);
-    wait_until(&mut h, "Alt+Up to open physics", |h| h.state().model.current == Some(Conv::room("physics")));
+    // Alt+Down moves to the next conversation in the sidebar: lobby, then physics.
+    h.key_press_modifiers(egui::Modifiers::ALT, egui::Key::ArrowDown);
+    wait_until(&mut h, "Alt+Down to open physics", |h| {
+        h.state().model.current == Some(Conv::room("physics"))
+    });
     wait_for_text(&mut h, "hey @alice");
     assert!(!has_text(&h, "unread"), "opening the room marks it read");
 }
@@ -318,4 +321,111 @@ fn reconnect_after_server_restart_shows_missed_messages_once() {
     h.key_press(egui::Key::Enter);
     wait_for_text(&mut h, "typed while offline");
     wait_until(&mut h, "the message to be acknowledged", |h| h.state().model.pending_count() == 0);
+}
+
+#[test]
+fn older_history_loads_while_scrolling_up_and_nothing_repeats() {
+    const COUNT: usize = 260;
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&rt, &dir.path().join("server"), server_key(), any_port(), |c| {
+        c.messages_per_second = 100_000;
+        c.message_burst = 100_000;
+    });
+    let addr = server.addr_string();
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+    let bob = rt.block_on(wire_user(&addr, "bob"));
+    rt.block_on(bob.client.request(Request::CreateRoom {
+        name: "log".into(),
+        topic: String::new(),
+        password: None,
+    }))
+    .expect("bob creates a room");
+    for i in 0..COUNT {
+        rt.block_on(
+            bob.client.request(Request::SendRoom { room: "log".into(), text: format!("line {i:03}") }),
+        )
+        .expect("bob sends");
+    }
+    // Alice joins afterwards: everything she sees comes from history pages.
+    click(&mut h, "🔍 Browse rooms");
+    wait_for_text(&mut h, "Join #log");
+    click(&mut h, "Join #log");
+    wait_for_text(&mut h, &format!("line {:03}", COUNT - 1));
+    assert!(!has_text(&h, "line 000"), "only the newest page at first");
+
+    // Scroll up until the beginning of the room is reached.
+    let centre = egui::pos2(640.0, 300.0);
+    wait_until(&mut h, "the start of the room after scrolling up", |h| {
+        h.hover_at(centre);
+        h.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, 4000.0),
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Unknown,
+            modifiers: egui::Modifiers::NONE,
+        });
+        has_text(h, "This is the beginning of #log.")
+    });
+    let c = h.state().model.conversation(&Conv::room("log")).expect("log");
+    let texts: Vec<&str> =
+        c.messages().iter().map(|m| m.content.text()).filter(|t| t.starts_with("line ")).collect();
+    let expected: Vec<String> = (0..COUNT).map(|i| format!("line {i:03}")).collect();
+    assert_eq!(texts, expected, "every message once, in order");
+    assert!(has_text(&h, "line 000"));
+    assert!(!has_text(&h, &format!("line {:03}", COUNT - 1)), "only the rows in view are laid out");
+}
+
+#[test]
+fn quick_switcher_opens_a_dm_and_escape_closes_dialogs() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let mut bob = rt.block_on(wire_user(&addr, "bob"));
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+    wait_for_text(&mut h, "bob (online)");
+
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::K);
+    wait_until(&mut h, "the switcher to open", |h| {
+        matches!(h.state().dialog, Some(classchat::ui::dialogs::Dialog::Switcher(_)))
+    });
+    settle(&mut h);
+    h.get_by_label("Jump to").type_text("bob");
+    settle(&mut h);
+    h.key_press(egui::Key::Enter);
+    wait_until(&mut h, "the DM with bob to open", |h| h.state().model.current == Some(Conv::direct("bob")));
+    assert!(h.state().dialog.is_none());
+
+    type_into(&mut h, "Message", "psst, bob");
+    h.key_press(egui::Key::Enter);
+    wait_until(&mut h, "the DM to be acknowledged", |h| h.state().model.pending_count() == 0);
+    let got = rt.block_on(async {
+        loop {
+            let ev = tokio::time::timeout(DEADLINE, bob.events.recv())
+                .await
+                .expect("bob gets the DM")
+                .expect("open");
+            if let classchat_wire::Event::Message { message } = ev
+                && let classchat_wire::Body::Opaque { data } = message.body
+            {
+                break (message.from, classchat::dm::decode_dm(&data));
+            }
+        }
+    });
+    assert_eq!(got, ("alice".to_owned(), classchat::dm::DmBody::Text("psst, bob".into())));
+    rt.block_on(
+        bob.client
+            .request(Request::SendDirect { to: "alice".into(), body: classchat::dm::encode_dm("got it") }),
+    )
+    .expect("bob answers");
+    wait_for_text(&mut h, "got it");
+    wait_for_text(&mut h, "@bob");
+
+    click(&mut h, "🔍 Browse rooms");
+    assert!(h.state().dialog.is_some());
+    h.key_press(egui::Key::Escape);
+    wait_until(&mut h, "Esc to close the dialog", |h| h.state().dialog.is_none());
 }

@@ -156,7 +156,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ChatViewState, online: bool)
             let mut row_ui =
                 ui.new_child(UiBuilder::new().max_rect(rect).layout(Layout::left_to_right(Align::Center)));
             match layout.rows.get(i) {
-                Some(row) => show_row(&mut row_ui, row, c, &tz, online, &mut actions),
+                Some(row) => show_row(&mut row_ui, row, c, model, &tz, online),
                 None => {
                     if let Some(p) = pending.get(i - layout.rows.len()) {
                         show_pending_row(&mut row_ui, p, c, model, &mut actions);
@@ -413,14 +413,7 @@ pub fn wrap_lines(text: &str, max_width: f32, width: &mut impl FnMut(char) -> f3
     out
 }
 
-fn show_row(
-    ui: &mut Ui,
-    row: &Row,
-    c: &Conversation,
-    tz: &jiff::tz::TimeZone,
-    online: bool,
-    _: &mut Vec<Action>,
-) {
+fn show_row(ui: &mut Ui, row: &Row, c: &Conversation, model: &Model, tz: &jiff::tz::TimeZone, online: bool) {
     match row {
         Row::Top => {
             let text = if c.loading_older {
@@ -467,7 +460,16 @@ fn show_row(
             let Some(m) = c.get(*id) else { return };
             let text = m.content.text().get(range.start as usize..range.end as usize).unwrap_or_default();
             match &m.content {
-                Content::Text(_) => {
+                Content::Text(full) => {
+                    let me = model.my_name().unwrap_or_default();
+                    if !model.is_me(&m.from) && crate::model::mentions(full, me) {
+                        let rect = ui.max_rect().expand2(vec2(0.0, ui.spacing().item_spacing.y / 2.0));
+                        ui.painter().rect_filled(
+                            rect,
+                            0.0,
+                            ui.visuals().selection.bg_fill.gamma_multiply(0.25),
+                        );
+                    }
                     ui.add_space(INDENT);
                     ui.add(egui::Label::new(text).wrap_mode(TextWrapMode::Truncate));
                 }

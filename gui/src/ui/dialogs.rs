@@ -380,7 +380,7 @@ pub fn switcher_matches(model: &Model, query: &str) -> Vec<(String, Action)> {
 }
 
 fn switcher(ui: &mut Ui, state: &mut SwitcherState, model: &Model, actions: &mut Vec<Action>) {
-    ui.heading("Jump to");
+    ui.heading("Jump to a conversation");
     let field = ui
         .add(TextEdit::singleline(&mut state.query).hint_text("room or person").desired_width(f32::INFINITY));
     a11y_label(&field, "Jump to");

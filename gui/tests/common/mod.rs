@@ -55,6 +55,17 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `key` in `data_dir`, on `addr` (port 0 for any).
     pub fn start(rt: &tokio::runtime::Runtime, data_dir: &Path, key: &[u8], addr: SocketAddr) -> Self {
+        Self::start_with(rt, data_dir, key, addr, |_| {})
+    }
+
+    /// Like [`Self::start`], with changes to the configuration.
+    pub fn start_with(
+        rt: &tokio::runtime::Runtime,
+        data_dir: &Path,
+        key: &[u8],
+        addr: SocketAddr,
+        tweak: impl FnOnce(&mut classchat_server::Config),
+    ) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         std::fs::write(data_dir.join("server_key.der"), key).expect("write server key");
         let listener = rt.block_on(async {
@@ -72,12 +83,13 @@ impl TestServer {
             }
         });
         let addr = listener.local_addr().expect("local addr");
-        let config = classchat_server::Config {
+        let mut config = classchat_server::Config {
             server_name: "Test Lab".into(),
             data_dir: data_dir.to_path_buf(),
             rsa_bits: 2048,
             ..Default::default()
         };
+        tweak(&mut config);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = rt.spawn(classchat_server::run(listener, config, async move {
             let _ = stop_rx.await;
