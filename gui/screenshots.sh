@@ -66,7 +66,7 @@ start_app() {
   PIDS+=("$APP_PID")
   WIN=""
   for _ in $(seq 1 100); do
-    WIN="$(xdotool search --name '^ClassChat$' 2>/dev/null | head -n1 || true)"
+    WIN="$(xdotool search --name '^ClassChat( \([0-9]+\))?$' 2>/dev/null | head -n1 || true)"
     [[ -n "$WIN" ]] && break
     sleep 0.2
   done

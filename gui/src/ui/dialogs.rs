@@ -180,7 +180,7 @@ fn browse(ui: &mut Ui, state: &mut BrowseState, model: &Model, actions: &mut Vec
                 || r.topic.to_lowercase().contains(&filter)
         })
         .collect();
-    egui::ScrollArea::vertical().max_height(320.0).auto_shrink([false, true]).show(ui, |ui| {
+    egui::ScrollArea::vertical().max_height(440.0).auto_shrink([false, true]).show(ui, |ui| {
         if rooms.is_empty() {
             ui.label(
                 RichText::new(if model.directory.is_empty() { "Loading…" } else { "No room matches." })
