@@ -96,10 +96,22 @@ struct Inner {
     request_timeout: Duration,
 }
 
-/// A connected session. Cheap to clone; all clones share the connection.
+/// A connected session. Cheap to clone; all clones share the connection, which closes
+/// when the last clone is dropped ([`Client::close`] also flushes acknowledgements first).
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Counts the application's handles. The reader task holds `inner` too (and answers
+    /// pings through it), so without this a dropped client would stay connected forever.
+    _open: Arc<CloseOnDrop>,
+}
+
+struct CloseOnDrop(Arc<Inner>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        mark_closed(&self.0, "client dropped".into());
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -143,7 +155,8 @@ impl Client {
         });
         tokio::spawn(write_loop(writer, rx, Arc::downgrade(&inner), inner.closed.subscribe()));
         tokio::spawn(read_loop(reader, Arc::clone(&inner), events_tx, config.idle_timeout));
-        Ok((Client { inner }, events_rx))
+        let open = Arc::new(CloseOnDrop(Arc::clone(&inner)));
+        Ok((Client { inner, _open: open }, events_rx))
     }
 
     /// Sends a request and waits for its reply. An `Err` reply becomes [`Error::Server`].
@@ -388,6 +401,24 @@ fn reply(inner: &Inner, id: RequestId, result: Result<Response>) {
     }
 }
 
+/// Seals one message into the writer's buffer. A request too large for a frame fails that
+/// request alone: nothing was sealed and no sequence number used, so the session goes on.
+fn queue(
+    writer: &mut SecureWriter<OwnedWriteHalf>,
+    msg: &ClientMsg,
+    inner: &std::sync::Weak<Inner>,
+) -> Result<()> {
+    match (writer.queue(msg), msg) {
+        (Err(Error::FrameTooLarge { size, max }), ClientMsg::Request { id, .. }) => {
+            if let Some(inner) = inner.upgrade() {
+                reply(&inner, *id, Err(Error::FrameTooLarge { size, max }));
+            }
+            Ok(())
+        }
+        (result, _) => result,
+    }
+}
+
 async fn write_loop(
     mut writer: SecureWriter<OwnedWriteHalf>,
     mut rx: mpsc::Receiver<ClientMsg>,
@@ -402,10 +433,10 @@ async fn write_loop(
                 () = wait_closed(&mut closed) => None,
             };
             let Some(first) = first else { break };
-            writer.queue(&first)?;
+            queue(&mut writer, &first, &inner)?;
             for _ in 1..WRITE_BATCH {
                 match rx.try_recv() {
-                    Ok(msg) => writer.queue(&msg)?,
+                    Ok(msg) => queue(&mut writer, &msg, &inner)?,
                     Err(_) => break,
                 }
             }
@@ -413,7 +444,7 @@ async fn write_loop(
         }
         // Send whatever is still queued (e.g. final acks) before closing.
         while let Ok(msg) = rx.try_recv() {
-            writer.queue(&msg)?;
+            queue(&mut writer, &msg, &inner)?;
         }
         writer.shutdown().await
     }

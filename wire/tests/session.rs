@@ -650,3 +650,53 @@ async fn a_silent_server_is_dropped_after_the_idle_timeout() {
     assert!(reason.contains("silent"), "{reason}");
     assert!(matches!(within("server", server).await.expect("server"), Ok(None)));
 }
+
+#[tokio::test]
+async fn an_oversized_request_fails_alone_and_the_session_goes_on() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let mut s = accept_session(&listener, server_key()).await;
+        // Only the ping arrives; the refused request never reached the wire.
+        let ClientMsg::Request { id, body: Request::Ping } = recv_client_msg(&mut s).await else {
+            panic!("expected the ping");
+        };
+        s.send(&ServerMsg::Ok { id, body: Response::Pong }).await.expect("reply");
+        s
+    });
+    let (client, _events) = within("connect", Client::connect(client_config(&addr))).await.expect("connect");
+    let huge = Request::Broadcast { text: "x".repeat(MAX_FRAME_LEN) };
+    let err = within("huge", client.request(huge)).await.expect_err("over the frame limit");
+    assert!(matches!(err, Error::FrameTooLarge { max: MAX_FRAME_LEN, .. }), "{err:?}");
+    assert!(!client.is_closed(), "{:?}", client.close_reason());
+    assert_eq!(within("ping", client.request(Request::Ping)).await.expect("ping"), Response::Pong);
+    drop(server.await.expect("server"));
+}
+
+#[tokio::test]
+async fn dropping_the_last_client_handle_closes_the_connection() {
+    let (listener, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let mut s = accept_session(&listener, server_key()).await;
+        let ClientMsg::Request { id, .. } = recv_client_msg(&mut s).await else { panic!("a request") };
+        s.send(&ServerMsg::Ok { id, body: Response::Pong }).await.expect("reply");
+        // Keep pinging, as the server's heartbeat does: a leaked client would answer forever.
+        let mut pongs = 0;
+        loop {
+            s.send(&ServerMsg::Ping { nonce: pongs }).await.expect("ping");
+            match within("client goes away", s.recv::<ClientMsg>()).await.expect("recv") {
+                Some(ClientMsg::Pong { .. }) => pongs += 1,
+                Some(other) => panic!("unexpected {other:?}"),
+                None => return pongs,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (client, events) = within("connect", Client::connect(client_config(&addr))).await.expect("connect");
+    let clone = client.clone();
+    drop(client);
+    // One handle is left: the session is still usable.
+    assert_eq!(within("ping", clone.request(Request::Ping)).await.expect("ping"), Response::Pong);
+    drop(clone);
+    within("server sees the close", server).await.expect("server");
+    drop(events);
+}
