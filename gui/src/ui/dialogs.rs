@@ -180,56 +180,65 @@ fn browse(ui: &mut Ui, state: &mut BrowseState, model: &Model, actions: &mut Vec
                 || r.topic.to_lowercase().contains(&filter)
         })
         .collect();
-    egui::ScrollArea::vertical().max_height(440.0).auto_shrink([false, true]).show(ui, |ui| {
-        if rooms.is_empty() {
-            ui.label(
-                RichText::new(if model.directory.is_empty() { "Loading…" } else { "No room matches." })
-                    .weak(),
-            );
-        }
-        for r in rooms {
-            ui.horizontal(|ui| {
-                ui.vertical(|ui| {
-                    let mut title = format!("#{}", r.name);
-                    if r.locked {
-                        title.push_str(" 🔒");
-                    }
-                    ui.label(RichText::new(title).strong());
-                    let members =
-                        if r.members == 1 { "1 member".to_owned() } else { format!("{} members", r.members) };
-                    let line = if r.topic.is_empty() { members } else { format!("{members} · {}", r.topic) };
-                    ui.label(RichText::new(line).small().weak());
-                });
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    let joined = r.joined || model.rooms.contains_key(&r.name);
-                    if joined {
-                        let open = ui.button("Open");
-                        a11y_label(&open, format!("Open #{}", r.name));
-                        if open.clicked() {
-                            actions.push(Action::Select(Conv::room(r.name.as_str())));
-                            actions.push(Action::CloseDialog);
+    egui::ScrollArea::vertical()
+        .max_height(440.0)
+        .min_scrolled_height(400.0)
+        .auto_shrink([false, true])
+        .show(ui, |ui| {
+            if rooms.is_empty() {
+                ui.label(
+                    RichText::new(if model.directory.is_empty() { "Loading…" } else { "No room matches." })
+                        .weak(),
+                );
+            }
+            for r in rooms {
+                ui.horizontal(|ui| {
+                    ui.vertical(|ui| {
+                        let mut title = format!("#{}", r.name);
+                        if r.locked {
+                            title.push_str(" 🔒");
                         }
-                    } else if state.joining.as_deref() == Some(r.name.as_str()) {
-                        ui.spinner();
-                    } else {
-                        let text = if r.locked { "Join…" } else { "Join" };
-                        let join = ui.button(text);
-                        a11y_label(&join, format!("Join #{}", r.name));
-                        if join.clicked() {
-                            if r.locked {
-                                actions.push(Action::OpenDialog(Dialog::JoinLocked(JoinForm::new(&r.name))));
-                            } else {
-                                state.joining = Some(r.name.clone());
-                                state.error = None;
-                                actions.push(Action::JoinRoom { name: r.name.clone(), password: None });
+                        ui.label(RichText::new(title).strong());
+                        let members = if r.members == 1 {
+                            "1 member".to_owned()
+                        } else {
+                            format!("{} members", r.members)
+                        };
+                        let line =
+                            if r.topic.is_empty() { members } else { format!("{members} · {}", r.topic) };
+                        ui.label(RichText::new(line).small().weak());
+                    });
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        let joined = r.joined || model.rooms.contains_key(&r.name);
+                        if joined {
+                            let open = ui.button("Open");
+                            a11y_label(&open, format!("Open #{}", r.name));
+                            if open.clicked() {
+                                actions.push(Action::Select(Conv::room(r.name.as_str())));
+                                actions.push(Action::CloseDialog);
+                            }
+                        } else if state.joining.as_deref() == Some(r.name.as_str()) {
+                            ui.spinner();
+                        } else {
+                            let text = if r.locked { "Join…" } else { "Join" };
+                            let join = ui.button(text);
+                            a11y_label(&join, format!("Join #{}", r.name));
+                            if join.clicked() {
+                                if r.locked {
+                                    actions
+                                        .push(Action::OpenDialog(Dialog::JoinLocked(JoinForm::new(&r.name))));
+                                } else {
+                                    state.joining = Some(r.name.clone());
+                                    state.error = None;
+                                    actions.push(Action::JoinRoom { name: r.name.clone(), password: None });
+                                }
                             }
                         }
-                    }
+                    });
                 });
-            });
-            ui.separator();
-        }
-    });
+                ui.separator();
+            }
+        });
     if ui.button("Close").clicked() {
         actions.push(Action::CloseDialog);
     }
