@@ -177,7 +177,10 @@ async fn read_loop(
                     );
                     continue;
                 }
-                match handlers::dispatch(state, session, id, body).await {
+                // Boxed (one allocation per request): unboxed, the largest handler's state
+                // is part of every connection's task for its whole life, idle or not. This
+                // took the task from 4,176 to 3,232 bytes (BENCHMARKS.md, connect).
+                match Box::pin(handlers::dispatch(state, session, id, body)).await {
                     Reply::Now(result) => session.reply(id, result),
                     Reply::Later => {}
                     Reply::Close(result) => {

@@ -2,7 +2,7 @@
 //! to the store. One std `Mutex` guards it; it is never held across an `.await`, and the
 //! work done under it is bounded by the size of one room or one user's sessions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -361,16 +361,19 @@ impl State {
         }
     }
 
-    /// Users who should hear about `user`'s presence: those sharing a room or a DM.
-    pub fn related_users(inner: &Inner, user: &str) -> BTreeSet<Lc> {
-        let mut out = BTreeSet::new();
+    /// Online users who should hear about `user`'s presence: those sharing a room or a DM.
+    /// Borrowed from `inner`: this runs at every login and logout, and in a room of
+    /// thousands cloning every member's name into a set was most of a login storm's cost.
+    pub fn related_users<'a>(inner: &'a Inner, user: &str) -> HashSet<&'a str> {
+        let mut out = HashSet::new();
+        let online = |name: &&String| inner.users.get(name.as_str()).is_some_and(|u| !u.sessions.is_empty());
         if let Some(u) = inner.users.get(user) {
             for room in &u.rooms {
                 if let Some(r) = inner.rooms.get(room) {
-                    out.extend(r.members.keys().cloned());
+                    out.extend(r.members.keys().filter(online).map(String::as_str));
                 }
             }
-            out.extend(u.dm_peers.iter().cloned());
+            out.extend(u.dm_peers.iter().filter(online).map(String::as_str));
         }
         out.remove(user);
         out
@@ -384,7 +387,7 @@ impl State {
             return;
         };
         for other in Self::related_users(inner, user) {
-            if let Some(u) = inner.users.get(&other) {
+            if let Some(u) = inner.users.get(other) {
                 for sid in &u.sessions {
                     Self::push(inner, *sid, frame.clone());
                 }
