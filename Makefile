@@ -71,8 +71,14 @@ lint: deps
 test: lint
 	$(CARGO) test --workspace
 
+# The seal micro-benchmark, then a short run of every classchat-bench scenario (a few
+# minutes; InspIRCd is installed for the fan-out comparison) and the table. The long runs
+# and their commands are in BENCHMARKS.md.
 bench: deps
 	$(CARGO) bench -p classchat-wire --bench seal
+	$(call apt_ensure,inspircd util-linux)
+	$(CARGO) build --release -p classchat-server
+	./target/release/classchat-bench suite
 
 # Fuzz the decoders (needs nightly and cargo-fuzz; not part of `make test`).
 fuzz:
