@@ -429,3 +429,41 @@ fn quick_switcher_opens_a_dm_and_escape_closes_dialogs() {
     h.key_press(egui::Key::Escape);
     wait_until(&mut h, "Esc to close the dialog", |h| h.state().dialog.is_none());
 }
+
+#[test]
+fn a_message_sent_as_the_server_stops_arrives_once_after_the_reconnect() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_dir = dir.path().join("server");
+    let mut server = TestServer::start(&rt, &server_dir, server_key(), any_port());
+    let addr = server.addr;
+    let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
+    register(&mut h, "alice", "correct horse");
+
+    type_into(&mut h, "Message", "racing the shutdown");
+    h.key_press(egui::Key::Enter);
+    h.step();
+    // The message is on its way (or already stored) when the server goes down.
+    server.stop();
+    let _server = TestServer::start(&rt, &server_dir, server_key(), addr);
+    wait_until(&mut h, "the message to be acknowledged after the reconnect", |h| {
+        h.state().model.pending_count() == 0 && h.state().conn.is_online()
+    });
+    wait_for_text(&mut h, "racing the shutdown");
+    assert_eq!(h.query_all_by_label("racing the shutdown").count(), 1);
+
+    // The server stored it exactly once.
+    let history = rt.block_on(async {
+        let bob = wire_user(&addr.to_string(), "bob").await;
+        bob.client
+            .request(Request::History { conv: Conv::room("lobby"), before: None, limit: 50 })
+            .await
+            .expect("history")
+    });
+    let Response::History { messages, .. } = history else { panic!("not a history reply: {history:?}") };
+    let copies = messages
+        .iter()
+        .filter(|m| matches!(&m.body, classchat_wire::Body::Text { text } if text == "racing the shutdown"))
+        .count();
+    assert_eq!(copies, 1);
+}
