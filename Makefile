@@ -80,9 +80,12 @@ bench: deps
 	$(CARGO) build --release -p classchat-server
 	./target/release/classchat-bench suite
 
-# Fuzz the decoders (needs nightly and cargo-fuzz; not part of `make test`).
+# Fuzz every decoder for FUZZ_SECONDS each (needs nightly and cargo-fuzz; not part of `make test`).
+FUZZ_SECONDS ?= 60
 fuzz:
-	cd wire && cargo +nightly fuzz run decode_frame -- -max_total_time=60
+	cd wire && for t in decode_frame decode_client_msg decode_server_msg decode_handshake open_sealed; do \
+	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 # The .deb packages of the app and the server, and a self-contained tarball, in dist/.
 package: deps

@@ -16,6 +16,9 @@ use crate::{frame, message};
 
 /// How much the read buffer grows by when it needs room and no frame length is known yet.
 const READ_CHUNK: usize = 4096;
+/// Frame limit while handshaking: the hello and key frames are under 2 KiB even with an
+/// 8192-bit key, so a peer that has proved nothing yet cannot make us reserve 1 MiB.
+pub const HANDSHAKE_MAX_FRAME_LEN: usize = 16 * 1024;
 
 /// Reads whole frames from a byte stream.
 #[derive(Debug)]
@@ -55,6 +58,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn max_frame_len(&self) -> usize {
         self.max_frame_len
     }
+
+    fn set_max_frame_len(&mut self, max: usize) {
+        self.max_frame_len = max;
+    }
 }
 
 /// Connection before (and during) the handshake.
@@ -76,7 +83,8 @@ impl<S: AsyncRead + AsyncWrite> Connection<ReadHalf<S>, WriteHalf<S>> {
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
     /// Wraps separately owned halves (e.g. `TcpStream::into_split`, which avoids a lock).
     pub fn from_parts(reader: R, writer: W, max_frame_len: usize) -> Self {
-        Self { reader: FrameReader::new(reader, max_frame_len), writer, max_frame_len }
+        let handshake_max = max_frame_len.min(HANDSHAKE_MAX_FRAME_LEN);
+        Self { reader: FrameReader::new(reader, handshake_max), writer, max_frame_len }
     }
 
     /// Reads one plaintext frame and decodes it.
@@ -123,7 +131,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         Ok((self.secure(sealer, opener), hello, fingerprint))
     }
 
-    fn secure(self, sealer: Sealer, opener: Opener) -> SecureConnection<R, W> {
+    fn secure(mut self, sealer: Sealer, opener: Opener) -> SecureConnection<R, W> {
+        self.reader.set_max_frame_len(self.max_frame_len);
         SecureConnection {
             reader: SecureReader { frames: self.reader, opener },
             writer: SecureWriter {

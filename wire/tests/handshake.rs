@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use classchat_wire::connection::HANDSHAKE_MAX_FRAME_LEN;
 use classchat_wire::connection::{Connection, FrameReader};
 use classchat_wire::crypto::{self, ClientKey, ServerHello};
 use classchat_wire::{
@@ -212,7 +213,23 @@ async fn a_garbage_hello_is_a_protocol_error() {
 async fn another_protocol_on_the_port_is_refused_by_its_length_prefix() {
     // "SSH-" read as a length is about 1.4 GB: refused at once, not buffered.
     let err = client_error_against(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".to_vec(), Then::Hold).await;
-    assert!(matches!(err, Error::FrameTooLarge { size: 0x5353_482d, max: MAX_FRAME_LEN }), "{err:?}");
+    assert!(
+        matches!(err, Error::FrameTooLarge { size: 0x5353_482d, max: HANDSHAKE_MAX_FRAME_LEN }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn handshake_frames_have_a_small_limit_of_their_own() {
+    // 100 KiB is fine for a session frame but far more than any hello: refused before
+    // anything is reserved for it.
+    let err = client_error_against(100_000u32.to_be_bytes().to_vec(), Then::Hold).await;
+    assert!(matches!(err, Error::FrameTooLarge { size: 100_000, max: HANDSHAKE_MAX_FRAME_LEN }), "{err:?}");
+    // A hello at the handshake limit's edge still parses as a frame (it is just not a hello).
+    let mut junk = BytesMut::new();
+    frame::encode(&vec![0xc0; HANDSHAKE_MAX_FRAME_LEN], &mut junk, MAX_FRAME_LEN).expect("frame");
+    let err = client_error_against(junk.to_vec(), Then::Hold).await;
+    assert!(matches!(&err, Error::Protocol(why) if why.contains("server hello")), "{err:?}");
 }
 
 #[tokio::test]
