@@ -467,3 +467,64 @@ fn a_message_sent_as_the_server_stops_arrives_once_after_the_reconnect() {
         .count();
     assert_eq!(copies, 1);
 }
+
+#[test]
+fn room_admin_bans_unbans_sets_topic_and_password_and_hands_over() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+    click(&mut h, "➕ Create room");
+    type_into(&mut h, "Room name", "optics");
+    click(&mut h, "Create");
+    wait_until(&mut h, "optics to open", |h| h.state().model.current == Some(Conv::room("optics")));
+
+    let mut bob = rt.block_on(wire_user(&addr, "bob"));
+    rt.block_on(bob.client.request(Request::JoinRoom { name: "optics".into(), password: None }))
+        .expect("bob joins");
+    wait_for_text(&mut h, "bob, online");
+    click(&mut h, "Manage bob");
+    click(&mut h, "Ban bob");
+    wait_for_text(&mut h, "bob was banned by alice");
+    rt.block_on(async {
+        loop {
+            let ev =
+                tokio::time::timeout(DEADLINE, bob.events.recv()).await.expect("bob hears").expect("open");
+            if let classchat_wire::Event::RemovedFromRoom { room, .. } = ev {
+                assert_eq!(room, "optics");
+                break;
+            }
+        }
+    });
+    let refused =
+        rt.block_on(bob.client.request(Request::JoinRoom { name: "optics".into(), password: None }));
+    assert_eq!(refused.err().and_then(|e| e.code()), Some(classchat_wire::ErrorCode::Banned));
+
+    click(&mut h, "⚙ Room settings");
+    wait_for_text(&mut h, "Unban bob");
+    click(&mut h, "Unban bob");
+    wait_for_text(&mut h, "bob may join #optics again.");
+    type_into(&mut h, "Topic", "Lenses and mirrors");
+    click(&mut h, "Save topic");
+    wait_for_text(&mut h, "alice set the topic: Lenses and mirrors");
+    type_into(&mut h, "Room password", "prism-42");
+    click(&mut h, "Set password");
+    wait_for_text(&mut h, "alice set a room password");
+    wait_for_text(&mut h, "#optics, locked");
+    h.key_press(egui::Key::Escape);
+    wait_until(&mut h, "the settings to close", |h| h.state().dialog.is_none());
+
+    // Unbanned, bob needs the new password now.
+    rt.block_on(
+        bob.client.request(Request::JoinRoom { name: "optics".into(), password: Some("prism-42".into()) }),
+    )
+    .expect("bob joins with the password");
+    wait_for_text(&mut h, "bob, online");
+    click(&mut h, "Manage bob");
+    click(&mut h, "Make bob the room admin");
+    wait_for_text(&mut h, "alice made bob the room admin");
+    wait_for_text(&mut h, "bob, online, room admin");
+    wait_until(&mut h, "alice to lose the admin tools", |h| !has_text(h, "Room settings"));
+}
