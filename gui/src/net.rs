@@ -244,6 +244,7 @@ pub fn spawn(
         resend_gate: None,
         caught_up_mine: Vec::new(),
         trust_write: None,
+        drop_reason: String::new(),
     };
     rt.spawn(task.run());
     (NetHandle { tx: cmd_tx }, ev_rx)
@@ -343,6 +344,8 @@ struct NetTask {
     caught_up_mine: Vec<(Conv, String, MessageId, Timestamp)>,
     /// A "trust this key" file write still under way.
     trust_write: Option<JoinHandle<()>>,
+    /// Why the connection dropped (or the last reconnect failed), for the status bar.
+    drop_reason: String,
 }
 
 enum Step {
@@ -511,7 +514,7 @@ impl NetTask {
                 addr: addr.clone(),
                 attempt,
                 retry_at: Instant::now(),
-                reason: "reconnecting now".into(),
+                reason: self.drop_reason.clone(),
             },
         }));
         let task = tokio::spawn(async move {
@@ -708,6 +711,7 @@ impl NetTask {
             return;
         };
         let delay = self.backoff.delay(attempt);
+        self.drop_reason.clone_from(&reason);
         self.phase = Phase::Waiting { attempt, until: tokio::time::Instant::now() + delay };
         self.sink.send(NetEvent::State(ConnState::Reconnecting {
             addr: target.addr.clone(),
