@@ -518,6 +518,20 @@ fn apply_batch(conn: &mut Connection, w: &mut Writer, jobs: &[Job]) -> Vec<Commi
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             let before = w.next_id;
+            // A job that is one single-statement write (the hot ones: a message, a
+            // cursor) needs no savepoint: SQLite undoes a failed statement by itself.
+            // SAVEPOINT and RELEASE are two more statements, parsed every time.
+            if let [write @ (Write::Message { .. } | Write::Cursor { .. })] = job.writes.as_slice() {
+                match apply_job(&tx, w, std::slice::from_ref(write)) {
+                    Ok(ids) => results.push(Ok(ids)),
+                    Err(e) => {
+                        w.next_id = before;
+                        tracing::error!(error = %e, "a store write failed");
+                        results.push(Err(e.to_string()));
+                    }
+                }
+                continue;
+            }
             let sp = tx.savepoint()?;
             match apply_job(&sp, w, &job.writes) {
                 Ok(ids) => {

@@ -99,13 +99,17 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         "random_page_100": deep.json(),
         "load1": procstat::loadavg(),
     });
+    let mut newest_row = Row::new(
+        "history",
+        &format!("newest 100 of {messages}: p50 / p99"),
+        format!("{:.2} / {p99:.2} ms", newest.quantile_ms(0.5)),
+    );
+    // The target is stated at 10,000,000 messages; a shorter run gets no verdict.
+    if messages >= 10_000_000 {
+        newest_row = newest_row.target("p99 < 5 ms at 10,000,000", p99 < 5.0);
+    }
     let rows = vec![
-        Row::new(
-            "history",
-            &format!("newest 100 of {messages}: p50 / p99"),
-            format!("{:.2} / {p99:.2} ms", newest.quantile_ms(0.5)),
-        )
-        .target("< 5 ms at 10,000,000", p99 < 5.0 && messages >= 10_000_000),
+        newest_row,
         Row::new(
             "history",
             "random-depth page of 100: p50 / p99",

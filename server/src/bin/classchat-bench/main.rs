@@ -179,6 +179,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Before any pinning, which narrows what this process sees.
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     // Every connection is a descriptor: take all the hard limit allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => eprintln!("open-file limit: {n}"),
@@ -206,10 +208,6 @@ async fn main() -> anyhow::Result<()> {
         s => run_one(&opts, &irc, s, &mut rows).await,
     };
     stats::print_table(&rows);
-    println!(
-        "(machine: {} CPUs, load average now {:.2})",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        procstat::loadavg()
-    );
+    println!("(machine: {cpus} CPUs, load average now {:.2})", procstat::loadavg());
     outcome
 }
