@@ -35,6 +35,7 @@ fn main() {
         resume_token: vec![0; 32],
         server_admin: false,
         can_broadcast: false,
+        dm_peers: Vec::new(),
         rooms: vec![RoomInfo {
             name: "big".into(),
             topic: String::new(),

@@ -566,6 +566,7 @@ mod tests {
             server_admin: false,
             can_broadcast: false,
             rooms: rooms.iter().map(|r| room(r, "alice")).collect(),
+            dm_peers: Vec::new(),
             limits: Limits {
                 max_message_len: 16384,
                 max_frame_len: 1 << 20,

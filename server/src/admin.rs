@@ -75,7 +75,7 @@ pub async fn execute(state: &State, line: &str) -> String {
                 format!("sent to {online} sessions"),
             )
         }
-        ("kick", false) => done(ops::kick_user(state, arg, tail), format!("kicked {arg}")),
+        ("kick", false) => done(ops::kick_user(state, arg, tail).await, format!("kicked {arg}")),
         ("ban", false) => done(ops::ban_user(state, arg, tail, true).await, format!("banned {arg}")),
         ("unban", false) => done(ops::ban_user(state, arg, "", false).await, format!("unbanned {arg}")),
         ("remove-room", false) => done(ops::remove_room(state, arg).await, format!("removed {arg}")),

@@ -117,7 +117,10 @@ async fn admin_socket_kick_disconnects_the_user() {
             |e| matches!(e, Event::Presence { user, online: false } if user == "bob"),
         )
         .await;
-    // A kick is not a ban.
+    // The app cannot slip back in with its saved login: the resume token was revoked.
+    let (c, _events) = server.connect().await;
+    assert_eq!(code(c.resume("bob", &bob.welcome.resume_token, "dev-1").await), ErrorCode::BadToken);
+    // A kick is not a ban: the password still works.
     server.login("bob", "dev-1").await;
     server.stop().await;
 }

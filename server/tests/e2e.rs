@@ -4,7 +4,6 @@
 mod common;
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use classchat_wire::e2e::{DmKey, Envelope, Identity, KeyGrant, PublicIdentity, open_backup, seal_backup};
 use classchat_wire::{Body, ErrorCode, Event, Request, Response};

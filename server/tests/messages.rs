@@ -274,3 +274,17 @@ async fn over_long_message_is_refused() {
     alice.say("lobby", &"x".repeat(max)).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn welcome_lists_dm_partners_for_a_new_machine() {
+    let server = TestServer::start().await;
+    let alice = server.user("Alice").await;
+    let _bob = server.user("bob").await;
+    assert!(alice.welcome.dm_peers.is_empty());
+    alice.ok(Request::SendDirect { to: "bob".into(), body: b"hi".to_vec() }).await;
+    let bob_elsewhere = server.login("bob", "lab-pc-9").await;
+    assert_eq!(bob_elsewhere.welcome.dm_peers, vec!["Alice".to_owned()]);
+    let alice_elsewhere = server.login("alice", "laptop").await;
+    assert_eq!(alice_elsewhere.welcome.dm_peers, vec!["bob".to_owned()]);
+    server.stop().await;
+}

@@ -286,6 +286,10 @@ pub struct Welcome {
     pub can_broadcast: bool,
     /// Rooms the user is a member of.
     pub rooms: Vec<RoomInfo>,
+    /// Users the user has direct-message conversations with, so a client on a new
+    /// machine can list them. Absent from older servers.
+    #[serde(default)]
+    pub dm_peers: Vec<String>,
     /// Limits the client should respect (so it can refuse early, with a clear message).
     pub limits: Limits,
 }

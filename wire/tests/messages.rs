@@ -102,7 +102,31 @@ fn encoding_uses_named_fields_nil_and_bin() {
     assert_eq!(direct, b"\x81\xabsend_direct\x82\xa2to\xa1b\xa4body\xc4\x03\x01\x02\xff");
     // The one newtype variant maps its tag straight to the struct's map.
     let welcome = encode(&Response::Welcome(samples::welcome())).expect("encode");
-    assert_eq!(&welcome[..10], b"\x81\xa7welcome\x87", "{{\"welcome\": {{7 fields}}}}");
+    assert_eq!(&welcome[..10], b"\x81\xa7welcome\x88", "{{\"welcome\": {{8 fields}}}}");
+    // A welcome from an older server without `dm_peers` still decodes.
+    #[derive(serde::Serialize)]
+    struct OldWelcome {
+        user: String,
+        server_name: String,
+        #[serde(with = "serde_bytes")]
+        resume_token: Vec<u8>,
+        server_admin: bool,
+        can_broadcast: bool,
+        rooms: Vec<classchat_wire::RoomInfo>,
+        limits: classchat_wire::Limits,
+    }
+    let new = samples::welcome();
+    let old = OldWelcome {
+        user: new.user.clone(),
+        server_name: new.server_name.clone(),
+        resume_token: new.resume_token.clone(),
+        server_admin: new.server_admin,
+        can_broadcast: new.can_broadcast,
+        rooms: new.rooms.clone(),
+        limits: new.limits,
+    };
+    let decoded: classchat_wire::Welcome = decode(&encode(&old).expect("encode")).expect("decodes");
+    assert_eq!(decoded, classchat_wire::Welcome { dm_peers: Vec::new(), ..new });
     // Unit variants of a nested enum are plain strings.
     let reply = encode(&ServerMsg::Ok { id: 1, body: Response::Done }).expect("encode");
     assert_eq!(reply, b"\x81\xa2ok\x82\xa2id\x01\xa4body\xa4done");

@@ -278,6 +278,7 @@ async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, dev
             server_admin,
             can_broadcast: server_admin || state.config.allow_user_broadcast,
             rooms: infos,
+            dm_peers: peers.iter().map(|p| State::display_name(&inner, p)).collect(),
             limits: state.limits(),
         }
     };

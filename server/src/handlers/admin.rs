@@ -25,20 +25,25 @@ fn no_user(name: &str) -> ApiError {
     ApiError::new(ErrorCode::NoSuchUser, format!("there is no user called {name}"))
 }
 
-/// Disconnects every session of `user`.
-pub fn kick_user(state: &State, user: &str, reason: &str) -> ApiResult {
+/// Disconnects every session of `user` and revokes their resume tokens, so an app cannot
+/// simply reconnect: coming back takes the password.
+pub async fn kick_user(state: &State, user: &str, reason: &str) -> ApiResult {
     let lc = user.to_ascii_lowercase();
-    let inner = state.lock();
-    let u = inner.users.get(&lc).ok_or_else(|| no_user(user))?;
-    if u.sessions.is_empty() {
-        return Err(ApiError::new(ErrorCode::BadRequest, format!("{} is not online", u.name)));
+    {
+        let inner = state.lock();
+        let u = inner.users.get(&lc).ok_or_else(|| no_user(user))?;
+        if u.sessions.is_empty() {
+            return Err(ApiError::new(ErrorCode::BadRequest, format!("{} is not online", u.name)));
+        }
     }
+    // No device is called "": every token goes.
+    commit(state, vec![Write::RevokeTokens { user: lc.clone(), keep: String::new() }], None).await?;
     let reason = if reason.is_empty() {
         "removed by an admin".to_owned()
     } else {
         format!("removed by an admin: {reason}")
     };
-    State::disconnect_user(&inner, &lc, &reason);
+    State::disconnect_user(&state.lock(), &lc, &reason);
     Ok(Response::Done)
 }
 

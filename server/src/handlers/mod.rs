@@ -100,11 +100,12 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
         }
         Request::OnlineUsers => Reply::Now(users::list(state, true)),
         Request::ListUsers => Reply::Now(users::list(state, false)),
-        // `and_then`, not `and`: `and` would evaluate (and perform) the kick before the
-        // permission check's result is looked at, letting anyone kick anyone.
-        Request::AdminKick { user, reason } => {
-            Reply::Now(admin::require(state, session).and_then(|_| admin::kick_user(state, &user, &reason)))
-        }
+        // The permission check comes first and must stop the kick (an eager
+        // `require(..).and(kick(..))` once let anyone kick anyone).
+        Request::AdminKick { user, reason } => match admin::require(state, session) {
+            Ok(()) => Reply::Now(admin::kick_user(state, &user, &reason).await),
+            Err(e) => Reply::Now(Err(e)),
+        },
         Request::AdminBan { user, reason } => match admin::require(state, session) {
             Ok(_) => Reply::Now(admin::ban_user(state, &user, &reason, true).await),
             Err(e) => Reply::Now(Err(e)),

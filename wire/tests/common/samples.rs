@@ -145,6 +145,7 @@ pub fn welcome() -> Welcome {
         server_admin: false,
         can_broadcast: true,
         rooms: vec![room_info("lobby"), room_info("cs101")],
+        dm_peers: vec!["Bob_2".into()],
         limits: Limits {
             max_message_len: 16 * 1024,
             max_frame_len: 1 << 20,
