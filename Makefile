@@ -29,7 +29,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz icons package package-test clean
+.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz icons package package-test screenshots clean
 
 all: build
 
@@ -100,6 +100,10 @@ package: deps
 # Installs the packages on this machine and checks them (see packaging/test-packages.sh).
 package-test: package shot-deps
 	./packaging/test-packages.sh dist
+
+# PNGs of the real app under Xvfb against a seeded local server, in screenshots/.
+screenshots: shot-deps
+	./gui/screenshots.sh
 
 # Rebuild icons/png/*.png and icons/classchat.ico from icons/classchat.svg.
 icons:
