@@ -23,3 +23,18 @@ pub mod net;
 pub mod ui;
 
 pub use app::{AppConfig, ClassChatApp, Settings};
+
+/// The window icon, built from icons/classchat.svg (icons/build.sh).
+pub fn app_icon() -> Option<egui::IconData> {
+    eframe::icon_data::from_png_bytes(include_bytes!("../../icons/png/classchat-256.png")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_icon_decodes() {
+        let icon = super::app_icon().expect("icon decodes");
+        assert_eq!((icon.width, icon.height), (256, 256));
+        assert_eq!(icon.rgba.len(), 256 * 256 * 4);
+    }
+}

@@ -52,12 +52,16 @@ fn main() -> anyhow::Result<()> {
     config.user = args.user;
     config.auto_resume = !args.no_resume;
 
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("ClassChat")
+        .with_app_id("classchat")
+        .with_inner_size([1100.0, 720.0])
+        .with_min_inner_size([640.0, 420.0]);
+    if let Some(icon) = classchat::app_icon() {
+        viewport = viewport.with_icon(icon);
+    }
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("ClassChat")
-            .with_app_id("classchat")
-            .with_inner_size([1100.0, 720.0])
-            .with_min_inner_size([640.0, 420.0]),
+        viewport,
         // Keep eframe's settings (window size, theme, server, username) beside our own
         // files, so `--data-dir` gives a fully separate instance.
         persistence_path: Some(data_dir),
