@@ -5,6 +5,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DATA ?= $(CURDIR)/.classchat-data
 LISTEN ?= 127.0.0.1:7420
+LISTEN_HOST = $(word 1,$(subst :, ,$(LISTEN)))
+LISTEN_PORT = $(word 2,$(subst :, ,$(LISTEN)))
 
 # Build: a C toolchain (bundled SQLite, ring-free crypto needs only cc).
 BUILD_PKGS := build-essential pkg-config
@@ -53,11 +55,11 @@ server: deps
 # Starts a local server unless one is already listening, then opens the app pointed at it.
 run: gui-deps
 	$(CARGO) build --release -p classchat-server -p classchat
-	@if ! (exec 3<>/dev/tcp/$${LISTEN%:*}/$${LISTEN##*:}) 2>/dev/null; then \
+	@if ! (exec 3<>/dev/tcp/$(LISTEN_HOST)/$(LISTEN_PORT)) 2>/dev/null; then \
 	  echo "Starting classchat-server on $(LISTEN), data in $(DATA) (log: $(DATA)/server.log)"; \
 	  mkdir -p $(DATA); \
 	  nohup ./target/release/classchat-server --listen $(LISTEN) --data $(DATA) </dev/null >$(DATA)/server.log 2>&1 & \
-	  for i in $$(seq 1 100); do (exec 3<>/dev/tcp/$${LISTEN%:*}/$${LISTEN##*:}) 2>/dev/null && break; sleep 0.1; done; \
+	  for i in $$(seq 1 100); do (exec 3<>/dev/tcp/$(LISTEN_HOST)/$(LISTEN_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	./target/release/classchat --server $(LISTEN)
 
