@@ -303,6 +303,13 @@ impl State {
     /// (the session that sent it, which gets the `Sent` reply instead).
     pub fn deliver(&self, msg: &StoredMessage, except: Option<SessionId>) {
         let inner = self.lock();
+        let gathering = GATHERED.with(|g| {
+            let mut g = g.borrow_mut();
+            if g.active && g.state.is_none() {
+                g.state = Some(self.clone());
+            }
+            g.active
+        });
         let sender = msg.sender.clone();
         let make = |conv: Conv| {
             Self::encode(&ServerMsg::Event {
@@ -332,7 +339,11 @@ impl State {
                             *frame = make(conv());
                         }
                         let Some(f) = frame.as_ref() else { return };
-                        Self::push(&inner, *sid, f.clone());
+                        if gathering {
+                            GATHERED.with(|g| g.borrow_mut().frames.push((*sid, f.clone())));
+                        } else {
+                            Self::push(&inner, *sid, f.clone());
+                        }
                     }
                 }
             };
@@ -415,6 +426,79 @@ impl State {
                 }
             }
         }
+    }
+}
+
+/// Fan-out gathered on this thread while a [`Gather`] guard lives.
+#[derive(Default)]
+struct Gathered {
+    active: bool,
+    state: Option<State>,
+    /// (session, frame) in the order `deliver` produced them.
+    frames: Vec<(SessionId, Bytes)>,
+    /// Work to run once the frames are out (completions' replies).
+    after: Vec<Box<dyn FnOnce()>>,
+}
+
+thread_local! {
+    static GATHERED: std::cell::RefCell<Gathered> = std::cell::RefCell::new(Gathered::default());
+}
+
+/// Batches the fan-out of one group commit per connection. While the guard lives,
+/// [`State::deliver`] on this thread only records its frames; when it drops, they are
+/// handed to the writers grouped by session (in order), so a connection that receives
+/// several messages of one commit gets them back to back and its writer sends them in
+/// one write instead of waking, sealing and writing once per frame. Work registered with
+/// [`after_gather`] runs after that, so a reply never overtakes the events it follows.
+///
+/// The store's writer thread holds one around the completions of each commit.
+pub struct Gather(());
+
+impl Gather {
+    pub fn begin() -> Gather {
+        GATHERED.with(|g| g.borrow_mut().active = true);
+        Gather(())
+    }
+}
+
+impl Drop for Gather {
+    fn drop(&mut self) {
+        let (state, mut frames, after) = GATHERED.with(|g| {
+            let mut g = g.borrow_mut();
+            g.active = false;
+            (g.state.take(), std::mem::take(&mut g.frames), std::mem::take(&mut g.after))
+        });
+        if let Some(state) = state {
+            // Stable: each session's frames keep their order.
+            frames.sort_by_key(|(sid, _)| *sid);
+            let inner = state.lock();
+            for (sid, frame) in frames.drain(..) {
+                State::push(&inner, sid, frame);
+            }
+        }
+        // Hand the (empty) buffer back so the next commit does not allocate it again.
+        GATHERED.with(|g| g.borrow_mut().frames = frames);
+        for f in after {
+            f();
+        }
+    }
+}
+
+/// Runs `f` after the current [`Gather`] on this thread has handed out its frames, or
+/// now if there is none.
+pub fn after_gather(f: impl FnOnce() + 'static) {
+    let f: Box<dyn FnOnce()> = Box::new(f);
+    let deferred = GATHERED.with(|g| {
+        let mut g = g.borrow_mut();
+        if g.active {
+            g.after.push(f);
+            None
+        } else {
+            Some(f)
+        }
+    });
+    if let Some(f) = deferred {
+        f();
     }
 }
 

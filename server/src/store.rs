@@ -497,6 +497,8 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>, batch: 
             }
         }
         let results = apply_batch(&mut conn, &mut w, &jobs);
+        // The commit's fan-out goes out grouped per connection when this guard drops.
+        let _gather = crate::state::Gather::begin();
         for (job, result) in jobs.drain(..).zip(results) {
             if let Some(done) = job.done {
                 done(result);

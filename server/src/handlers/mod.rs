@@ -150,7 +150,8 @@ pub fn job(
                     state.deliver(&StoredMessage { id: *id, conv, sender, ts: *ts, body }, except);
                 }
             }
-            then(&result);
+            // After the gathered deliveries are out: a reply follows its events.
+            crate::state::after_gather(move || then(&result));
         })),
     }
 }
