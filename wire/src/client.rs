@@ -244,14 +244,7 @@ impl Client {
     /// Sends outstanding acknowledgements, then closes the connection cleanly.
     pub async fn close(&self) {
         flush_acks(&self.inner).await;
-        self.inner.closed.send_if_modified(|c| {
-            if c.is_none() {
-                *c = Some("closed by client".into());
-                true
-            } else {
-                false
-            }
-        });
+        mark_closed(&self.inner, "closed by client".into());
     }
 }
 
