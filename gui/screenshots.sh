@@ -61,7 +61,7 @@ APP_PID=""
 start_app() {
   local data="$1" user="$2"
   shift 2
-  "$APP" --data-dir "$data" --server "$ADDR" --user "$user" "$@" >"$WORK/app.log" 2>&1 &
+  "$APP" --data-dir "$data" --server "$ADDR" --user "$user" --discovery loopback "$@" >"$WORK/app.log" 2>&1 &
   APP_PID=$!
   PIDS+=("$APP_PID")
   WIN=""

@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let fingerprint = *ServerKey::from_pkcs8_der(&std::fs::read(&key_path)?)?.fingerprint();
     let listener = tokio::net::TcpListener::bind(&args.listen).await.context("bind")?;
     let addr = listener.local_addr()?.to_string();
+    let port = listener.local_addr()?.port();
     let config = classchat_server::Config {
         server_name: "Physics Lab 2".into(),
         data_dir: args.data.clone(),
@@ -64,6 +65,15 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = &args.app_data {
         prepare_app(dir, &addr, &args.user, fingerprint).await?;
     }
+    // Heard by apps started with `--discovery loopback` (this computer only).
+    let _announcement = classchat_wire::discovery::announce(
+        "Physics Lab 2",
+        port,
+        &fingerprint,
+        classchat_wire::discovery::Scope::Loopback,
+    )
+    .map_err(|e| eprintln!("not announced on loopback: {e}"))
+    .ok();
     println!("READY {addr} {fingerprint}");
 
     // Serve until stdin closes or Ctrl+C. A line `live` makes the others write a few

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use classchat_wire::discovery::{Browser, FoundServer, Scope};
 use classchat_wire::{Conv, Event, Request, Response};
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ use crate::ui;
 use crate::ui::chat_view::{ChatViewState, HISTORY_PAGE};
 use crate::ui::composer::ComposerState;
 use crate::ui::dialogs::Dialog;
-use crate::ui::login::LoginForm;
+use crate::ui::login::{LoginForm, Nearby};
 use crate::ui::members::MembersState;
 
 /// How long an information banner stays up.
@@ -80,6 +81,11 @@ pub struct AppConfig {
     /// Whether OS notifications may be shown at all (off in tests).
     pub allow_notifications: bool,
     pub backoff: Backoff,
+    /// Where to look for servers announced on the local network for the connect screen
+    /// (`None`: do not look). `new` leaves it off; the binary turns it on.
+    pub discovery: Option<Scope>,
+    /// An invite link (`classchat://host:port#fingerprint`) the app was opened with.
+    pub invite: Option<String>,
 }
 
 impl AppConfig {
@@ -92,6 +98,8 @@ impl AppConfig {
             auto_resume: true,
             allow_notifications: true,
             backoff: Backoff::default(),
+            discovery: None,
+            invite: None,
         }
     }
 }
@@ -133,6 +141,8 @@ pub struct ClassChatApp {
     known_dms: std::collections::HashSet<String>,
     /// The unread count shown in the window title.
     title_unread: Option<u32>,
+    /// LAN discovery while the connect screen shows (or why it could not start).
+    nearby: Option<Result<Browser, String>>,
 }
 
 impl std::fmt::Debug for ClassChatApp {
@@ -145,7 +155,7 @@ impl std::fmt::Debug for ClassChatApp {
 }
 
 impl ClassChatApp {
-    pub fn new(cc: &eframe::CreationContext<'_>, config: AppConfig) -> Self {
+    pub fn new(cc: &eframe::CreationContext<'_>, mut config: AppConfig) -> Self {
         let mut settings: Settings =
             cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default();
         if let Some(server) = &config.server {
@@ -159,11 +169,19 @@ impl ClassChatApp {
             net::spawn(&config.runtime, LocalStore::new(&config.data_dir), config.backoff, move || {
                 ctx.request_repaint()
             });
-        let login = LoginForm {
+        let mut login = LoginForm {
             server: settings.server.clone(),
             username: settings.username.clone(),
             ..LoginForm::default()
         };
+        if let Some(link) = &config.invite {
+            login.set_server_text(link);
+            if login.invite.is_some() && login.server != settings.server {
+                // A different server than last time: its saved session does not apply.
+                settings.server = login.server.clone();
+                config.auto_resume = false;
+            }
+        }
         let mut app = Self {
             settings,
             config,
@@ -185,6 +203,7 @@ impl ClassChatApp {
             focused: true,
             known_dms: Default::default(),
             title_unread: None,
+            nearby: None,
         };
         if app.config.auto_resume && !app.settings.username.is_empty() && !app.settings.server.is_empty() {
             app.login.busy = true;
@@ -194,6 +213,11 @@ impl ClassChatApp {
             });
         }
         app
+    }
+
+    /// The connect screen's form.
+    pub fn login_form(&self) -> &LoginForm {
+        &self.login
     }
 
     /// The trust prompt currently shown, if any.
@@ -253,6 +277,8 @@ impl ClassChatApp {
                 self.login.clear_errors();
                 self.login.notice = None;
                 self.screen = Screen::Main;
+                // Stop listening to the network's announcements; it starts again at logout.
+                self.nearby = None;
                 self.catching_up = true;
                 if reconnect {
                     self.show_banner("Reconnected.", false);
@@ -490,6 +516,14 @@ impl ClassChatApp {
                     self.settings.server = net::normalize_addr(&self.login.server);
                     self.login.server = self.settings.server.clone();
                     self.settings.username = self.login.username.clone();
+                    if let Some(invite) = self.login.pinned_for(&self.settings.server) {
+                        // The invite's key replaces any remembered one; the connect below
+                        // waits for it to be saved, and refuses a server that shows another.
+                        self.net.send(Command::TrustServer {
+                            addr: self.settings.server.clone(),
+                            fingerprint: invite.fingerprint,
+                        });
+                    }
                     self.net.send(Command::LogIn {
                         addr: self.settings.server.clone(),
                         username: self.login.username.clone(),
@@ -688,6 +722,33 @@ impl ClassChatApp {
         }
     }
 
+    /// Starts LAN discovery the first time the connect screen shows and takes in what it
+    /// heard since (never blocks).
+    fn poll_nearby<'a>(
+        nearby: &'a mut Option<Result<Browser, String>>,
+        scope: Option<Scope>,
+        ctx: &egui::Context,
+    ) -> Nearby<'a> {
+        let Some(scope) = scope else { return Nearby::Off };
+        let nearby = nearby.get_or_insert_with(|| Browser::start(scope).map_err(|e| e.to_string()));
+        match nearby {
+            Ok(browser) => {
+                // Announcements arrive in the background; look again in a second.
+                ctx.request_repaint_after(Duration::from_secs(1));
+                Nearby::Found(browser.poll())
+            }
+            Err(why) => Nearby::Failed(why),
+        }
+    }
+
+    /// The servers the connect screen lists (empty before it first showed).
+    pub fn nearby_servers(&self) -> &[FoundServer] {
+        match &self.nearby {
+            Some(Ok(browser)) => browser.found(),
+            _ => &[],
+        }
+    }
+
     /// One frame of the whole app (what `eframe::App::ui` calls).
     pub fn frame(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
@@ -702,8 +763,9 @@ impl ClassChatApp {
 
         match self.screen {
             Screen::Login => {
+                let nearby = Self::poll_nearby(&mut self.nearby, self.config.discovery, &ctx);
                 egui::CentralPanel::default().show(ui, |ui| {
-                    actions.extend(ui::login::show(ui, &mut self.login, &self.conn));
+                    actions.extend(ui::login::show(ui, &mut self.login, &self.conn, nearby));
                 });
             }
             Screen::Main => {

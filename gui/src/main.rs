@@ -6,12 +6,18 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 
+use classchat_wire::discovery::Scope;
+
 use classchat::{AppConfig, ClassChatApp, local::LocalStore};
 
 /// ClassChat: chat for classes and labs.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    /// An invite link from the server's admin (`classchat://host:port#fingerprint`):
+    /// fills in the address and trusts the server's key without asking.
+    #[arg(value_name = "INVITE")]
+    invite: Option<String>,
     /// Server address (host:port); overrides the one remembered from last time.
     #[arg(long, value_name = "ADDR")]
     server: Option<String>,
@@ -25,6 +31,10 @@ struct Args {
     /// Do not log in with the saved session at start-up.
     #[arg(long)]
     no_resume: bool,
+    /// Where the connect screen looks for servers announced with mDNS: `lan` (every
+    /// network interface), `loopback` (this computer only) or `off`.
+    #[arg(long, value_name = "WHERE", default_value = "lan", value_parser = ["lan", "loopback", "off"])]
+    discovery: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +61,12 @@ fn main() -> anyhow::Result<()> {
     config.server = args.server;
     config.user = args.user;
     config.auto_resume = !args.no_resume;
+    config.invite = args.invite;
+    config.discovery = match args.discovery.as_str() {
+        "loopback" => Some(Scope::Loopback),
+        "off" => None,
+        _ => Some(Scope::Lan),
+    };
 
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("ClassChat")

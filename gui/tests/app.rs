@@ -528,3 +528,81 @@ fn room_admin_bans_unbans_sets_topic_and_password_and_hands_over() {
     wait_for_text(&mut h, "bob, online, room admin");
     wait_until(&mut h, "alice to lose the admin tools", |h| !has_text(h, "Room settings"));
 }
+
+/// The invite string of the test server at `addr` with the key `fingerprint`.
+fn invite_for(addr: SocketAddr, fingerprint: classchat_wire::Fingerprint) -> String {
+    classchat_wire::invite::Invite { host: addr.ip().to_string(), port: addr.port(), fingerprint }.to_string()
+}
+
+#[test]
+fn a_pasted_invite_fills_the_address_and_pins_the_key_without_a_prompt() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let fp = fingerprint_of(server_key());
+    let app_dir = dir.path().join("alice");
+    let mut h = app_with(&rt, &app_dir, |c| c.server = None);
+
+    type_into(&mut h, "Server address or invite", &invite_for(server.addr, fp));
+    assert_eq!(h.state().login_form().server, server.addr_string(), "the invite became its address");
+    assert!(has_text(&h, "From an invite"), "the form says the key comes from the invite");
+    submit_login(&mut h, "alice", "correct horse", true);
+    // No first-contact prompt stands between the invite and the session.
+    wait_until(&mut h, "alice to be signed in", |h| {
+        assert!(h.state().trust_prompt().is_none(), "an invite's key needs no prompt");
+        h.state().model.me.as_ref().is_some_and(|me| me.name == "alice")
+    });
+    let known = std::fs::read_to_string(app_dir.join("known_servers")).expect("known servers saved");
+    assert!(known.contains(&fp.to_hex()), "the invite's key is remembered for next time: {known}");
+}
+
+#[test]
+fn an_invite_link_with_another_key_is_refused_by_default() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    // The link names a key the server does not have (a forged or stale invite).
+    let wrong = fingerprint_of(other_server_key());
+    let link = invite_for(server.addr, wrong);
+    let mut h = app_with(&rt, &dir.path().join("alice"), |c| c.invite = Some(link));
+    assert_eq!(h.state().login_form().server, server.addr_string(), "opening the link fills the form");
+
+    submit_login(&mut h, "alice", "correct horse", true);
+    wait_for_text(&mut h, "The server's key has CHANGED");
+    assert!(has_text(&h, &format!("Previously trusted {wrong}")), "the invite's key is what was expected");
+    assert!(h.get_by_label("Trust the new key").accesskit_node().is_disabled(), "refused by default");
+    click(&mut h, "Disconnect");
+    wait_for_text(&mut h, "Refused: the server's key has changed");
+    assert!(h.state().model.me.is_none(), "nothing was sent to a server with the wrong key");
+}
+
+#[test]
+fn servers_announced_on_the_network_are_listed_and_one_click_fills_the_address() {
+    use classchat_wire::discovery::{Scope, announce};
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    // Loopback only: tests never send multicast onto the real network.
+    let name = format!("Physics lab {}", std::process::id());
+    let _announcement = announce(&name, server.addr.port(), &fingerprint_of(server_key()), Scope::Loopback)
+        .expect("announce");
+    let mut h = app_with(&rt, &dir.path().join("alice"), |c| {
+        c.server = None;
+        c.discovery = Some(Scope::Loopback);
+    });
+
+    wait_for_text(&mut h, "Servers on this network");
+    wait_for_text(&mut h, &name);
+    assert_ne!(h.state().login_form().server, server.addr_string());
+    settle(&mut h);
+    h.query_all_by_label_contains(&name).next().expect("the server's entry").click();
+    settle(&mut h);
+    assert_eq!(h.state().login_form().server, server.addr_string(), "one click fills the address");
+
+    // The address works like a typed one: first contact still asks about the key.
+    submit_login(&mut h, "alice", "correct horse", true);
+    wait_for_text(&mut h, "Trust this server");
+    click(&mut h, "Trust this server");
+    wait_for_text(&mut h, "Signed in as alice");
+    assert!(h.state().nearby_servers().is_empty(), "discovery stops once signed in");
+}

@@ -122,6 +122,11 @@ impl Browser {
         Ok(Self { daemon, rx, found: Vec::new() })
     }
 
+    /// The servers known after the last [`Browser::poll`].
+    pub fn found(&self) -> &[FoundServer] {
+        &self.found
+    }
+
     /// Takes in whatever was heard since the last call (never blocks) and returns the
     /// servers currently known, sorted by name.
     pub fn poll(&mut self) -> &[FoundServer] {

@@ -1,6 +1,8 @@
 //! The connect screen: server address, username, password; log in or create an account.
 //! Errors appear in words under the field they concern.
 
+use classchat_wire::discovery::FoundServer;
+use classchat_wire::invite::{Invite, SCHEME};
 use egui::{Align, Key, Layout, RichText, TextEdit, Ui};
 
 use crate::action::Action;
@@ -26,6 +28,9 @@ pub struct LoginForm {
     pub busy: bool,
     /// Whether the last attempt was a registration (to repeat it after a key prompt).
     pub last_register: bool,
+    /// The invite the address came from: its key is trusted without the first-contact
+    /// prompt, as long as the address still matches it.
+    pub invite: Option<Invite>,
 }
 
 impl LoginForm {
@@ -36,6 +41,38 @@ impl LoginForm {
             Field::Username => self.username_error = Some(message),
             Field::Password => self.password_error = Some(message),
         }
+    }
+
+    /// Takes text typed or pasted into the address field, or an invite link the app was
+    /// opened with: an invite becomes its address and pins its key; a broken invite is
+    /// an error under the field. Anything else is an address as typed.
+    pub fn set_server_text(&mut self, text: &str) {
+        self.server_error = None;
+        // An invite pasted into a field that already held an address: the invite counts.
+        let Some(start) = text.to_ascii_lowercase().find(SCHEME) else {
+            if self.invite.as_ref().is_some_and(|i| i.addr() != text.trim()) {
+                self.invite = None;
+            }
+            self.server = text.to_owned();
+            return;
+        };
+        let link = &text[start..];
+        match Invite::parse(link) {
+            Ok(invite) => {
+                self.server = invite.addr();
+                self.invite = Some(invite);
+            }
+            Err(e) => {
+                self.server = link.to_owned();
+                self.invite = None;
+                self.server_error = Some(format!("Not a valid invite: {e}."));
+            }
+        }
+    }
+
+    /// The invite whose key should be trusted for a login to `addr`, if any.
+    pub fn pinned_for(&self, addr: &str) -> Option<&Invite> {
+        self.invite.as_ref().filter(|i| i.addr() == addr)
     }
 
     pub fn clear_errors(&mut self) {
@@ -51,6 +88,10 @@ impl LoginForm {
         self.notice = None;
         if self.server.trim().is_empty() {
             self.server_error = Some("Enter the server's address, e.g. lab-pc:7420.".into());
+        } else if looks_like_invite(&self.server)
+            && let Err(e) = Invite::parse(&self.server)
+        {
+            self.server_error = Some(format!("Not a valid invite: {e}."));
         }
         let name = self.username.trim();
         if name.is_empty() {
@@ -67,7 +108,21 @@ impl LoginForm {
     }
 }
 
-pub fn show(ui: &mut Ui, form: &mut LoginForm, conn: &ConnState) -> Vec<Action> {
+fn looks_like_invite(text: &str) -> bool {
+    text.trim().get(..SCHEME.len()).is_some_and(|p| p.eq_ignore_ascii_case(SCHEME))
+}
+
+/// Servers heard on the local network, for the list under the form.
+#[derive(Debug, Clone, Copy)]
+pub enum Nearby<'a> {
+    /// Discovery is switched off (`--no-discovery`).
+    Off,
+    /// Discovery could not start; the string says why.
+    Failed(&'a str),
+    Found(&'a [FoundServer]),
+}
+
+pub fn show(ui: &mut Ui, form: &mut LoginForm, conn: &ConnState, nearby: Nearby<'_>) -> Vec<Action> {
     let mut actions = Vec::new();
     let width = 360.0_f32.min(ui.available_width() - 32.0);
     ui.add_space((ui.available_height() * 0.12).min(80.0));
@@ -82,16 +137,31 @@ pub fn show(ui: &mut Ui, form: &mut LoginForm, conn: &ConnState) -> Vec<Action> 
             ui.set_width(width);
             ui.with_layout(Layout::top_down(Align::Min), |ui| {
                 let enabled = !form.busy;
-                let label = ui.label("Server address");
+                let label = ui.label("Server address or invite");
+                let mut text = form.server.clone();
                 let server = ui
                     .add_enabled(
                         enabled,
-                        TextEdit::singleline(&mut form.server)
-                            .hint_text("lab-pc:7420")
+                        TextEdit::singleline(&mut text)
+                            .hint_text("lab-pc:7420 or classchat://…")
                             .desired_width(f32::INFINITY),
                     )
                     .labelled_by(label.id);
+                if server.changed() {
+                    form.set_server_text(&text);
+                }
                 field_error(ui, form.server_error.as_deref());
+                if let Some(invite) = &form.invite {
+                    let hex = invite.fingerprint.to_hex();
+                    ui.label(
+                        RichText::new(format!(
+                            "🔒 From an invite: this server's key ({} … {}) is trusted.",
+                            &hex[..8],
+                            &hex[hex.len() - 8..]
+                        ))
+                        .small(),
+                    );
+                }
                 ui.add_space(6.0);
 
                 let label = ui.label("Username");
@@ -116,9 +186,6 @@ pub fn show(ui: &mut Ui, form: &mut LoginForm, conn: &ConnState) -> Vec<Action> 
                 field_error(ui, form.password_error.as_deref());
                 ui.add_space(10.0);
 
-                if server.changed() {
-                    form.server_error = None;
-                }
                 if username.changed() {
                     form.username_error = None;
                 }
@@ -166,6 +233,98 @@ pub fn show(ui: &mut Ui, form: &mut LoginForm, conn: &ConnState) -> Vec<Action> 
             .small()
             .weak(),
         );
+        ui.add_space(16.0);
+        // As wide as the form's frame (its inner margin is 16 on each side).
+        show_nearby(ui, form, nearby, width + 32.0);
     });
     actions
+}
+
+/// The servers found on the local network; a click fills in the address.
+fn show_nearby(ui: &mut Ui, form: &mut LoginForm, nearby: Nearby<'_>, width: f32) {
+    let servers = match nearby {
+        Nearby::Off => return,
+        Nearby::Failed(why) => {
+            ui.label(RichText::new(format!("Cannot look for servers on this network: {why}")).small().weak());
+            return;
+        }
+        Nearby::Found(servers) => servers,
+    };
+    ui.set_max_width(width);
+    ui.with_layout(Layout::top_down(Align::Min), |ui| {
+        ui.label(RichText::new("Servers on this network").strong());
+        if servers.is_empty() {
+            ui.label(
+                RichText::new(
+                    "Looking… none found yet. Servers in other rooms or networks need their address.",
+                )
+                .small()
+                .weak(),
+            );
+        }
+        for found in servers {
+            let selected = form.server == found.addr;
+            let button = egui::Button::selectable(selected, RichText::new(format!("🖧 {}", found.name)))
+                .right_text(RichText::new(&found.addr).weak())
+                .min_size(egui::vec2(width, 0.0));
+            let response = ui
+                .add_enabled(!form.busy, button)
+                .on_hover_text(format!("Use {} ({})", found.name, found.addr));
+            if response.clicked() {
+                form.set_server_text(&found.addr);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FP: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn an_invite_becomes_its_address_and_pins_the_key() {
+        let mut form = LoginForm::default();
+        form.set_server_text(&format!("  classchat://lab-pc:7421#{FP} "));
+        assert_eq!(form.server, "lab-pc:7421");
+        assert_eq!(form.pinned_for("lab-pc:7421").map(|i| i.fingerprint.to_hex()), Some(FP.to_owned()));
+        assert!(form.server_error.is_none());
+        // The pin applies to that address only, and editing the address drops it.
+        assert!(form.pinned_for("other:7421").is_none());
+        form.set_server_text("lab-pc:742");
+        assert!(form.invite.is_none());
+    }
+
+    #[test]
+    fn a_broken_invite_is_an_error_under_the_field_and_pins_nothing() {
+        for bad in ["classchat://lab-pc:7420", "classchat://lab-pc:7420#nothex", "CLASSCHAT://:x#00"] {
+            let mut form = LoginForm::default();
+            form.set_server_text(bad);
+            assert!(form.invite.is_none(), "{bad}");
+            assert!(
+                form.server_error.as_deref().is_some_and(|e| e.starts_with("Not a valid invite")),
+                "{bad}"
+            );
+            form.username = "ada".into();
+            form.password = "long enough".into();
+            assert!(!form.validate(false), "{bad} is not sent");
+        }
+    }
+
+    #[test]
+    fn an_invite_pasted_after_an_address_replaces_it() {
+        let mut form = LoginForm { server: "127.0.0.1:7420".into(), ..LoginForm::default() };
+        form.set_server_text(&format!("127.0.0.1:7420classchat://[::1]:9000#{FP}"));
+        assert_eq!(form.server, "[::1]:9000");
+        assert!(form.pinned_for("[::1]:9000").is_some());
+    }
+
+    #[test]
+    fn a_plain_address_is_kept_as_typed() {
+        let mut form = LoginForm::default();
+        form.set_server_text("lab-pc");
+        assert_eq!(form.server, "lab-pc");
+        assert!(form.invite.is_none() && form.server_error.is_none());
+    }
 }

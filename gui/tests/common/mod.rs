@@ -134,11 +134,20 @@ impl Drop for TestServer {
 
 /// The real app, its own data dir, wired to `rt`.
 pub fn app(rt: &tokio::runtime::Runtime, data_dir: &Path, server: &str) -> Harness<'static, ClassChatApp> {
+    app_with(rt, data_dir, |config| config.server = Some(server.to_owned()))
+}
+
+/// [`app`] with the configuration adjusted by `adjust` first (no server address preset).
+pub fn app_with(
+    rt: &tokio::runtime::Runtime,
+    data_dir: &Path,
+    adjust: impl FnOnce(&mut AppConfig),
+) -> Harness<'static, ClassChatApp> {
     let mut config = AppConfig::new(data_dir.to_path_buf(), rt.handle().clone());
-    config.server = Some(server.to_owned());
     config.auto_resume = false;
     config.allow_notifications = false;
     config.backoff = Backoff { min: Duration::from_millis(200), max: Duration::from_secs(1) };
+    adjust(&mut config);
     Harness::builder().with_size([1200.0, 800.0]).build_eframe(move |cc| ClassChatApp::new(cc, config))
 }
 
