@@ -4,7 +4,13 @@
 //!
 //! ```text
 //! cargo run --release -p classchat --example scroll_bench -- [MESSAGES]
+//! cargo run --release -p classchat --example scroll_bench -- [MESSAGES] --window
 //! ```
+//!
+//! `--window` opens a real window (eframe, glow) and scrolls it for 600 frames with
+//! vsync off, timing whole frames: UI, tessellation, and the GL driver rasterising and
+//! presenting them (llvmpipe under Xvfb or without a GPU). It prints the wall time between
+//! consecutive frames, which is the frame time a person sees.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +32,8 @@ fn rss_mib() -> f64 {
 }
 
 fn main() {
-    let count: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let window = std::env::args().any(|a| a == "--window");
+    let count: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
     let before = rss_mib();
     let mut model = Model::new();
     model.on_welcome(&Welcome {
@@ -75,6 +82,9 @@ fn main() {
     model.select(conv.clone());
     let insert = t.elapsed();
     let after_model = rss_mib();
+    if window {
+        return run_window(model, count);
+    }
 
     let t = Instant::now();
     let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(
@@ -91,10 +101,9 @@ fn main() {
     let mut times = Vec::new();
     h.hover_at(egui::pos2(550.0, 360.0));
     for frame in 0..600 {
-        let delta = if frame % 100 == 99 { 250_000.0 } else { 60.0 };
         h.event(egui::Event::MouseWheel {
             unit: egui::MouseWheelUnit::Point,
-            delta: egui::vec2(0.0, delta),
+            delta: egui::vec2(0.0, wheel_delta(frame)),
             phase: egui::TouchPhase::Move,
             source: egui::MouseWheelSource::Unknown,
             modifiers: egui::Modifiers::NONE,
@@ -109,15 +118,97 @@ fn main() {
         }
         times.push(took);
     }
-    times.sort();
-    let mean = times.iter().sum::<Duration>() / times.len() as u32;
-    let p95 = times[times.len() * 95 / 100];
-    let max = times[times.len() - 1];
     println!("messages: {count}, display rows: {rows}");
     println!("insert into model: {insert:.2?}");
     println!("first frame (lays out every row): {first:.2?}");
-    println!("scrolling, per frame (UI + tessellation): mean {mean:.2?}, p95 {p95:.2?}, max {max:.2?}");
+    print_stats("scrolling, per frame (UI + tessellation)", times);
     println!(
         "memory: {before:.0} MiB before, {after_model:.0} MiB with the messages, {after_layout:.0} MiB with their layout"
     );
+}
+
+/// The wheel step of frame `frame`: three lines up, and now and then a big jump.
+fn wheel_delta(frame: usize) -> f32 {
+    if frame % 100 == 99 { 250_000.0 } else { 60.0 }
+}
+
+fn print_stats(what: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let Some(&max) = times.last() else { return };
+    let median = times[times.len() / 2];
+    let p95 = times[times.len() * 95 / 100];
+    println!("{what}: median {median:.2?}, p95 {p95:.2?}, max {max:.2?} ({} frames)", times.len());
+}
+
+/// Frames measured in the window, after the warm-up ones.
+const WINDOW_FRAMES: usize = 600;
+const WARM_UP_FRAMES: usize = 30;
+
+struct WindowBench {
+    state: State,
+    frame: usize,
+    last: Option<Instant>,
+    intervals: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl eframe::App for WindowBench {
+    fn raw_input_hook(&mut self, _ctx: &egui::Context, raw_input: &mut egui::RawInput) {
+        raw_input.events.push(egui::Event::PointerMoved(egui::pos2(550.0, 360.0)));
+        raw_input.events.push(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, wheel_delta(self.frame)),
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Unknown,
+            modifiers: egui::Modifiers::NONE,
+        });
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        let now = Instant::now();
+        if self.frame > WARM_UP_FRAMES {
+            if let Some(last) = self.last {
+                self.intervals.push(now - last);
+            }
+            if let Some(cpu) = frame.info().cpu_usage {
+                self.cpu.push(Duration::from_secs_f32(cpu));
+            }
+        }
+        self.last = Some(now);
+        self.frame += 1;
+        egui::CentralPanel::default().show(ui, |ui| {
+            let _ = chat_view::show(ui, &self.state.model, &mut self.state.view, false);
+        });
+        if self.intervals.len() >= WINDOW_FRAMES {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        } else {
+            ui.ctx().request_repaint();
+        }
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        print_stats("whole frame, wall time between frames", std::mem::take(&mut self.intervals));
+        print_stats("eframe cpu_usage (UI + paint calls)", std::mem::take(&mut self.cpu));
+        println!("memory at the end: {:.0} MiB", rss_mib());
+    }
+}
+
+fn run_window(model: Model, count: u64) {
+    let mut options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default().with_inner_size([1100.0, 720.0]),
+        ..Default::default()
+    };
+    options.glow_options.vsync = false;
+    println!("messages: {count}; renderer: glow (set LIBGL_ALWAYS_SOFTWARE=1 for llvmpipe)");
+    let bench = WindowBench {
+        state: State { model, view: ChatViewState::default() },
+        frame: 0,
+        last: None,
+        intervals: Vec::with_capacity(WINDOW_FRAMES),
+        cpu: Vec::with_capacity(WINDOW_FRAMES),
+    };
+    if let Err(e) = eframe::run_native("scroll bench", options, Box::new(|_| Ok(Box::new(bench)))) {
+        eprintln!("cannot open a window: {e}");
+        std::process::exit(1);
+    }
 }
