@@ -67,6 +67,18 @@ impl Default for Settings {
     }
 }
 
+/// Where the app's notifications (a DM, a mention, an announcement while the window is
+/// not focused) go.
+#[derive(Debug, Clone)]
+pub enum Notifier {
+    /// The desktop's notification service (notify-rust, over D-Bus on Linux).
+    Desktop,
+    /// Nowhere.
+    Off,
+    /// Into this list as (summary, body): for tests.
+    Record(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>),
+}
+
 /// How this run of the app is set up (command line, tests). Not persisted.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
@@ -78,8 +90,8 @@ pub struct AppConfig {
     pub runtime: tokio::runtime::Handle,
     /// Log in with the saved session at start-up, if there is one.
     pub auto_resume: bool,
-    /// Whether OS notifications may be shown at all (off in tests).
-    pub allow_notifications: bool,
+    /// Where notifications go (tests keep them in memory).
+    pub notifier: Notifier,
     pub backoff: Backoff,
     /// Where to look for servers announced on the local network for the connect screen
     /// (`None`: do not look). `new` leaves it off; the binary turns it on.
@@ -96,7 +108,7 @@ impl AppConfig {
             user: None,
             runtime,
             auto_resume: true,
-            allow_notifications: true,
+            notifier: Notifier::Desktop,
             backoff: Backoff::default(),
             discovery: None,
             invite: None,
@@ -339,7 +351,7 @@ impl ClassChatApp {
     }
 
     fn notify(&self, notice: &Notice) {
-        if self.focused || !self.settings.notifications || !self.config.allow_notifications {
+        if self.focused || !self.settings.notifications || matches!(self.config.notifier, Notifier::Off) {
             return;
         }
         let summary = match notice.reason {
@@ -350,7 +362,15 @@ impl ClassChatApp {
             NoticeReason::Announcement => format!("Announcement from {}", notice.from),
         };
         let body: String = notice.text.chars().take(200).collect();
-        self.net.send(Command::Notify { summary, body });
+        match &self.config.notifier {
+            Notifier::Desktop => self.net.send(Command::Notify { summary, body }),
+            Notifier::Off => {}
+            Notifier::Record(list) => {
+                if let Ok(mut list) = list.lock() {
+                    list.push((summary, body));
+                }
+            }
+        }
     }
 
     fn on_reply(&mut self, request: Request, result: Result<Response, RequestError>) {

@@ -606,3 +606,39 @@ fn servers_announced_on_the_network_are_listed_and_one_click_fills_the_address()
     wait_for_text(&mut h, "Signed in as alice");
     assert!(h.state().nearby_servers().is_empty(), "discovery stops once signed in");
 }
+
+#[test]
+fn a_mention_while_the_window_is_unfocused_raises_a_notification() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = classchat::app::Notifier::Record(shown.clone());
+    let mut h = app_with(&rt, &dir.path().join("alice"), |c| {
+        c.server = Some(addr.clone());
+        c.notifier = record;
+    });
+    register(&mut h, "alice", "correct horse");
+    let bob = rt.block_on(wire_user(&addr, "bob"));
+    let say = |text: &str| {
+        rt.block_on(bob.client.request(Request::SendRoom { room: "lobby".into(), text: text.into() }))
+            .expect("bob sends");
+    };
+    let count = || shown.lock().map(|s| s.len()).unwrap_or_default();
+
+    // Focused: a mention shows in the app only.
+    say("@alice while you look");
+    wait_for_text(&mut h, "@alice while you look");
+    assert_eq!(count(), 0, "no notification while the window has focus");
+
+    h.input_mut().focused = false;
+    say("just chatting");
+    wait_for_text(&mut h, "just chatting");
+    assert_eq!(count(), 0, "an ordinary room message does not notify");
+    say("alice, the oven is on");
+    wait_until(&mut h, "a notification for the mention", |_| count() == 1);
+    let (summary, body) = shown.lock().expect("list")[0].clone();
+    assert_eq!(summary, "bob mentioned you in #lobby");
+    assert_eq!(body, "alice, the oven is on");
+}

@@ -145,7 +145,7 @@ pub fn app_with(
 ) -> Harness<'static, ClassChatApp> {
     let mut config = AppConfig::new(data_dir.to_path_buf(), rt.handle().clone());
     config.auto_resume = false;
-    config.allow_notifications = false;
+    config.notifier = classchat::app::Notifier::Off;
     config.backoff = Backoff { min: Duration::from_millis(200), max: Duration::from_secs(1) };
     adjust(&mut config);
     Harness::builder().with_size([1200.0, 800.0]).build_eframe(move |cc| ClassChatApp::new(cc, config))
