@@ -11,12 +11,14 @@
 //! - [`net`]: the net task: login, reconnect with backoff, the outbox of unsent messages.
 //! - [`model`]: conversations, messages by id, members, presence, unread counts.
 //! - [`local`]: files under the data dir: known servers, resume tokens, device id.
+//! - [`instance`]: one data directory per running window (the second gets its own).
 //! - [`dm`]: how a direct-message text becomes the opaque bytes the server stores.
 //! - [`ui`]: one file per panel and dialog; views read state and return actions.
 
 pub mod action;
 pub mod app;
 pub mod dm;
+pub mod instance;
 pub mod local;
 pub mod model;
 pub mod net;

@@ -44,10 +44,18 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let data_dir = match args.data_dir {
+    let base = match args.data_dir {
         Some(dir) => dir,
         None => LocalStore::default_dir().context("cannot find a home directory for the app's data")?,
     };
+    // A second window gets a directory (settings, sessions) of its own, so it can sign in
+    // as someone else; the claim is held until the app exits.
+    let instance = classchat::instance::claim(&base)
+        .with_context(|| format!("cannot use the app's data directory {}", base.display()))?;
+    if instance.number > 1 {
+        tracing::info!("another ClassChat is running; this one keeps its data in {}", instance.dir.display());
+    }
+    let data_dir = instance.dir.clone();
 
     // Two workers are plenty for one connection, and leave the UI thread its core.
     let runtime = tokio::runtime::Builder::new_multi_thread()
