@@ -3,12 +3,14 @@
 #   1. apt-get installs both .deb files (dependencies included);
 #   2. the service's ExecStart line runs as a dedicated user (systemd may be absent, as in
 #      containers and CI), and the server answers the real client (examples/probe.rs);
-#   3. the installed app starts under Xvfb and its connect screen is captured to
+#   3. the installed app starts under Xvfb, opened with the server's invite link, and its
+#      connect screen (address filled in, key pinned by the invite) is captured to
 #      dist/installed-app.png (look at it).
 # Usage: packaging/test-packages.sh [DIST_DIR]   (run as root; `make package-test`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dist=${1:-dist}
+PACKAGE_TEST_DISPLAY_NUM=${PACKAGE_TEST_DISPLAY_NUM:-95}
 [ "$(id -u)" = 0 ] || { echo "run as root (it installs packages)"; exit 1; }
 
 echo "== installing packages"
@@ -30,7 +32,7 @@ sed -i 's/^discovery = true/discovery = false/' /etc/classchat/server.toml
 log=$(mktemp)
 runuser -u classchat -- $exec_start >"$log" 2>&1 &
 server_pid=$!
-trap 'kill $server_pid 2>/dev/null || true; wait $server_pid 2>/dev/null || true; pkill -f "Xvfb :97" || true' EXIT
+trap 'kill $server_pid 2>/dev/null || true; wait $server_pid 2>/dev/null || true; pkill -f "Xvfb :${PACKAGE_TEST_DISPLAY_NUM}" || true' EXIT
 for _ in $(seq 1 300); do
   grep -q "listening on" "$log" && break
   sleep 0.1
@@ -47,13 +49,16 @@ cargo run -q --release -p classchat-server --example probe -- 127.0.0.1:7420 "$f
 /usr/bin/classchat-server admin users --data /var/lib/classchat
 
 echo "== launching the installed app under Xvfb"
-Xvfb :97 -screen 0 1280x800x24 >/dev/null 2>&1 &
+Xvfb :${PACKAGE_TEST_DISPLAY_NUM} -screen 0 1280x800x24 >/dev/null 2>&1 &
 sleep 1
 home=$(mktemp -d)
-HOME=$home DISPLAY=:97 /usr/bin/classchat --server 127.0.0.1:7420 >"$home/app.log" 2>&1 &
+# Opened with the server's invite link, as a student clicking it would; discovery stays
+# on this machine.
+HOME=$home DISPLAY=:${PACKAGE_TEST_DISPLAY_NUM} /usr/bin/classchat --discovery loopback \
+  "classchat://127.0.0.1:7420#$fp" >"$home/app.log" 2>&1 &
 app_pid=$!
 sleep 6
 kill -0 $app_pid || { cat "$home/app.log"; echo "the app exited"; exit 1; }
-DISPLAY=:97 import -window root "$dist/installed-app.png"
+DISPLAY=:${PACKAGE_TEST_DISPLAY_NUM} import -window root "$dist/installed-app.png"
 kill $app_pid || true
 echo "== ok: screenshot in $dist/installed-app.png"
