@@ -581,7 +581,8 @@ mod tests {
         assert_eq!(check.verify(bob().public()), Err(E2eError::BadSignature));
         let mut bad = env.clone();
         bad.sig[0] ^= 1;
-        let (_, check) = bad.open_unsigned(&key, "alice", "bob").expect("the MAC does not cover the signature");
+        let (_, check) =
+            bad.open_unsigned(&key, "alice", "bob").expect("the MAC does not cover the signature");
         assert_eq!(check.verify(alice().public()), Err(E2eError::BadSignature));
         let mut bad = env;
         bad.ct[0] ^= 1;
