@@ -811,9 +811,10 @@ impl WireSender {
         Ok(Self { name: name.to_owned(), identity, keys: HashMap::new() })
     }
 
-    /// The envelope bytes of `text` to `to` (making and storing a key on first use).
+    /// The envelope bytes of `text` to `to` (making and storing a key on first use and
+    /// after every [`ROTATE_AFTER`] messages).
     pub async fn seal(&mut self, client: &Client, to: &str, text: &str) -> Result<Vec<u8>, String> {
-        if !self.keys.contains_key(&lc(to)) {
+        if self.keys.get(&lc(to)).is_none_or(|(_, seq)| *seq >= ROTATE_AFTER) {
             let der = match client.request(Request::GetKey { user: to.to_owned() }).await {
                 Ok(Response::Key { public_key: Some(der), .. }) => der,
                 other => return Err(format!("no key for {to}: {other:?}")),
