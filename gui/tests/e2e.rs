@@ -275,3 +275,65 @@ fn a_substituted_directory_key_warns_and_the_app_asks_before_sending() {
     assert_ne!(old_number, new_number);
     assert!(h.get_by_label("✔ Mark as verified").accesskit_node().label().is_some());
 }
+
+#[test]
+fn a_password_change_reseals_the_backup_and_an_unopenable_backup_asks_before_a_new_key() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+    h.state_mut().dialog = Some(Dialog::Settings);
+    click(&mut h, "Change password…");
+    type_into(&mut h, "Current password", "correct horse");
+    type_into(&mut h, "New password", "battery staple");
+    type_into(&mut h, "Repeat the new password", "battery staple");
+    click(&mut h, "Save the new password");
+    wait_for_text(&mut h, "Password changed");
+    drop(h);
+
+    // Another machine: the backup opens with the new password, no question asked.
+    let mut lab = app(&rt, &dir.path().join("alice-lab"), &addr);
+    submit_login(&mut lab, "alice", "battery staple", false);
+    wait_for_text(&mut lab, "Trust this server");
+    click(&mut lab, "Trust this server");
+    wait_until(&mut lab, "the key to be restored", |h| {
+        h.state().model.key_status == Some(classchat::e2e::KeyStatus::Ready)
+    });
+    assert!(lab.state().dialog.is_none());
+    let restored = std::fs::read_dir(dir.path().join("alice-lab/keys")).expect("keys").count();
+    assert_eq!(restored, 1);
+    drop(lab);
+
+    // An admin-style reset leaves a backup that does not open: the app says old DMs are
+    // lost and asks before it makes a new key.
+    rt.block_on(async {
+        let (client, _events) = classchat_wire::Client::connect(classchat_wire::ClientConfig::new(
+            addr.clone(),
+            classchat_wire::TrustPolicy::AnyKey,
+        ))
+        .await
+        .expect("connect");
+        let key = classchat_wire::auth::auth_key("alice", "battery staple").expect("auth key");
+        client.login("alice", &key, "raw").await.expect("login");
+        let Ok(Response::Backup { public_key: Some(public_key), .. }) =
+            client.request(Request::GetBackup).await
+        else {
+            panic!("no backup")
+        };
+        client.request(Request::PublishKey { public_key, backup: vec![1; 100] }).await.expect("republish");
+        client.close().await;
+    });
+    let mut other = app(&rt, &dir.path().join("alice-other"), &addr);
+    submit_login(&mut other, "alice", "battery staple", false);
+    wait_for_text(&mut other, "Trust this server");
+    click(&mut other, "Trust this server");
+    wait_for_text(&mut other, "Your old direct messages cannot be opened");
+    assert_eq!(other.state().model.key_status, Some(classchat::e2e::KeyStatus::BackupUnreadable));
+    assert!(std::fs::read_dir(dir.path().join("alice-other/keys")).is_err(), "no key made before the answer");
+    click(&mut other, "Create a new key");
+    wait_until(&mut other, "the new key", |h| {
+        h.state().model.key_status == Some(classchat::e2e::KeyStatus::Ready)
+    });
+}

@@ -555,7 +555,7 @@ fn change_password(ui: &mut Ui, form: &mut ChangePasswordForm, actions: &mut Vec
         ui.label(RichText::new(info).color(ui.visuals().hyperlink_color));
     }
     ui.add_space(8.0);
-    let (ok, cancel) = buttons(ui, "Change password", !form.busy);
+    let (ok, cancel) = buttons(ui, "Save the new password", !form.busy);
     if cancel {
         actions.push(Action::CloseDialog);
     }
