@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use classchat::dm::encode_dm;
+use classchat::e2e::WireSender;
 use classchat::local::LocalStore;
 use classchat_wire::crypto::ServerKey;
 use classchat_wire::{Client, ClientConfig, Request, TrustPolicy};
@@ -61,9 +61,9 @@ async fn main() -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
 
-    let online = seed(&addr, &args.user).await?;
+    let (mut online, me_key) = seed(&addr, &args.user).await?;
     if let Some(dir) = &args.app_data {
-        prepare_app(dir, &addr, &args.user, fingerprint).await?;
+        prepare_app(dir, &addr, &args.user, fingerprint, &me_key).await?;
     }
     // Heard by apps started with `--discovery loopback` (this computer only).
     let _announcement = classchat_wire::discovery::announce(
@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             line = lines.recv() => match line {
                 None => break,
-                Some(l) if l.trim() == "live" => live(&online, &args.user).await?,
+                Some(l) if l.trim() == "live" => live(&mut online, &args.user).await?,
                 Some(_) => {}
             },
         }
@@ -124,8 +124,22 @@ async fn say(client: &Client, room: &str, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seeds users, rooms and messages; returns the clients that stay online.
-async fn seed(addr: &str, user: &str) -> anyhow::Result<Vec<Client>> {
+/// Clients that stay online, with their keys for end-to-end encrypted DMs.
+type Online = Vec<(Client, WireSender)>;
+
+async fn key(client: &Client, name: &str) -> anyhow::Result<WireSender> {
+    WireSender::publish(client, name, PASSWORD, 2048).await.map_err(anyhow::Error::msg)
+}
+
+async fn dm(from: &mut WireSender, client: &Client, to: &str, text: &str) -> anyhow::Result<()> {
+    from.send(client, to, text).await.map_err(anyhow::Error::msg)?;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    Ok(())
+}
+
+/// Seeds users, rooms and messages; returns the clients that stay online, and the
+/// user's own key (for the app's data dir).
+async fn seed(addr: &str, user: &str) -> anyhow::Result<(Online, WireSender)> {
     let me = connect(addr, user, "demo-seed").await?;
     let prof = connect(addr, "prof", "demo").await?;
     let bob = connect(addr, "bob", "demo").await?;
@@ -192,20 +206,17 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<Vec<Client>> {
     say(&me, "exam-prep", "Is question 4 from 2023 in scope this year?").await?;
     say(&prof, "exam-prep", "Yes, all of chapter 7 is.").await?;
 
+    let mut me_key = key(&me, user).await?;
+    let mut bob_key = key(&bob, "bob").await?;
+    let mut carol_key = key(&carol, "carol").await?;
+    let prof_key = key(&prof, "prof").await?;
     for text in ["Hey, did you get the lab sheet?", "The link in the email is broken for me."] {
-        bob.request(Request::SendDirect { to: user.into(), body: encode_dm(text) }).await?;
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        dm(&mut bob_key, &bob, user, text).await?;
     }
-    me.request(Request::SendDirect { to: "bob".into(), body: encode_dm("Yes, I'll forward it to you.") })
-        .await?;
-    me.request(Request::SendDirect { to: "bob".into(), body: encode_dm("Done, check your inbox.") }).await?;
-    bob.request(Request::SendDirect { to: user.into(), body: encode_dm("Got it, thanks!") }).await?;
-    carol
-        .request(Request::SendDirect {
-            to: user.into(),
-            body: encode_dm("Can you swap bench slots with me on Thursday?"),
-        })
-        .await?;
+    dm(&mut me_key, &me, "bob", "Yes, I'll forward it to you.").await?;
+    dm(&mut me_key, &me, "bob", "Done, check your inbox.").await?;
+    dm(&mut bob_key, &bob, user, "Got it, thanks!").await?;
+    dm(&mut carol_key, &carol, user, "Can you swap bench slots with me on Thursday?").await?;
 
     prof.request(Request::Broadcast {
         text: "Lab reports are due Friday 17:00. Submit them as one PDF.".into(),
@@ -217,16 +228,16 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<Vec<Client>> {
     erin.close().await;
     frank.close().await;
     me.close().await;
-    Ok(vec![prof, bob, carol])
+    Ok((vec![(prof, prof_key), (bob, bob_key), (carol, carol_key)], me_key))
 }
 
 /// Messages that arrive while the app is open.
-async fn live(online: &[Client], user: &str) -> anyhow::Result<()> {
-    let [prof, bob, carol] = online else { return Ok(()) };
+async fn live(online: &mut Online, user: &str) -> anyhow::Result<()> {
+    let [(prof, _), (bob, _), (carol, carol_key)] = online.as_mut_slice() else { return Ok(()) };
     say(bob, "random", "Quiz night is at 19:00 in the common room").await?;
     say(bob, "random", "Bring snacks!").await?;
     say(carol, "lobby", &format!("@{user} are you coming to the seminar?")).await?;
-    carol.request(Request::SendDirect { to: user.into(), body: encode_dm("Thanks for swapping!") }).await?;
+    dm(carol_key, carol, user, "Thanks for swapping!").await?;
     prof.request(Request::Broadcast { text: "The lab is closed on Monday for maintenance.".into() }).await?;
     Ok(())
 }
@@ -237,7 +248,9 @@ async fn prepare_app(
     addr: &str,
     user: &str,
     fingerprint: classchat_wire::Fingerprint,
+    me_key: &WireSender,
 ) -> anyhow::Result<()> {
+    let identity = me_key.identity.to_pkcs8_der().map_err(anyhow::Error::msg)?;
     let store = LocalStore::new(dir);
     let device = {
         let store = store.clone();
@@ -255,6 +268,7 @@ async fn prepare_app(
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         store.known_servers()?.trust(&addr, fingerprint)?;
         store.set_resume_token(&addr, &user, Some(&welcome.resume_token))?;
+        store.set_identity(&addr, &user, &identity)?;
         store.add_dm_contact(&addr, &user, "bob")?;
         store.add_dm_contact(&addr, &user, "carol")?;
         Ok(())

@@ -57,6 +57,28 @@ pub enum Action {
     /// Drop a failed message and put its text back in the composer.
     DiscardPending(u64),
 
+    // ---- end-to-end encryption -------------------------------------------------------
+    /// Accept a DM contact's changed key (and send the message that was held back).
+    AcceptKey {
+        peer: String,
+        then_send: Option<String>,
+    },
+    MarkVerified {
+        peer: String,
+        verified: bool,
+    },
+    /// Check the signatures of these messages: their rows are about to be shown.
+    VerifyRows {
+        conv: Conv,
+        ids: Vec<classchat_wire::MessageId>,
+    },
+    /// Make a new identity key (the backup could not be opened; the user agreed).
+    NewIdentity,
+    ChangePassword {
+        current: String,
+        new: String,
+    },
+
     // ---- settings --------------------------------------------------------------------
     SetTheme(ThemeChoice),
     SetNotifications(bool),

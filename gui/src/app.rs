@@ -13,6 +13,7 @@ use classchat_wire::{Conv, Event, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, AdminOp};
+use crate::e2e::KeyStatus;
 use crate::local::LocalStore;
 use crate::model::{Model, Notice, NoticeReason, Source};
 use crate::net::{self, Backoff, Command, ConnState, NetEvent, NetHandle, RequestError, TrustPrompt};
@@ -98,6 +99,8 @@ pub struct AppConfig {
     pub discovery: Option<Scope>,
     /// An invite link (`classchat://host:port#fingerprint`) the app was opened with.
     pub invite: Option<String>,
+    /// Size of the identity key made at registration (tests use a smaller, faster one).
+    pub identity_bits: usize,
 }
 
 impl AppConfig {
@@ -112,6 +115,7 @@ impl AppConfig {
             backoff: Backoff::default(),
             discovery: None,
             invite: None,
+            identity_bits: crate::e2e::DEFAULT_BITS,
         }
     }
 }
@@ -177,10 +181,13 @@ impl ClassChatApp {
             settings.username = user.clone();
         }
         let ctx = cc.egui_ctx.clone();
-        let (net, events) =
-            net::spawn(&config.runtime, LocalStore::new(&config.data_dir), config.backoff, move || {
-                ctx.request_repaint()
-            });
+        let (net, events) = net::spawn(
+            &config.runtime,
+            LocalStore::new(&config.data_dir),
+            config.backoff,
+            config.identity_bits,
+            move || ctx.request_repaint(),
+        );
         let mut login = LoginForm {
             server: settings.server.clone(),
             username: settings.username.clone(),
@@ -282,6 +289,14 @@ impl ClassChatApp {
                     self.known_dms.insert(contact.to_ascii_lowercase());
                     self.model.conversation_mut(&Conv::direct(contact));
                 }
+                // On a new machine the server's list brings the DM conversations back.
+                for peer in &welcome.dm_peers {
+                    if !self.model.conversations_has_dm(peer) {
+                        self.model.conversation_mut(&Conv::direct(peer.as_str()));
+                    }
+                }
+                // Signature checks in flight when the connection dropped are asked again.
+                self.model.reset_checks();
                 self.settings.server = addr;
                 self.settings.username = welcome.user.clone();
                 self.login.password.clear();
@@ -315,6 +330,50 @@ impl ClassChatApp {
             NetEvent::Reply { request, result } => self.on_reply(request, result),
             NetEvent::Sent { local_id, id, ts } => self.model.on_sent(local_id, id, ts),
             NetEvent::SendFailed { local_id, reason } => self.model.on_send_failed(local_id, reason),
+            NetEvent::Dm { conv, msg, live } => {
+                let source = if live { Source::Live } else { Source::CatchUp };
+                if let Some(notice) = self.model.on_dm(conv, msg, source)
+                    && live
+                {
+                    self.notify(&notice);
+                }
+            }
+            NetEvent::DmHistory { conv, msgs, more } => self.model.on_dm_history(&conv, msgs, more),
+            NetEvent::Peer(info) => {
+                self.model.peers.insert(info.peer.to_ascii_lowercase(), info);
+            }
+            NetEvent::Verified { conv, results } => self.model.on_verified(&conv, results),
+            NetEvent::KeyStatus(status) => {
+                match &status {
+                    KeyStatus::BackupUnreadable => self.dialog = Some(Dialog::NewKey),
+                    KeyStatus::Missing(why) => {
+                        self.show_banner(format!("Direct messages are unavailable: {why}"), true)
+                    }
+                    KeyStatus::Ready => {
+                        if self.dialog == Some(Dialog::NewKey) {
+                            self.dialog = None;
+                        }
+                        // The open DM's contact, now that there is a key to compare with.
+                        if let Some(Conv::Direct { user }) = self.model.current.clone() {
+                            self.net.send(Command::CheckPeer { peer: user });
+                        }
+                    }
+                }
+                self.model.key_status = Some(status);
+            }
+            NetEvent::PasswordChanged(result) => {
+                if let Some(Dialog::ChangePassword(form)) = &mut self.dialog {
+                    form.busy = false;
+                    match result {
+                        Ok(()) => {
+                            *form = Default::default();
+                            form.info =
+                                Some("Password changed. Your key backup is sealed with the new one.".into());
+                        }
+                        Err(e) => form.error = Some(e),
+                    }
+                }
+            }
         }
     }
 
@@ -340,8 +399,7 @@ impl ClassChatApp {
                 self.show_banner(text, true);
             }
             Event::KeyChanged { user } => {
-                // End-to-end encryption (a later issue) verifies keys and warns in the
-                // conversation; until then the app only logs it.
+                // The net task checks the directory and reports through `NetEvent::Peer`.
                 tracing::info!(%user, "a contact's identity key changed");
             }
             Event::Disconnect { reason } => {
@@ -519,6 +577,9 @@ impl ClassChatApp {
         if let Conv::Room { name } = &conv {
             self.request(Request::RoomMembers { name: name.clone() });
         }
+        if let Conv::Direct { user } = &conv {
+            self.net.send(Command::CheckPeer { peer: user.clone() });
+        }
         self.model.select(conv);
         self.members.expanded = None;
         self.composer.focus = true;
@@ -627,7 +688,45 @@ impl ClassChatApp {
                 }
                 self.request(op.into_request());
             }
-            Action::Send { conv, text } => self.send(conv, text),
+            Action::Send { conv, text } => {
+                let changed = match &conv {
+                    Conv::Direct { user } => self.model.peer(user).is_some_and(|p| p.changed_to.is_some()),
+                    _ => false,
+                };
+                if let (true, Conv::Direct { user }) = (changed, &conv) {
+                    // Nothing more goes to a changed key until the user accepts it.
+                    self.dialog = Some(Dialog::ConfirmKeyChange { peer: user.clone(), text });
+                } else {
+                    self.send(conv, text);
+                }
+            }
+            Action::AcceptKey { peer, then_send } => {
+                self.net.send(Command::AcceptKey { peer: peer.clone() });
+                if let Some(info) = self.model.peers.get_mut(&peer.to_ascii_lowercase()) {
+                    info.safety_number = info.changed_to.take().or(info.safety_number.take());
+                    info.verified = false;
+                }
+                // Messages signed with the new key can be checked now: load them again.
+                let conv = Conv::direct(peer.as_str());
+                self.model.reload(&conv);
+                self.chat.forget(&conv);
+                if let Some(text) = then_send {
+                    self.send(conv, text);
+                }
+            }
+            Action::MarkVerified { peer, verified } => {
+                self.net.send(Command::MarkVerified { peer, verified });
+            }
+            Action::VerifyRows { conv, ids } => {
+                let checks = self.model.take_checks(&conv, &ids);
+                if !checks.is_empty() {
+                    self.net.send(Command::Verify { conv, checks });
+                }
+            }
+            Action::NewIdentity => self.net.send(Command::NewIdentity),
+            Action::ChangePassword { current, new } => {
+                self.net.send(Command::ChangePassword { current, new });
+            }
             Action::Broadcast(text) => {
                 if let Some(current) = self.model.current.clone() {
                     self.composer.clear(&current);
@@ -671,7 +770,7 @@ impl ClassChatApp {
         if let Some(me) = &self.model.me {
             let limit = me.limits.max_message_len as usize;
             let len = match conv {
-                Conv::Direct { .. } => crate::dm::encode_dm(&text).len(),
+                Conv::Direct { .. } => crate::e2e::sealed_len(text.len()),
                 _ => text.len(),
             };
             if len > limit {

@@ -12,12 +12,13 @@
 //! - [`model`]: conversations, messages by id, members, presence, unread counts.
 //! - [`local`]: files under the data dir: known servers, resume tokens, device id.
 //! - [`instance`]: one data directory per running window (the second gets its own).
-//! - [`dm`]: how a direct-message text becomes the opaque bytes the server stores.
+//! - [`e2e`]: end-to-end encrypted direct messages: identity keys, conversation keys,
+//!   sealing and opening envelopes, contacts' keys and safety numbers.
 //! - [`ui`]: one file per panel and dialog; views read state and return actions.
 
 pub mod action;
 pub mod app;
-pub mod dm;
+pub mod e2e;
 pub mod instance;
 pub mod local;
 pub mod model;

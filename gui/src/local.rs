@@ -8,6 +8,11 @@
 //! - `dm_contacts`: the people each user has direct-message conversations with, one line
 //!   per `host:port username contact`. The server lists a user's rooms at login but not
 //!   their DM partners, so without this a restart would hide quiet DM conversations.
+//! - `keys/HOST_PORT-USER.pk8`: the user's end-to-end identity key (PKCS#8 DER), one file
+//!   per server and user;
+//! - `e2e_peers`: the contacts' identity keys this user accepted, one line per
+//!   `host:port username contact state hex-der`, where state is `accepted`, `verified`
+//!   (the user compared safety numbers) or `old` (replaced; kept to check old messages).
 //!
 //! Everything here does blocking file I/O: call it from the net task's blocking pool,
 //! never from the UI thread.
@@ -120,6 +125,76 @@ impl LocalStore {
         write_private(&path, text.as_bytes())
     }
 
+    fn identity_path(&self, addr: &str, user: &str) -> PathBuf {
+        // Usernames are [A-Za-z0-9_.-]; the address may hold ':' and brackets.
+        let host: String =
+            addr.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+        self.dir.join("keys").join(format!("{host}-{}.pk8", user.to_ascii_lowercase()))
+    }
+
+    /// The identity key (PKCS#8 DER) of `user` on `addr` saved on this machine, if any.
+    pub fn identity(&self, addr: &str, user: &str) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.identity_path(addr, user)) {
+            Ok(der) => Ok(Some(der)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves the identity key of `user` on `addr`, readable by the owner only.
+    pub fn set_identity(&self, addr: &str, user: &str, pkcs8_der: &[u8]) -> io::Result<()> {
+        self.ensure_dir()?;
+        let path = self.identity_path(addr, user);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        write_private(&path, pkcs8_der)
+    }
+
+    /// The contacts' keys `user` on `addr` accepted: `(contact, state, der)`.
+    pub fn peer_keys(&self, addr: &str, user: &str) -> Vec<(String, PeerKeyState, Vec<u8>)> {
+        let Ok(text) = std::fs::read_to_string(self.dir.join("e2e_peers")) else { return Vec::new() };
+        parse_peer_keys(&text)
+            .into_iter()
+            .filter(|(a, u, ..)| a == addr && u.eq_ignore_ascii_case(user))
+            .map(|(_, _, c, s, d)| (c, s, d))
+            .collect()
+    }
+
+    /// Replaces the keys `user` on `addr` accepted for `contact`.
+    pub fn set_peer_keys(
+        &self,
+        addr: &str,
+        user: &str,
+        contact: &str,
+        keys: &[(PeerKeyState, Vec<u8>)],
+    ) -> io::Result<()> {
+        let path = self.dir.join("e2e_peers");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let mut entries = parse_peer_keys(&text);
+        entries.retain(|(a, u, c, ..)| {
+            !(a == addr && u.eq_ignore_ascii_case(user) && c.eq_ignore_ascii_case(contact))
+        });
+        for (state, der) in keys {
+            entries.push((addr.to_owned(), user.to_owned(), contact.to_owned(), *state, der.clone()));
+        }
+        let mut out = String::from("# ClassChat contacts' keys: host:port username contact state key\n");
+        for (a, u, c, s, d) in &entries {
+            out.push_str(&format!("{a} {u} {c} {} {}\n", s.as_str(), hex::encode(d)));
+        }
+        self.ensure_dir()?;
+        write_private(&path, out.as_bytes())
+    }
+
     fn tokens_path(&self) -> PathBuf {
         self.dir.join("resume_tokens")
     }
@@ -133,6 +208,50 @@ impl LocalStore {
         }
         Ok(())
     }
+}
+
+/// How far the user trusts a contact's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKeyState {
+    /// The key in use, accepted on first contact or after a change.
+    Accepted,
+    /// The key in use, and the user compared the safety number.
+    Verified,
+    /// A key the contact used before; old messages signed with it can still be checked.
+    Old,
+}
+
+impl PeerKeyState {
+    fn as_str(self) -> &'static str {
+        match self {
+            PeerKeyState::Accepted => "accepted",
+            PeerKeyState::Verified => "verified",
+            PeerKeyState::Old => "old",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "accepted" => Some(PeerKeyState::Accepted),
+            "verified" => Some(PeerKeyState::Verified),
+            "old" => Some(PeerKeyState::Old),
+            _ => None,
+        }
+    }
+}
+
+type PeerKeyLine = (String, String, String, PeerKeyState, Vec<u8>);
+
+fn parse_peer_keys(text: &str) -> Vec<PeerKeyLine> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let mut p = line.split_whitespace();
+            let (a, u, c, s, d) = (p.next()?, p.next()?, p.next()?, p.next()?, p.next()?);
+            Some((a.to_owned(), u.to_owned(), c.to_owned(), PeerKeyState::parse(s)?, hex::decode(d).ok()?))
+        })
+        .collect()
 }
 
 /// Lines of `host:port username hex`; anything malformed is skipped (the file is ours and
@@ -186,6 +305,50 @@ mod tests {
         store.add_dm_contact("lab:7420", "dave", "erin").expect("save");
         assert_eq!(store.dm_contacts("lab:7420", "ALICE"), ["bob", "carol"]);
         assert_eq!(store.dm_contacts("other:7420", "alice"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn identity_keys_are_private_files_per_server_and_user() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().join("data"));
+        assert_eq!(store.identity("lab:7420", "alice").expect("read"), None);
+        store.set_identity("lab:7420", "Alice", b"der").expect("save");
+        assert_eq!(store.identity("lab:7420", "alice").expect("read").as_deref(), Some(&b"der"[..]));
+        assert_eq!(store.identity("lab:7421", "alice").expect("read"), None);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let path = store.identity_path("lab:7420", "alice");
+            assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn peer_keys_are_replaced_per_contact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path());
+        store.set_peer_keys("lab:7420", "alice", "bob", &[(PeerKeyState::Accepted, vec![1])]).expect("save");
+        store
+            .set_peer_keys("lab:7420", "alice", "carol", &[(PeerKeyState::Verified, vec![2])])
+            .expect("save");
+        store
+            .set_peer_keys(
+                "lab:7420",
+                "alice",
+                "Bob",
+                &[(PeerKeyState::Old, vec![1]), (PeerKeyState::Accepted, vec![3])],
+            )
+            .expect("replace");
+        let keys = store.peer_keys("lab:7420", "ALICE");
+        assert_eq!(
+            keys,
+            [
+                ("carol".to_owned(), PeerKeyState::Verified, vec![2]),
+                ("Bob".to_owned(), PeerKeyState::Old, vec![1]),
+                ("Bob".to_owned(), PeerKeyState::Accepted, vec![3]),
+            ]
+        );
+        assert!(store.peer_keys("lab:7420", "bob").is_empty());
     }
 
     #[test]

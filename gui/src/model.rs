@@ -6,12 +6,13 @@
 //! arrive in any order and overlap without showing anything twice.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use classchat_wire::{
     Body, ChatMessage, Conv, Limits, Member, MessageId, RoomInfo, SystemEvent, Timestamp, UserInfo, Welcome,
 };
 
-use crate::dm::{DmBody, decode_dm};
+use crate::e2e::{KeyStatus, PeerInfo, PendingCheck, UNVERIFIED};
 
 /// Messages from one sender less than this far apart share one header line.
 pub const GROUP_WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -42,14 +43,27 @@ pub enum Content {
     System(String),
     /// A server-wide broadcast.
     Announcement(String),
-    /// A body the app could not read; shown as such, never as text.
+    /// A body the app could not read or verify; shown as such, never as text.
     Unreadable(String),
+    /// A direct message that decrypted and passed its MAC, but whose signature has not
+    /// been checked yet: laid out with its text, shown only as "verifying" until the
+    /// check (run for the rows about to be shown) turns it into `Text` or `Unreadable`.
+    Sealed {
+        text: String,
+        check: Arc<PendingCheck>,
+        requested: bool,
+    },
 }
 
 impl Content {
+    /// The text to lay out. For `Sealed` that is the text not yet shown.
     pub fn text(&self) -> &str {
         match self {
-            Content::Text(t) | Content::System(t) | Content::Announcement(t) | Content::Unreadable(t) => t,
+            Content::Text(t)
+            | Content::System(t)
+            | Content::Announcement(t)
+            | Content::Unreadable(t)
+            | Content::Sealed { text: t, .. } => t,
         }
     }
 }
@@ -155,6 +169,16 @@ impl Conversation {
         self.messages.last().map(|m| m.ts)
     }
 
+    /// Replaces a message's content (a signature check finished). A different text
+    /// means different rows, so the view lays the conversation out again.
+    fn set_content(&mut self, id: MessageId, content: Content) {
+        let Ok(i) = self.messages.binary_search_by_key(&id, |m| m.id) else { return };
+        if self.messages[i].content.text() != content.text() {
+            self.generation += 1;
+        }
+        self.messages[i].content = content;
+    }
+
     /// Inserts in id order. Returns false for a message already present.
     pub fn insert(&mut self, msg: Msg) -> bool {
         match self.messages.last() {
@@ -186,6 +210,10 @@ pub struct Model {
     /// Everyone known to the server, by lowercase name.
     pub users: BTreeMap<String, UserInfo>,
     pub current: Option<Conv>,
+    /// What is known about each DM contact's key, by lowercase name.
+    pub peers: HashMap<String, PeerInfo>,
+    /// The user's own key for direct messages.
+    pub key_status: Option<KeyStatus>,
     next_local_id: u64,
 }
 
@@ -287,7 +315,6 @@ impl Model {
     /// A message from the server. Returns a notice when it is worth telling the user
     /// about (a DM, a mention, an announcement) and it is new.
     pub fn on_message(&mut self, message: ChatMessage, source: Source) -> Option<Notice> {
-        let me = self.my_name().unwrap_or_default().to_owned();
         let conv = message.conv.clone();
         let content = match (&conv, message.body) {
             (_, Body::System { event }) => {
@@ -299,17 +326,109 @@ impl Model {
             }
             (Conv::Announcements, Body::Text { text }) => Content::Announcement(text),
             (_, Body::Text { text }) => Content::Text(text),
-            (_, Body::Opaque { data }) => match decode_dm(&data) {
-                DmBody::Text(t) => Content::Text(t),
-                DmBody::Unreadable(why) => Content::Unreadable(why),
-            },
+            // Direct messages reach the model opened, through `on_dm`; anything opaque
+            // that did not is not shown.
+            (_, Body::Opaque { .. }) => Content::Unreadable(format!("{UNVERIFIED}.")),
         };
-        let from_me = message.from.eq_ignore_ascii_case(&me);
+        self.add(conv, Msg { id: message.id, from: message.from, ts: message.ts, content }, source)
+    }
+
+    /// A direct message the E2E engine opened.
+    pub fn on_dm(&mut self, conv: Conv, msg: Msg, source: Source) -> Option<Notice> {
+        self.add(conv, msg, source)
+    }
+
+    /// A page of older direct messages, opened.
+    pub fn on_dm_history(&mut self, conv: &Conv, msgs: Vec<(Conv, Msg)>, more: bool) {
+        for (c, m) in msgs {
+            if &c == conv {
+                self.add(c, m, Source::History);
+            }
+        }
+        let c = self.conversation_mut(conv);
+        c.more_history = more;
+        c.loading_older = false;
+        c.generation += 1;
+    }
+
+    /// The signature checks of these messages, not asked for yet; they are marked as
+    /// asked for so each runs once.
+    pub fn take_checks(&mut self, conv: &Conv, ids: &[MessageId]) -> Vec<(MessageId, Arc<PendingCheck>)> {
+        let Some(c) = self.conversations.get_mut(conv) else { return Vec::new() };
+        let mut out = Vec::new();
+        for id in ids {
+            if let Ok(i) = c.messages.binary_search_by_key(id, |m| m.id)
+                && let Content::Sealed { check, requested, .. } = &mut c.messages[i].content
+                && !*requested
+            {
+                *requested = true;
+                out.push((*id, Arc::clone(check)));
+            }
+        }
+        out
+    }
+
+    /// Signature checks finished: verified messages show their text, the others say
+    /// they could not be verified.
+    pub fn on_verified(&mut self, conv: &Conv, results: Vec<(MessageId, bool)>) {
+        let Some(c) = self.conversations.get_mut(conv) else { return };
+        for (id, ok) in results {
+            let Some(Content::Sealed { text, .. }) = c.get(id).map(|m| &m.content) else { continue };
+            let content = if ok {
+                Content::Text(text.clone())
+            } else {
+                Content::Unreadable(format!("{UNVERIFIED} (bad signature)."))
+            };
+            c.set_content(id, content);
+        }
+    }
+
+    /// The connection dropped before checks came back: ask again when shown.
+    pub fn reset_checks(&mut self) {
+        for c in self.conversations.values_mut() {
+            for m in &mut c.messages {
+                if let Content::Sealed { requested, .. } = &mut m.content {
+                    *requested = false;
+                }
+            }
+        }
+    }
+
+    /// Forgets a conversation's messages so they load again (after accepting a new key,
+    /// messages signed with it can now be checked).
+    pub fn reload(&mut self, conv: &Conv) {
+        if let Some(c) = self.conversations.get_mut(conv) {
+            c.messages.clear();
+            c.more_history = true;
+            c.loading_older = false;
+            c.generation += 1;
+        }
+    }
+
+    /// Is there a DM conversation with `user` (in any letter case)?
+    pub fn conversations_has_dm(&self, user: &str) -> bool {
+        self.conversations
+            .keys()
+            .any(|c| matches!(c, Conv::Direct { user: u } if u.eq_ignore_ascii_case(user)))
+    }
+
+    pub fn peer(&self, name: &str) -> Option<&PeerInfo> {
+        self.peers.get(&name.to_ascii_lowercase())
+    }
+
+    fn add(&mut self, conv: Conv, msg: Msg, source: Source) -> Option<Notice> {
+        let me = self.my_name().unwrap_or_default().to_owned();
+        let content = &msg.content;
+        let from_me = msg.from.eq_ignore_ascii_case(&me);
         let is_current = self.current.as_ref() == Some(&conv);
-        let text = content.text().to_owned();
+        // An unverified DM's text is not shown anywhere, notifications included.
+        let text = match content {
+            Content::Sealed { .. } => "(new direct message)".to_owned(),
+            other => other.text().to_owned(),
+        };
         let counts = !from_me && !matches!(content, Content::System(_)) && source != Source::History;
         let mention = counts && matches!(content, Content::Text(_)) && mentions(&text, &me);
-        let msg = Msg { id: message.id, from: message.from.clone(), ts: message.ts, content };
+        let from = msg.from.clone();
         let c = self.conversation_mut(&conv);
         if !c.insert(msg) {
             return None;
@@ -327,7 +446,7 @@ impl Model {
             Conv::Room { .. } if mention => NoticeReason::Mention,
             Conv::Room { .. } => return None,
         };
-        Some(Notice { conv, from: message.from, text, reason })
+        Some(Notice { conv, from, text, reason })
     }
 
     /// A page of older messages (newest first, as the server sends them).
@@ -673,16 +792,21 @@ mod tests {
         assert_eq!(m.on_message(text(1, lobby.clone(), "bob", "plain"), Source::Live), None);
         let n = m.on_message(text(2, lobby.clone(), "bob", "Alice, look"), Source::Live).expect("mention");
         assert_eq!(n.reason, NoticeReason::Mention);
-        let dm = ChatMessage {
-            id: 3,
+        let dm = Msg { id: 3, from: "bob".into(), ts: 3, content: Content::Text("psst".into()) };
+        let n = m.on_dm(Conv::direct("bob"), dm.clone(), Source::Live).expect("dm");
+        assert_eq!((n.reason, n.text.as_str()), (NoticeReason::DirectMessage, "psst"));
+        assert_eq!(m.on_dm(Conv::direct("bob"), dm, Source::Live), None, "a duplicate is not news");
+        // Opaque bytes that did not go through the E2E engine are never shown as text.
+        let raw = ChatMessage {
+            id: 5,
             conv: Conv::direct("bob"),
             from: "bob".into(),
-            ts: 3,
-            body: Body::Opaque { data: crate::dm::encode_dm("psst") },
+            ts: 5,
+            body: Body::Opaque { data: b"\x00plain".to_vec() },
         };
-        let n = m.on_message(dm.clone(), Source::Live).expect("dm");
-        assert_eq!((n.reason, n.text.as_str()), (NoticeReason::DirectMessage, "psst"));
-        assert_eq!(m.on_message(dm, Source::Live), None, "a duplicate is not news");
+        m.on_message(raw, Source::Live);
+        let shown = m.conversation(&Conv::direct("bob")).and_then(|c| c.get(5)).map(|m| m.content.clone());
+        assert!(matches!(shown, Some(Content::Unreadable(t)) if t.contains("could not be verified")));
         let n = m.on_message(text(4, Conv::Announcements, "prof", "exam moved"), Source::Live).expect("ann");
         assert_eq!(n.reason, NoticeReason::Announcement);
         assert!(matches!(

@@ -21,8 +21,9 @@ use classchat_wire::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::dm;
-use crate::local::LocalStore;
+use crate::e2e::{self, E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
+use crate::local::{LocalStore, PeerKeyState};
+use crate::model::Msg;
 
 /// Port used when the address the user typed has none.
 pub const DEFAULT_PORT: u16 = 7420;
@@ -30,6 +31,9 @@ pub const DEFAULT_PORT: u16 = 7420;
 const CATCH_UP_GRACE: Duration = Duration::from_secs(5);
 /// How often a rate-limited message is retried before it is reported as failed.
 const RATE_LIMIT_RETRIES: u32 = 10;
+/// Server events waiting for the E2E worker (which may be fetching a key). Past this the
+/// connection is dropped and the catch-up after the reconnect brings them again.
+const MAX_QUEUED_EVENTS: usize = 65_536;
 
 /// What the UI asks the net task to do.
 #[derive(Debug)]
@@ -54,6 +58,18 @@ pub enum Command {
     Notify { summary: String, body: String },
     /// Log out: the server forgets this device's token, and so does the app.
     LogOut,
+    /// Ask the directory for a DM contact's key (the conversation was opened).
+    CheckPeer { peer: String },
+    /// The user accepted a contact's changed key.
+    AcceptKey { peer: String },
+    /// The user compared the safety number (or takes that back).
+    MarkVerified { peer: String, verified: bool },
+    /// Check these signatures (rows about to be shown); the answer is [`NetEvent::Verified`].
+    Verify { conv: Conv, checks: Vec<(MessageId, Arc<PendingCheck>)> },
+    /// The backup could not be opened and the user agreed to a new identity key.
+    NewIdentity,
+    /// Change the password; the key backup is sealed again under the new one.
+    ChangePassword { current: String, new: String },
 }
 
 /// What the net task tells the UI.
@@ -95,6 +111,28 @@ pub enum NetEvent {
         local_id: u64,
         reason: String,
     },
+    /// A direct message, opened. `live` is false for the catch-up after a login.
+    Dm {
+        conv: Conv,
+        msg: Msg,
+        live: bool,
+    },
+    /// A page of a DM conversation's history, opened.
+    DmHistory {
+        conv: Conv,
+        msgs: Vec<(Conv, Msg)>,
+        more: bool,
+    },
+    /// What is known about a DM contact's key changed.
+    Peer(PeerInfo),
+    /// Signature checks finished.
+    Verified {
+        conv: Conv,
+        results: Vec<(MessageId, bool)>,
+    },
+    /// The user's own identity key after a login.
+    KeyStatus(KeyStatus),
+    PasswordChanged(Result<(), String>),
 }
 
 /// Connection state, for the status bar and the composer.
@@ -220,18 +258,29 @@ impl Sink {
 
 /// Starts the net task on `rt`. `wake` is called after every event (the app passes
 /// `ctx.request_repaint()`).
+/// `identity_bits` is the size of identity keys made at registration.
 pub fn spawn(
     rt: &tokio::runtime::Handle,
     store: LocalStore,
     backoff: Backoff,
+    identity_bits: usize,
     wake: impl Fn() + Send + Sync + 'static,
 ) -> (NetHandle, std::sync::mpsc::Receiver<NetEvent>) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = std::sync::mpsc::channel();
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let sink = Sink { tx: ev_tx, wake: Arc::new(wake) };
+    let (jobs_tx, jobs_rx) = mpsc::channel(MAX_QUEUED_EVENTS);
+    rt.spawn(e2e_worker(jobs_rx, sink.clone()));
     let task = NetTask {
         cmds: cmd_rx,
-        sink: Sink { tx: ev_tx, wake: Arc::new(wake) },
+        sink,
+        jobs: jobs_tx,
+        e2e: None,
+        e2e_owner: None,
+        identity_bits,
+        catching_up: false,
+
         store,
         backoff,
         internal_tx,
@@ -256,8 +305,50 @@ struct Outgoing {
     local_id: u64,
     conv: Conv,
     text: String,
+    /// A DM's envelope, once sealed: a resend sends the same bytes, so the catch-up can
+    /// recognise it and the recipient sees a replay, not a second message.
+    sealed: Option<Vec<u8>>,
     /// It was on the wire when the connection dropped, so the server may have stored it.
     maybe_delivered: bool,
+}
+
+impl Outgoing {
+    /// What the server's copy of this message holds.
+    fn body(&self) -> Option<&[u8]> {
+        match self.conv {
+            Conv::Direct { .. } => self.sealed.as_deref(),
+            _ => Some(self.text.as_bytes()),
+        }
+    }
+}
+
+/// One server event for the E2E worker, which handles them in order.
+struct Job {
+    event: Event,
+    live: bool,
+    ctx: Option<(E2e, Client)>,
+}
+
+/// Opens direct messages and handles key changes, in the order events arrived, then
+/// hands every event to the UI. A worker of its own, so waiting for a key from the
+/// server never holds up the net task (which must keep draining the connection).
+async fn e2e_worker(mut jobs: mpsc::Receiver<Job>, sink: Sink) {
+    while let Some(Job { event, live, ctx }) = jobs.recv().await {
+        match (event, ctx) {
+            (Event::Message { message }, Some((e2e, client)))
+                if matches!(message.conv, Conv::Direct { .. }) =>
+            {
+                for (conv, msg) in e2e.open(&client, vec![message], live).await {
+                    sink.send(NetEvent::Dm { conv, msg, live });
+                }
+            }
+            (Event::KeyChanged { user }, Some((e2e, client))) => {
+                let info = e2e.check_peer(&client, &user).await;
+                sink.send(NetEvent::Peer(info));
+            }
+            (event, _) => sink.send(NetEvent::Server(event)),
+        }
+    }
 }
 
 /// Who we are logged in as, so a reconnect can log in again.
@@ -288,7 +379,13 @@ enum Phase {
 
 enum Internal {
     Connected { generation: u64, result: Result<Session, ConnectError> },
-    SendDone { local_id: u64, result: Result<(MessageId, Timestamp), WireError> },
+    SendDone { local_id: u64, sealed: Option<Vec<u8>>, result: Result<(MessageId, Timestamp), SendError> },
+}
+
+enum SendError {
+    Wire(WireError),
+    /// The message could not be encrypted; the words say why.
+    Seal(String),
 }
 
 struct Session {
@@ -299,6 +396,8 @@ struct Session {
     /// Logged in with the resume token rather than the password.
     resumed: bool,
     dm_contacts: Vec<String>,
+    key_plan: KeyPlan,
+    peer_keys: Vec<(String, PeerKeyState, Vec<u8>)>,
 }
 
 #[derive(Debug)]
@@ -327,6 +426,15 @@ enum Auth {
 struct NetTask {
     cmds: mpsc::UnboundedReceiver<Command>,
     sink: Sink,
+    jobs: mpsc::Sender<Job>,
+    /// The logged-in user's E2E state; kept across reconnects of the same user.
+    e2e: Option<E2e>,
+    /// Server address and lowercase user the engine is for.
+    e2e_owner: Option<(String, String)>,
+    identity_bits: usize,
+    /// Between a login and `CaughtUp`.
+    catching_up: bool,
+
     store: LocalStore,
     backoff: Backoff,
     internal_tx: mpsc::UnboundedSender<Internal>,
@@ -340,8 +448,8 @@ struct NetTask {
     sending: Option<u64>,
     /// After a reconnect, sending waits until the catch-up is over (or this deadline).
     resend_gate: Option<tokio::time::Instant>,
-    /// Our own messages seen during the catch-up: (conversation, text, id, ts).
-    caught_up_mine: Vec<(Conv, String, MessageId, Timestamp)>,
+    /// Our own messages seen during the catch-up: (conversation, body, id, ts).
+    caught_up_mine: Vec<(Conv, Vec<u8>, MessageId, Timestamp)>,
     /// A "trust this key" file write still under way.
     trust_write: Option<JoinHandle<()>>,
     /// Why the connection dropped (or the last reconnect failed), for the status bar.
@@ -418,7 +526,13 @@ impl NetTask {
                 }));
             }
             Command::Send { local_id, conv, text } => {
-                self.outbox.push_back(Outgoing { local_id, conv, text, maybe_delivered: false });
+                self.outbox.push_back(Outgoing {
+                    local_id,
+                    conv,
+                    text,
+                    sealed: None,
+                    maybe_delivered: false,
+                });
                 self.pump();
             }
             Command::Unsend { local_id } => {
@@ -440,6 +554,24 @@ impl NetTask {
                 Phase::Online { client, .. } => {
                     let client = client.clone();
                     let sink = self.sink.clone();
+                    if let Request::History { conv: conv @ Conv::Direct { .. }, .. } = &request
+                        && let Some(e2e) = self.e2e.clone()
+                    {
+                        let conv = conv.clone();
+                        tokio::spawn(async move {
+                            match client.request(request.clone()).await {
+                                Ok(Response::History { messages, more, .. }) => {
+                                    let msgs = e2e.open(&client, messages, false).await;
+                                    sink.send(NetEvent::DmHistory { conv, msgs, more });
+                                }
+                                result => sink.send(NetEvent::Reply {
+                                    request,
+                                    result: result.map_err(RequestError::from),
+                                }),
+                            }
+                        });
+                        return;
+                    }
                     tokio::spawn(async move {
                         let result = client.request(request.clone()).await.map_err(RequestError::from);
                         sink.send(NetEvent::Reply { request, result });
@@ -484,8 +616,92 @@ impl NetTask {
                 self.sending = None;
                 self.sink.send(NetEvent::State(ConnState::Offline));
                 self.sink.send(NetEvent::LoggedOut { reason: None });
+                self.e2e = None;
+                self.e2e_owner = None;
             }
+            Command::CheckPeer { peer } => {
+                if let (Some(e2e), Phase::Online { client, .. }) = (self.e2e.clone(), &self.phase) {
+                    let (client, sink) = (client.clone(), self.sink.clone());
+                    tokio::spawn(
+                        async move { sink.send(NetEvent::Peer(e2e.check_peer(&client, &peer).await)) },
+                    );
+                }
+            }
+            Command::AcceptKey { peer } => {
+                if let Some(e2e) = self.e2e.clone() {
+                    let sink = self.sink.clone();
+                    tokio::spawn(async move { sink.send(NetEvent::Peer(e2e.accept_key(&peer).await)) });
+                }
+            }
+            Command::MarkVerified { peer, verified } => {
+                if let Some(e2e) = self.e2e.clone() {
+                    let sink = self.sink.clone();
+                    tokio::spawn(async move {
+                        sink.send(NetEvent::Peer(e2e.mark_verified(&peer, verified).await))
+                    });
+                }
+            }
+            Command::Verify { conv, checks } => {
+                let sink = self.sink.clone();
+                tokio::task::spawn_blocking(move || {
+                    let results = checks.iter().map(|(id, check)| (*id, check.verify())).collect();
+                    sink.send(NetEvent::Verified { conv, results });
+                });
+            }
+            Command::NewIdentity => self.new_identity(),
+            Command::ChangePassword { current, new } => self.change_password(current, new),
         }
+    }
+
+    /// Replaces an identity key whose backup would not open (the user agreed).
+    fn new_identity(&mut self) {
+        let (Some(e2e), Phase::Online { client, .. }) = (self.e2e.clone(), &self.phase) else { return };
+        let (client, sink, bits) = (client.clone(), self.sink.clone(), self.identity_bits);
+        tokio::spawn(async move { sink.send(NetEvent::KeyStatus(e2e.new_identity(&client, bits).await)) });
+    }
+
+    fn change_password(&mut self, current: String, new: String) {
+        let (Some(t), Phase::Online { client, .. }) = (self.target.clone(), &self.phase) else {
+            self.sink.send(NetEvent::PasswordChanged(Err("Not connected to the server.".into())));
+            return;
+        };
+        let (client, sink, e2e) = (client.clone(), self.sink.clone(), self.e2e.clone());
+        tokio::spawn(async move {
+            let result = async {
+                let identity = match &e2e {
+                    Some(e2e) => e2e.identity().await,
+                    None => None,
+                }
+                .ok_or("This computer has no key for direct messages; log in with your password first.")?;
+                let user = t.username.clone();
+                let (auth_key, new_auth_key, backup_key) = tokio::task::spawn_blocking(move || {
+                    let a = classchat_wire::auth::auth_key(&user, &current)?;
+                    let n = classchat_wire::auth::auth_key(&user, &new)?;
+                    let b = classchat_wire::auth::backup_key(&user, &new)?;
+                    Ok::<_, WireError>((a, n, b))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+                let backup =
+                    classchat_wire::e2e::seal_backup(&identity, &backup_key).map_err(|e| e.to_string())?;
+                let request = Request::ChangePassword {
+                    auth_key: auth_key.to_vec(),
+                    new_auth_key: new_auth_key.to_vec(),
+                    backup,
+                };
+                client.request(request).await.map_err(|e| match e {
+                    WireError::Server { code: ErrorCode::BadCredentials, .. } => {
+                        "The current password is wrong.".to_owned()
+                    }
+                    WireError::Server { code, message } => refusal_text(code, &message),
+                    other => other.to_string(),
+                })?;
+                Ok::<(), String>(())
+            }
+            .await;
+            sink.send(NetEvent::PasswordChanged(result));
+        });
     }
 
     /// Ends whatever connection or attempt is under way (without logging out).
@@ -508,6 +724,7 @@ impl NetTask {
         let store = self.store.clone();
         let internal = self.internal_tx.clone();
         let trust_write = self.trust_write.take();
+        let identity_bits = self.identity_bits;
         self.sink.send(NetEvent::State(match reconnect {
             None => ConnState::Connecting { addr: addr.clone() },
             Some(attempt) => ConnState::Reconnecting {
@@ -521,7 +738,7 @@ impl NetTask {
             if let Some(write) = trust_write {
                 let _ = write.await;
             }
-            let result = connect(store, addr, username, auth).await;
+            let result = connect(store, addr, username, auth, identity_bits).await;
             let _ = internal.send(Internal::Connected { generation, result });
         });
         self.phase = Phase::Connecting { task, reconnect };
@@ -545,24 +762,36 @@ impl NetTask {
                     Err(e) => self.on_connect_failed(e, reconnect),
                 }
             }
-            Internal::SendDone { local_id, result } => {
+            Internal::SendDone { local_id, sealed, result } => {
                 if self.sending != Some(local_id) {
                     return;
                 }
                 self.sending = None;
+                if sealed.is_some()
+                    && let Some(o) = self.outbox.iter_mut().find(|o| o.local_id == local_id)
+                {
+                    o.sealed = sealed;
+                }
                 match result {
                     Ok((id, ts)) => {
                         self.outbox.retain(|o| o.local_id != local_id);
                         self.sink.send(NetEvent::Sent { local_id, id, ts });
                         self.pump();
                     }
-                    Err(WireError::Server { code, message }) if code != ErrorCode::ShuttingDown => {
+                    Err(SendError::Wire(WireError::Server { code, message }))
+                        if code != ErrorCode::ShuttingDown =>
+                    {
                         self.outbox.retain(|o| o.local_id != local_id);
                         self.sink
                             .send(NetEvent::SendFailed { local_id, reason: refusal_text(code, &message) });
                         self.pump();
                     }
-                    Err(e) => {
+                    Err(SendError::Seal(reason)) => {
+                        self.outbox.retain(|o| o.local_id != local_id);
+                        self.sink.send(NetEvent::SendFailed { local_id, reason });
+                        self.pump();
+                    }
+                    Err(SendError::Wire(e)) => {
                         // The connection is going; the message waits for the reconnect.
                         tracing::debug!("send interrupted: {e}");
                         if let Some(o) = self.outbox.iter_mut().find(|o| o.local_id == local_id) {
@@ -575,9 +804,11 @@ impl NetTask {
     }
 
     fn on_connected(&mut self, session: Session) {
-        let Session { client, events, welcome, addr, resumed, dm_contacts } = session;
+        let Session { client, events, welcome, addr, resumed, dm_contacts, key_plan, peer_keys } = session;
         let server_name = welcome.server_name.clone();
         self.target = Some(Target { addr: addr.clone(), username: welcome.user.clone() });
+        self.catching_up = true;
+        self.setup_e2e(&client, &addr, &welcome.user, key_plan, peer_keys);
         self.phase = Phase::Online { client, events };
         self.sending = None;
         self.caught_up_mine.clear();
@@ -587,6 +818,31 @@ impl NetTask {
         self.sink.send(NetEvent::LoggedIn { addr: addr.clone(), welcome, resumed, dm_contacts });
         self.sink.send(NetEvent::State(ConnState::Online { addr, server_name }));
         self.pump();
+    }
+
+    /// Keeps the engine across reconnects of the same user; a new user gets a new one.
+    fn setup_e2e(
+        &mut self,
+        client: &Client,
+        addr: &str,
+        user: &str,
+        plan: KeyPlan,
+        peer_keys: Vec<(String, PeerKeyState, Vec<u8>)>,
+    ) {
+        let owner = (addr.to_owned(), user.to_ascii_lowercase());
+        let e2e = match &self.e2e {
+            Some(e2e) if self.e2e_owner.as_ref() == Some(&owner) => e2e.clone(),
+            _ => {
+                let e2e = E2e::new(self.store.clone(), addr, user, peer_keys);
+                self.e2e = Some(e2e.clone());
+                self.e2e_owner = Some(owner);
+                e2e
+            }
+        };
+        let sink = self.sink.clone();
+        e2e.start_setup(client.clone(), plan, self.identity_bits, move |status| {
+            sink.send(NetEvent::KeyStatus(status))
+        });
     }
 
     fn on_connect_failed(&mut self, e: ConnectError, reconnect: Option<u32>) {
@@ -642,36 +898,42 @@ impl NetTask {
     }
 
     fn on_server_event(&mut self, ev: Event) {
-        if self.resend_gate.is_some() {
-            match &ev {
-                Event::Message { message } => {
-                    if let Some(t) = &self.target
-                        && message.from.eq_ignore_ascii_case(&t.username)
-                    {
-                        let text = match &message.body {
-                            classchat_wire::Body::Text { text } => Some(text.clone()),
-                            classchat_wire::Body::Opaque { data } => match dm::decode_dm(data) {
-                                dm::DmBody::Text(t) => Some(t),
-                                dm::DmBody::Unreadable(_) => None,
-                            },
-                            classchat_wire::Body::System { .. } => None,
-                        };
-                        if let Some(text) = text {
-                            self.caught_up_mine.push((message.conv.clone(), text, message.id, message.ts));
-                        }
-                    }
-                }
-                Event::CaughtUp => {
-                    self.sink.send(NetEvent::Server(ev));
-                    self.resend_gate = None;
-                    self.settle_delivered();
-                    self.pump();
-                    return;
-                }
-                _ => {}
+        let caught_up = matches!(ev, Event::CaughtUp);
+        if self.resend_gate.is_some()
+            && let Event::Message { message } = &ev
+            && let Some(t) = &self.target
+            && message.from.eq_ignore_ascii_case(&t.username)
+        {
+            let body = match &message.body {
+                classchat_wire::Body::Text { text } => Some(text.as_bytes().to_vec()),
+                classchat_wire::Body::Opaque { data } => Some(data.clone()),
+                classchat_wire::Body::System { .. } => None,
+            };
+            if let Some(body) = body {
+                self.caught_up_mine.push((message.conv.clone(), body, message.id, message.ts));
             }
         }
-        self.sink.send(NetEvent::Server(ev));
+        self.forward(ev);
+        if caught_up {
+            self.catching_up = false;
+            if self.resend_gate.take().is_some() {
+                self.settle_delivered();
+                self.pump();
+            }
+        }
+    }
+
+    /// Hands a server event to the E2E worker, which passes it on in order.
+    fn forward(&mut self, event: Event) {
+        let ctx = match (&self.e2e, &self.phase) {
+            (Some(e2e), Phase::Online { client, .. }) => Some((e2e.clone(), client.clone())),
+            _ => None,
+        };
+        let job = Job { event, live: !self.catching_up, ctx };
+        if self.jobs.try_send(job).is_err() {
+            // The worker is far behind (or gone): start over with a fresh catch-up.
+            self.on_connection_lost("too many messages waiting to be decrypted".into());
+        }
     }
 
     /// A message that was on the wire when the connection dropped may have been stored.
@@ -681,8 +943,9 @@ impl NetTask {
         let mine = std::mem::take(&mut self.caught_up_mine);
         let mut settled = Vec::new();
         for o in self.outbox.iter().filter(|o| o.maybe_delivered) {
-            if let Some((_, _, id, ts)) = mine.iter().find(|(c, t, id, _)| {
-                c == &o.conv && t == &o.text && !settled.iter().any(|(_, sid, _)| sid == id)
+            let Some(body) = o.body() else { continue };
+            if let Some((_, _, id, ts)) = mine.iter().find(|(c, b, id, _)| {
+                c == &o.conv && b == body && !settled.iter().any(|(_, sid, _)| sid == id)
             }) {
                 settled.push((o.local_id, *id, *ts));
             }
@@ -740,31 +1003,58 @@ impl NetTask {
         self.sending = Some(next.local_id);
         let client = client.clone();
         let internal = self.internal_tx.clone();
+        let e2e = self.e2e.clone();
         tokio::spawn(async move {
-            let result = send_one(&client, &next.conv, &next.text).await;
-            let _ = internal.send(Internal::SendDone { local_id: next.local_id, result });
+            let local_id = next.local_id;
+            let (sealed, result) = send_one(&client, e2e.as_ref(), next).await;
+            let _ = internal.send(Internal::SendDone { local_id, sealed, result });
         });
     }
 }
 
-async fn send_one(client: &Client, conv: &Conv, text: &str) -> Result<(MessageId, Timestamp), WireError> {
-    let request = match conv {
-        Conv::Room { name } => Request::SendRoom { room: name.clone(), text: text.to_owned() },
-        Conv::Direct { user } => Request::SendDirect { to: user.clone(), body: dm::encode_dm(text) },
-        Conv::Announcements => Request::Broadcast { text: text.to_owned() },
+/// Sends one message; a DM is sealed first (once: a resend reuses the envelope).
+/// Returns the envelope, so the outbox keeps it for a resend.
+async fn send_one(
+    client: &Client,
+    e2e: Option<&E2e>,
+    o: Outgoing,
+) -> (Option<Vec<u8>>, Result<(MessageId, Timestamp), SendError>) {
+    let request = match &o.conv {
+        Conv::Room { name } => Request::SendRoom { room: name.clone(), text: o.text.clone() },
+        Conv::Direct { user } => {
+            let body = match (&o.sealed, e2e) {
+                (Some(sealed), _) => sealed.clone(),
+                (None, Some(e2e)) => match e2e.seal(client, user, &o.text).await {
+                    Ok(body) => body,
+                    Err(reason) => return (None, Err(SendError::Seal(reason))),
+                },
+                (None, None) => {
+                    return (None, Err(SendError::Seal("Direct messages are not set up yet.".into())));
+                }
+            };
+            Request::SendDirect { to: user.clone(), body }
+        }
+        Conv::Announcements => Request::Broadcast { text: o.text.clone() },
+    };
+    let sealed = match &request {
+        Request::SendDirect { body, .. } => Some(body.clone()),
+        _ => None,
     };
     let mut tries = 0;
     loop {
         match client.request(request.clone()).await {
-            Ok(Response::Sent { id, ts } | Response::Broadcast { id, ts, .. }) => return Ok((id, ts)),
+            Ok(Response::Sent { id, ts } | Response::Broadcast { id, ts, .. }) => {
+                return (sealed, Ok((id, ts)));
+            }
             Ok(other) => {
-                return Err(WireError::Protocol(format!("unexpected reply to a message: {other:?}")));
+                let e = WireError::Protocol(format!("unexpected reply to a message: {other:?}"));
+                return (sealed, Err(SendError::Wire(e)));
             }
             Err(WireError::Server { code: ErrorCode::RateLimited, .. }) if tries < RATE_LIMIT_RETRIES => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => return (sealed, Err(SendError::Wire(e))),
         }
     }
 }
@@ -795,6 +1085,7 @@ async fn connect(
     addr: String,
     username: String,
     auth: Auth,
+    identity_bits: usize,
 ) -> Result<Session, ConnectError> {
     let files = {
         let (store, addr, username) = (store.clone(), addr.clone(), username.clone());
@@ -808,10 +1099,17 @@ async fn connect(
             let device = store.device_id().map_err(|e| {
                 ConnectError::Local(format!("cannot write in {}: {e}", store.dir().display()))
             })?;
-            Ok((known, device, token))
+            let peer_keys = store.peer_keys(&addr, &username);
+            Ok((known, device, token, peer_keys))
         })
     };
-    let (known, device, token) = files.await.map_err(|e| ConnectError::Local(e.to_string()))??;
+    let (known, device, token, peer_keys) = files.await.map_err(|e| ConnectError::Local(e.to_string()))??;
+    // A new account needs an identity key: start making it now, alongside the handshake
+    // and Argon2 (it takes about a second).
+    let keygen = match &auth {
+        Auth::Password { register: true, .. } => Some(e2e::start_keygen(identity_bits)),
+        _ => None,
+    };
     let resumed = token.is_some();
     let config = ClientConfig::new(addr.clone(), TrustPolicy::KnownServers(known));
     let (client, events) = Client::connect(config).await.map_err(|e| match e {
@@ -824,9 +1122,11 @@ async fn connect(
         WireError::KnownServers { path, reason } => ConnectError::Local(format!("{path}: {reason}")),
         other => ConnectError::Unreachable(unreachable_text(&other)),
     })?;
+    let mut key_plan = KeyPlan::Saved;
     let result = match auth {
         Auth::Password { password, register } => {
             let user = username.clone();
+            key_plan = KeyPlan::Password { password: password.clone(), keygen };
             let key = tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&user, &password))
                 .await
                 .map_err(|e| ConnectError::Local(e.to_string()))?
@@ -849,6 +1149,13 @@ async fn connect(
             });
         }
     };
+    if let KeyPlan::Password { password, keygen: Some(keygen) } = key_plan {
+        // A new account has nothing to catch up on, so waiting here for its key (made
+        // while connecting) holds nothing up.
+        key_plan =
+            e2e::register_identity(&client, &store, &addr, &welcome.user, &password, keygen, identity_bits)
+                .await;
+    }
     let saved = {
         let (addr, user, token) = (addr.clone(), welcome.user.clone(), welcome.resume_token.clone());
         tokio::task::spawn_blocking(move || {
@@ -869,7 +1176,7 @@ async fn connect(
             Vec::new()
         }
     };
-    Ok(Session { client, events, welcome, addr, resumed, dm_contacts })
+    Ok(Session { client, events, welcome, addr, resumed, dm_contacts, key_plan, peer_keys })
 }
 
 /// `host` becomes `host:7420`; surrounding spaces go.

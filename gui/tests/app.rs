@@ -384,6 +384,7 @@ fn quick_switcher_opens_a_dm_and_escape_closes_dialogs() {
     let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
     let addr = server.addr_string();
     let mut bob = rt.block_on(wire_user(&addr, "bob"));
+    let mut bob_keys = rt.block_on(bob.publish_key());
     let mut h = app(&rt, &dir.path().join("alice"), &addr);
     register(&mut h, "alice", "correct horse");
     wait_for_text(&mut h, "bob (online)");
@@ -402,25 +403,10 @@ fn quick_switcher_opens_a_dm_and_escape_closes_dialogs() {
     type_into(&mut h, "Message", "psst, bob");
     h.key_press(egui::Key::Enter);
     wait_until(&mut h, "the DM to be acknowledged", |h| h.state().model.pending_count() == 0);
-    let got = rt.block_on(async {
-        loop {
-            let ev = tokio::time::timeout(DEADLINE, bob.events.recv())
-                .await
-                .expect("bob gets the DM")
-                .expect("open");
-            if let classchat_wire::Event::Message { message } = ev
-                && let classchat_wire::Body::Opaque { data } = message.body
-            {
-                break (message.from, classchat::dm::decode_dm(&data));
-            }
-        }
-    });
-    assert_eq!(got, ("alice".to_owned(), classchat::dm::DmBody::Text("psst, bob".into())));
-    rt.block_on(
-        bob.client
-            .request(Request::SendDirect { to: "alice".into(), body: classchat::dm::encode_dm("got it") }),
-    )
-    .expect("bob answers");
+    let (from, data) = rt.block_on(bob.expect_dm());
+    assert_eq!(from, "alice");
+    assert_eq!(rt.block_on(bob_keys.open(&bob.client, "alice", &data)).as_deref(), Ok("psst, bob"));
+    rt.block_on(bob_keys.send(&bob.client, "alice", "got it")).expect("bob answers");
     wait_for_text(&mut h, "got it");
     wait_for_text(&mut h, "@bob");
 

@@ -28,6 +28,9 @@ const LOAD_MARGIN_ROWS: f32 = 10.0;
 const WIDTH_STEP: f32 = 24.0;
 /// Text rows are indented under their header by this much.
 const INDENT: f32 = 12.0;
+/// Signatures are checked for the rows on screen and this many rows either side, so a
+/// slow scroll finds them ready.
+const VERIFY_MARGIN_ROWS: usize = 30;
 
 /// One display row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +64,7 @@ enum Kind {
 
 fn kind(content: &Content) -> Kind {
     match content {
-        Content::Text(_) | Content::Unreadable(_) => Kind::Text,
+        Content::Text(_) | Content::Unreadable(_) | Content::Sealed { .. } => Kind::Text,
         Content::System(_) => Kind::System,
         Content::Announcement(_) => Kind::Announcement,
     }
@@ -150,7 +153,13 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ChatViewState, online: bool)
         area = area.vertical_scroll_offset(offset);
     }
     let total = layout.rows.len() + pending.len();
+    let mut to_verify = Vec::new();
     let output = area.show_rows(ui, row_h, total, |ui, range| {
+        if matches!(c.conv, Conv::Direct { .. }) {
+            let around = range.start.saturating_sub(VERIFY_MARGIN_ROWS)
+                ..(range.end + VERIFY_MARGIN_ROWS).min(layout.rows.len());
+            to_verify = unchecked_ids(&layout.rows[around], c);
+        }
         for i in range {
             let (rect, _) = ui.allocate_exact_size(vec2(ui.available_width(), row_h), Sense::hover());
             let mut row_ui =
@@ -165,12 +174,116 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ChatViewState, online: bool)
             }
         }
     });
+    if !to_verify.is_empty() {
+        actions.push(Action::VerifyRows { conv: c.conv.clone(), ids: to_verify });
+    }
     layout.scroll_offset = output.state.clamped_offset().y;
     let near_top = output.state.clamped_offset().y <= LOAD_MARGIN_ROWS * (row_h + spacing);
     if near_top && c.more_history && !c.loading_older && online && c.removed.is_none() {
         actions.push(Action::LoadOlder(c.conv.clone()));
     }
     actions
+}
+
+/// Messages among `rows` whose signature has not been asked to be checked yet.
+fn unchecked_ids(rows: &[Row], c: &Conversation) -> Vec<MessageId> {
+    let mut ids: Vec<MessageId> = Vec::new();
+    for row in rows {
+        if let Some(id) = row_id(row)
+            && ids.last() != Some(&id)
+            && matches!(c.get(id).map(|m| &m.content), Some(Content::Sealed { requested: false, .. }))
+        {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// A safety number (12 groups of 5 digits) as two lines of six groups.
+pub fn safety_lines(number: &str) -> String {
+    let groups: Vec<&str> = number.split(' ').collect();
+    groups.chunks(6).map(|c| c.join(" ")).collect::<Vec<_>>().join("\n")
+}
+
+/// The DM header's second part: the lock, the safety number, "mark as verified", and a
+/// loud warning when the contact's key changed.
+fn dm_header(ui: &mut Ui, model: &Model, user: &str, actions: &mut Vec<Action>) {
+    use crate::e2e::KeyStatus;
+    let warn = ui.visuals().warn_fg_color;
+    let red = ui.visuals().error_fg_color;
+    if let Some(KeyStatus::Missing(_) | KeyStatus::BackupUnreadable) = &model.key_status {
+        let r = ui.label(
+            RichText::new("🔓 Direct messages are unavailable: this computer has no key for them.")
+                .color(red),
+        );
+        a11y_label(&r, "Direct messages are unavailable: no key on this computer");
+        return;
+    }
+    let peer = model.peer(user);
+    match peer {
+        Some(p) if p.safety_number.is_some() => {
+            let number = p.safety_number.clone().unwrap_or_default();
+            ui.horizontal(|ui| {
+                let (lock, hover) = if p.verified {
+                    ("🔒 Encrypted · verified", "You compared the safety number with this person")
+                } else {
+                    ("🔒 Encrypted · not verified", "Compare the safety number with this person, then mark it verified")
+                };
+                let r = ui.label(RichText::new(lock).strong()).on_hover_text(hover);
+                a11y_label(&r, if p.verified { "End-to-end encrypted, verified" } else { "End-to-end encrypted, not verified" });
+                let r = ui.label(RichText::new(safety_lines(&number)).monospace().small());
+                a11y_label(&r, format!("Safety number with {user}: {number}"));
+                if p.verified {
+                    if ui.small_button("Unmark").on_hover_text("Mark the safety number as not verified").clicked() {
+                        actions.push(Action::MarkVerified { peer: user.to_owned(), verified: false });
+                    }
+                } else {
+                    let b = ui.button("✔ Mark as verified").on_hover_text(
+                        "Do this after comparing the safety number with the other person (read it aloud or show it on the projector)",
+                    );
+                    if b.clicked() {
+                        actions.push(Action::MarkVerified { peer: user.to_owned(), verified: true });
+                    }
+                }
+            });
+        }
+        Some(p) if p.no_key => {
+            let r = ui.label(
+                RichText::new(format!(
+                    "🔓 {user} has no encryption key yet: messages can be sent once they log in with an up-to-date app."
+                ))
+                .color(warn),
+            );
+            a11y_label(&r, format!("{user} has no encryption key yet"));
+        }
+        _ => {
+            ui.label(RichText::new("🔒 Encrypted · getting the key…").weak());
+        }
+    }
+    if let Some(new_number) = peer.and_then(|p| p.changed_to.clone()) {
+        egui::Frame::new().fill(red.gamma_multiply(0.15)).inner_margin(6.0).corner_radius(4.0).show(
+            ui,
+            |ui| {
+                ui.set_width(ui.available_width());
+                let r = ui.label(
+                    RichText::new(format!(
+                        "⚠ {user}'s encryption key has changed. Compare the new safety number with {user} \
+                     before you trust new messages; the app asks before sending anything."
+                    ))
+                    .color(red)
+                    .strong(),
+                );
+                a11y_label(&r, format!("Warning: {user}'s key has changed"));
+                ui.horizontal(|ui| {
+                    let r = ui.label(RichText::new(safety_lines(&new_number)).monospace().small());
+                    a11y_label(&r, format!("New safety number with {user}: {new_number}"));
+                    if ui.button("Accept the new key").clicked() {
+                        actions.push(Action::AcceptKey { peer: user.to_owned(), then_send: None });
+                    }
+                });
+            },
+        );
+    }
 }
 
 fn header(ui: &mut Ui, model: &Model, c: &Conversation, actions: &mut Vec<Action>) {
@@ -206,13 +319,16 @@ fn header(ui: &mut Ui, model: &Model, c: &Conversation, actions: &mut Vec<Action
                 }
             }
             Conv::Direct { .. } => {
-                ui.label(RichText::new("Direct message · not yet end-to-end encrypted").weak().small());
+                ui.label(RichText::new("Direct message").weak().small());
             }
             Conv::Announcements => {
                 ui.label(RichText::new("Messages to everyone on the server").weak());
             }
         }
     });
+    if let Conv::Direct { user } = &c.conv {
+        dm_header(ui, model, user, actions);
+    }
     if let Some(removed) = &c.removed {
         let frame = egui::Frame::new()
             .fill(ui.visuals().error_fg_color.gamma_multiply(0.15))
@@ -492,10 +608,22 @@ fn show_row(ui: &mut Ui, row: &Row, c: &Conversation, model: &Model, tz: &jiff::
                 }
                 Content::Unreadable(why) => {
                     ui.add_space(INDENT);
-                    ui.label(
-                        RichText::new(format!("⚠ Could not be shown: {why}"))
-                            .color(ui.visuals().warn_fg_color),
-                    );
+                    if range.start == 0 {
+                        ui.add(
+                            egui::Label::new(
+                                RichText::new(format!("⚠ {why}")).color(ui.visuals().warn_fg_color),
+                            )
+                            .wrap_mode(TextWrapMode::Truncate),
+                        );
+                    }
+                }
+                Content::Sealed { .. } => {
+                    // Not shown until the sender's signature checked out.
+                    ui.add_space(INDENT);
+                    if range.start == 0 {
+                        ui.spinner();
+                        ui.label(RichText::new("verifying…").weak().italics());
+                    }
                 }
             }
         }

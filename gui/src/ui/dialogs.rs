@@ -17,8 +17,28 @@ pub enum Dialog {
     JoinLocked(JoinForm),
     RoomSettings(RoomSettingsForm),
     Switcher(SwitcherState),
-    ConfirmBroadcast { text: String },
+    ConfirmBroadcast {
+        text: String,
+    },
     Settings,
+    /// A DM contact's key changed: accept the new key before `text` goes out?
+    ConfirmKeyChange {
+        peer: String,
+        text: String,
+    },
+    /// The key backup did not open with this password: make a new key?
+    NewKey,
+    ChangePassword(ChangePasswordForm),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChangePasswordForm {
+    pub current: String,
+    pub new: String,
+    pub repeat: String,
+    pub error: Option<String>,
+    pub info: Option<String>,
+    pub busy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -93,6 +113,11 @@ pub fn show(ctx: &egui::Context, dialog: &mut Dialog, model: &Model, settings: &
             Dialog::Switcher(state) => switcher(ui, state, model, &mut actions),
             Dialog::ConfirmBroadcast { text } => confirm_broadcast(ui, text, &mut actions),
             Dialog::Settings => actions.extend(crate::ui::settings::show(ui, settings, model)),
+            Dialog::ConfirmKeyChange { peer, text } => {
+                confirm_key_change(ui, peer, text, model, &mut actions)
+            }
+            Dialog::NewKey => new_key(ui, &mut actions),
+            Dialog::ChangePassword(form) => change_password(ui, form, &mut actions),
         }
     });
     if modal.should_close() {
@@ -453,5 +478,97 @@ fn confirm_broadcast(ui: &mut Ui, text: &str, actions: &mut Vec<Action>) {
     }
     if cancel {
         actions.push(Action::CloseDialog);
+    }
+}
+
+fn confirm_key_change(ui: &mut Ui, peer: &str, text: &str, model: &Model, actions: &mut Vec<Action>) {
+    let red = ui.visuals().error_fg_color;
+    ui.heading(RichText::new(format!("⚠ {peer}'s key has changed")).color(red).strong());
+    ui.label(format!(
+        "The server now gives a different encryption key for {peer}. This happens when {peer} \
+         reinstalled or lost their key, but it is also what someone reading your messages would \
+         look like. Compare the new safety number with {peer} in person before you send anything \
+         private."
+    ));
+    if let Some(number) = model.peer(peer).and_then(|p| p.changed_to.clone()) {
+        ui.add_space(4.0);
+        ui.label(RichText::new("New safety number").strong());
+        let r = ui.label(RichText::new(crate::ui::chat_view::safety_lines(&number)).monospace());
+        a11y_label(&r, format!("New safety number {number}"));
+    }
+    ui.add_space(8.0);
+    let (ok, cancel) = buttons(ui, "Accept the new key and send", true);
+    if ok {
+        actions.push(Action::AcceptKey { peer: peer.to_owned(), then_send: Some(text.to_owned()) });
+        actions.push(Action::CloseDialog);
+    }
+    if cancel {
+        actions.push(Action::CloseDialog);
+    }
+}
+
+fn new_key(ui: &mut Ui, actions: &mut Vec<Action>) {
+    let red = ui.visuals().error_fg_color;
+    ui.heading(RichText::new("Your old direct messages cannot be opened").color(red).strong());
+    ui.label(
+        "The copy of your encryption key kept on the server does not open with this password. \
+         That happens when an administrator reset your password. Without that key, the direct \
+         messages you sent and received before are unreadable, on this computer and on every \
+         other one. If you still have the old password, log out and log in with it instead.",
+    );
+    ui.add_space(4.0);
+    ui.label(
+        "If you create a new key, you can send and receive new direct messages. Your contacts will \
+         be told that your key changed, and your old messages stay unreadable.",
+    );
+    ui.add_space(8.0);
+    let (ok, cancel) = buttons(ui, "Create a new key", true);
+    if ok {
+        actions.push(Action::NewIdentity);
+        actions.push(Action::CloseDialog);
+    }
+    if cancel {
+        actions.push(Action::CloseDialog);
+    }
+}
+
+fn change_password(ui: &mut Ui, form: &mut ChangePasswordForm, actions: &mut Vec<Action>) {
+    ui.heading("Change password");
+    ui.label(
+        RichText::new(
+            "Your encryption key backup on the server is sealed again with the new password. \
+             Other computers are signed out.",
+        )
+        .weak(),
+    );
+    ui.add_space(6.0);
+    for (label, value) in [
+        ("Current password", &mut form.current),
+        ("New password", &mut form.new),
+        ("Repeat the new password", &mut form.repeat),
+    ] {
+        let l = ui.label(label);
+        ui.add(TextEdit::singleline(value).password(true).desired_width(f32::INFINITY)).labelled_by(l.id);
+    }
+    field_error(ui, form.error.as_deref());
+    if let Some(info) = &form.info {
+        ui.label(RichText::new(info).color(ui.visuals().hyperlink_color));
+    }
+    ui.add_space(8.0);
+    let (ok, cancel) = buttons(ui, "Save the new password", !form.busy);
+    if cancel {
+        actions.push(Action::CloseDialog);
+    }
+    if ok {
+        form.info = None;
+        if form.new.chars().count() < 8 {
+            form.error = Some("Use at least 8 characters.".into());
+        } else if form.new != form.repeat {
+            form.error = Some("The new passwords do not match.".into());
+        } else {
+            form.error = None;
+            form.busy = true;
+            actions.push(Action::ChangePassword { current: form.current.clone(), new: form.new.clone() });
+        }
     }
 }

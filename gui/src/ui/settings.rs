@@ -38,6 +38,9 @@ pub fn show(ui: &mut Ui, settings: &Settings, model: &Model) -> Vec<Action> {
         ui.label(RichText::new("Account").strong());
         let role = if me.server_admin { " (instructor)" } else { "" };
         ui.label(format!("Signed in as {}{role} on {} ({}).", me.name, me.server_name, settings.server));
+        if ui.button("Change password…").clicked() {
+            actions.push(Action::OpenDialog(crate::ui::dialogs::Dialog::ChangePassword(Default::default())));
+        }
         if ui
             .button("Log out")
             .on_hover_text("This computer forgets the session; log in again with your password")

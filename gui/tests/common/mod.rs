@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use classchat::e2e::WireSender;
 use classchat::net::Backoff;
 use classchat::{AppConfig, ClassChatApp};
 use classchat_wire::crypto::ServerKey;
@@ -15,6 +16,9 @@ use classchat_wire::{Client, ClientConfig, Event, TrustPolicy};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use tokio::sync::{mpsc, oneshot};
+
+/// Identity key size in tests.
+pub const TEST_KEY_BITS: usize = 2048;
 
 /// How long any one wait may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -147,6 +151,8 @@ pub fn app_with(
     config.auto_resume = false;
     config.notifier = classchat::app::Notifier::Off;
     config.backoff = Backoff { min: Duration::from_millis(200), max: Duration::from_secs(1) };
+    // 2048-bit identity keys: made in a fraction of the time of the real 3072.
+    config.identity_bits = TEST_KEY_BITS;
     adjust(&mut config);
     Harness::builder().with_size([1200.0, 800.0]).build_eframe(move |cc| ClassChatApp::new(cc, config))
 }
@@ -246,6 +252,29 @@ pub async fn wire_user(addr: &str, name: &str) -> WireUser {
 }
 
 impl WireUser {
+    /// Publishes an identity key for this user, so the app can send them DMs.
+    pub async fn publish_key(&self) -> WireSender {
+        WireSender::publish(&self.client, &self.name, "wire-password-1", TEST_KEY_BITS)
+            .await
+            .expect("publish key")
+    }
+
+    /// Waits for a direct message; returns its sender and envelope bytes.
+    pub async fn expect_dm(&mut self) -> (String, Vec<u8>) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{} never got a DM", self.name))
+                .unwrap_or_else(|| panic!("{}'s connection closed", self.name));
+            if let Event::Message { message } = ev
+                && let classchat_wire::Body::Opaque { data } = message.body
+            {
+                return (message.from, data);
+            }
+        }
+    }
+
     /// Waits for a message event whose text is `text`.
     pub async fn expect_text(&mut self, text: &str) -> classchat_wire::ChatMessage {
         let deadline = tokio::time::Instant::now() + DEADLINE;
