@@ -38,7 +38,7 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 cat "$log"
-fp=$(grep -A1 "fingerprint" "$log" | tail -n1 | tr -d ' ')
+fp=$(grep -A1 "^Server key fingerprint" "$log" | tail -n1 | tr -d ' ')
 [ -n "$fp" ] || { echo "the server printed no fingerprint"; exit 1; }
 key_mode=$(stat -c %a /var/lib/classchat/server_key.der)
 [ "$key_mode" = 600 ] || { echo "server key has mode $key_mode, expected 600"; exit 1; }
