@@ -53,6 +53,8 @@ server: deps
 	$(CARGO) run --release -p classchat-server -- --listen $(LISTEN) --data $(DATA)
 
 # Starts a local server unless one is already listening, then opens the app pointed at it.
+# The connect screen lists servers announced on this machine (the local one announces
+# itself on loopback). APP_ARGS go to the app, e.g. APP_ARGS="--data-dir /tmp/second".
 run: gui-deps
 	$(CARGO) build --release -p classchat-server -p classchat
 	@if ! (exec 3<>/dev/tcp/$(LISTEN_HOST)/$(LISTEN_PORT)) 2>/dev/null; then \
@@ -61,7 +63,7 @@ run: gui-deps
 	  nohup ./target/release/classchat-server --listen $(LISTEN) --data $(DATA) </dev/null >$(DATA)/server.log 2>&1 & \
 	  for i in $$(seq 1 100); do (exec 3<>/dev/tcp/$(LISTEN_HOST)/$(LISTEN_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
-	./target/release/classchat --server $(LISTEN)
+	./target/release/classchat --server $(LISTEN) --discovery loopback $(APP_ARGS)
 
 fmt:
 	$(CARGO) fmt --all
