@@ -285,14 +285,7 @@ fn reconnect_after_server_restart_shows_missed_messages_once() {
     // While alice is away, the server runs elsewhere and bob writes to the lobby.
     let mut elsewhere = TestServer::start(&rt, &server_dir, server_key(), any_port());
     rt.block_on(async {
-        let (client, _events) = classchat_wire::Client::connect(classchat_wire::ClientConfig::new(
-            elsewhere.addr_string(),
-            classchat_wire::TrustPolicy::AnyKey,
-        ))
-        .await
-        .expect("bob reconnects");
-        let key = classchat_wire::auth::auth_key("bob", "wire-password-1").expect("auth key");
-        client.login("bob", &key, "test-device").await.expect("bob logs in");
+        let client = wire_login(&elsewhere.addr_string(), "bob", "wire-password-1").await.client;
         for text in ["missed one", "missed two"] {
             let reply = client.request(Request::SendRoom { room: "lobby".into(), text: text.into() }).await;
             assert!(matches!(reply, Ok(Response::Sent { .. })), "{reply:?}");

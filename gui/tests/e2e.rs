@@ -155,9 +155,7 @@ fn offline_recipient_decrypts_at_login_and_a_second_machine_reads_the_history() 
     // Bob on a lab machine he never used: the key comes from the server's backup, and
     // the conversation from history (signatures checked as the rows are shown).
     let mut lab = app(&rt, &dir.path().join("bob-lab-pc"), &addr);
-    submit_login(&mut lab, "bob", "battery staple", false);
-    wait_for_text(&mut lab, "Trust this server");
-    click(&mut lab, "Trust this server");
+    log_in_on_new_machine(&mut lab, "bob", "battery staple");
     wait_for_text(&mut lab, "Signed in as bob");
     open_dm(&mut lab, "alice");
     wait_for_text(&mut lab, "while you were away");
@@ -298,9 +296,7 @@ fn a_password_change_reseals_the_backup_and_an_unopenable_backup_asks_before_a_n
 
     // Another machine: the backup opens with the new password, no question asked.
     let mut lab = app(&rt, &dir.path().join("alice-lab"), &addr);
-    submit_login(&mut lab, "alice", "battery staple", false);
-    wait_for_text(&mut lab, "Trust this server");
-    click(&mut lab, "Trust this server");
+    log_in_on_new_machine(&mut lab, "alice", "battery staple");
     wait_until(&mut lab, "the key to be restored", |h| {
         h.state().model.key_status == Some(classchat::e2e::KeyStatus::Ready)
     });
@@ -312,14 +308,7 @@ fn a_password_change_reseals_the_backup_and_an_unopenable_backup_asks_before_a_n
     // An admin-style reset leaves a backup that does not open: the app says old DMs are
     // lost and asks before it makes a new key.
     rt.block_on(async {
-        let (client, _events) = classchat_wire::Client::connect(classchat_wire::ClientConfig::new(
-            addr.clone(),
-            classchat_wire::TrustPolicy::AnyKey,
-        ))
-        .await
-        .expect("connect");
-        let key = classchat_wire::auth::auth_key("alice", "battery staple").expect("auth key");
-        client.login("alice", &key, "raw").await.expect("login");
+        let client = wire_login(&addr, "alice", "battery staple").await.client;
         let Ok(Response::Backup { public_key: Some(public_key), .. }) =
             client.request(Request::GetBackup).await
         else {
@@ -329,9 +318,7 @@ fn a_password_change_reseals_the_backup_and_an_unopenable_backup_asks_before_a_n
         client.close().await;
     });
     let mut other = app(&rt, &dir.path().join("alice-other"), &addr);
-    submit_login(&mut other, "alice", "battery staple", false);
-    wait_for_text(&mut other, "Trust this server");
-    click(&mut other, "Trust this server");
+    log_in_on_new_machine(&mut other, "alice", "battery staple");
     wait_for_text(&mut other, "Your old direct messages cannot be opened");
     assert_eq!(other.state().model.key_status, Some(classchat::e2e::KeyStatus::BackupUnreadable));
     assert!(std::fs::read_dir(dir.path().join("alice-other/keys")).is_err(), "no key made before the answer");

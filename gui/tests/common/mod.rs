@@ -221,6 +221,14 @@ pub fn submit_login(h: &mut Harness<'static, ClassChatApp>, user: &str, password
     click(h, if register { "Create account" } else { "Log in" });
 }
 
+/// Logs `user` in through the connect screen of an app that has not seen the server yet
+/// (a new machine), trusting it on first contact.
+pub fn log_in_on_new_machine(h: &mut Harness<'static, ClassChatApp>, user: &str, password: &str) {
+    submit_login(h, user, password, false);
+    wait_for_text(h, "Trust this server");
+    click(h, "Trust this server");
+}
+
 /// Registers `user` through the connect screen, trusting the server on first contact.
 pub fn register(h: &mut Harness<'static, ClassChatApp>, user: &str, password: &str) {
     submit_login(h, user, password, true);
@@ -238,16 +246,30 @@ pub struct WireUser {
     pub name: String,
 }
 
+/// Registers `name` (password `wire-password-1`) through the real wire client.
 pub async fn wire_user(addr: &str, name: &str) -> WireUser {
+    wire_session(addr, name, "wire-password-1", true).await
+}
+
+/// Logs an existing account in through the real wire client.
+pub async fn wire_login(addr: &str, name: &str, password: &str) -> WireUser {
+    wire_session(addr, name, password, false).await
+}
+
+async fn wire_session(addr: &str, name: &str, password: &str, register: bool) -> WireUser {
     let (client, events) =
         Client::connect(ClientConfig::new(addr, TrustPolicy::AnyKey)).await.expect("wire client connects");
     let key = tokio::task::spawn_blocking({
-        let name = name.to_owned();
-        move || classchat_wire::auth::auth_key(&name, "wire-password-1").expect("auth key")
+        let (name, password) = (name.to_owned(), password.to_owned());
+        move || classchat_wire::auth::auth_key(&name, &password).expect("auth key")
     })
     .await
     .expect("argon2 task");
-    client.register(name, &key, "test-device").await.expect("register wire user");
+    if register {
+        client.register(name, &key, "test-device").await.expect("register wire user");
+    } else {
+        client.login(name, &key, "test-device").await.expect("wire user logs in");
+    }
     WireUser { client, events, name: name.to_owned() }
 }
 
