@@ -278,6 +278,47 @@ fn a_substituted_directory_key_warns_and_the_app_asks_before_sending() {
 }
 
 #[test]
+fn a_key_the_server_swaps_silently_in_its_directory_is_caught_when_the_dm_opens() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_dir = dir.path().join("server");
+    let mut server = TestServer::start(&rt, &server_dir, server_key(), any_port());
+    let addr = server.addr;
+    let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
+    register(&mut h, "alice", "correct horse");
+    let mut bob = rt.block_on(wire_user(&addr.to_string(), "bob"));
+    let _bob_keys = rt.block_on(bob.publish_key());
+    open_dm(&mut h, "bob");
+    send(&mut h, "to the real bob");
+    rt.block_on(bob.expect_dm());
+    drop(h);
+    drop(bob);
+
+    // A dishonest server swaps bob's entry in its key directory and tells nobody: no
+    // KeyChanged event, just another key in the answer to "what is bob's key".
+    server.stop();
+    let forged = classchat_wire::e2e::Identity::generate(TEST_KEY_BITS).expect("forged key");
+    let db = rusqlite::Connection::open(server_dir.join("classchat.db")).expect("open the server's db");
+    let changed = db
+        .execute("UPDATE identity_keys SET public_key = ?1 WHERE user_lc = 'bob'", [forged.public().der()])
+        .expect("tamper");
+    assert_eq!(changed, 1, "bob's directory entry was replaced");
+    drop(db);
+    let _server = TestServer::start(&rt, &server_dir, server_key(), addr);
+
+    let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
+    submit_login(&mut h, "alice", "correct horse", false);
+    wait_for_text(&mut h, "Signed in as alice");
+    open_dm(&mut h, "bob");
+    wait_for_text(&mut h, "Warning: bob's key has changed");
+    send(&mut h, "not for the forged key");
+    wait_until(&mut h, "the confirmation", |h| {
+        matches!(h.state().dialog, Some(Dialog::ConfirmKeyChange { .. }))
+    });
+    assert_eq!(h.state().model.pending_count(), 0, "nothing goes out under the forged key unasked");
+}
+
+#[test]
 fn a_password_change_reseals_the_backup_and_an_unopenable_backup_asks_before_a_new_key() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
