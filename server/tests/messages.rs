@@ -288,3 +288,38 @@ async fn welcome_lists_dm_partners_for_a_new_machine() {
     assert_eq!(alice_elsewhere.welcome.dm_peers, vec!["bob".to_owned()]);
     server.stop().await;
 }
+
+/// Delivery cursors wait up to 200 ms to share a commit (store.rs). A device that comes
+/// back at once, or after a restart, must still not be sent again what it acknowledged.
+#[tokio::test]
+async fn acknowledged_messages_are_not_sent_again_after_a_quick_reconnect_or_a_restart() {
+    let server = TestServer::start().await;
+    let mut ann = server.user("ann").await;
+    ann.until_caught_up().await;
+    let mut bea = server.user("bea").await;
+    bea.until_caught_up().await;
+
+    let is_offline = |ev: &Event| matches!(ev, Event::Presence { user, online: false } if user == "bea");
+    let again = |events: &[Event], text: &str| events.iter().any(|e| text_of(e) == Some(text));
+
+    ann.say("lobby", "one").await;
+    bea.expect_event("one", |e| text_of(e) == Some("one")).await;
+    // close() sends the acknowledgement first; once ann sees bea go offline, the server
+    // has handled every frame of bea's connection, the ack included.
+    bea.client.close().await;
+    ann.expect_event("bea offline", is_offline).await;
+    let mut bea = server.login("bea", "dev-1").await;
+    let caught_up = bea.until_caught_up().await;
+    assert!(!again(&caught_up, "one"), "acknowledged, yet sent again: {caught_up:?}");
+
+    ann.say("lobby", "two").await;
+    bea.expect_event("two", |e| text_of(e) == Some("two")).await;
+    bea.client.close().await;
+    ann.expect_event("bea offline", is_offline).await;
+    drop(ann);
+    let data = server.stop().await;
+    let server = TestServer::start_with(data, |_| {}).await;
+    let mut bea = server.login("bea", "dev-1").await;
+    let caught_up = bea.until_caught_up().await;
+    assert!(!again(&caught_up, "two"), "the held cursor was lost at shutdown: {caught_up:?}");
+}
