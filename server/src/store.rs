@@ -7,11 +7,9 @@
 //! where messages are acknowledged and fanned out. Reads run on a small pool of read-only
 //! connections through `spawn_blocking`, never on the async workers.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use classchat_wire::{Body, MessageId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -483,97 +481,20 @@ struct Writer {
     last_ts: Timestamp,
 }
 
-/// How long a delivery cursor may wait for a commit to ride along with before it gets a
-/// commit of its own. A cursor only saves re-sending: after a crash, a device may get
-/// again what it acknowledged in this window, and clients drop messages they already
-/// have by id.
-const CURSOR_DELAY: Duration = Duration::from_millis(200);
-/// Most distinct (user, device, conversation) cursors held back at once; past this they
-/// are written with the next commit at once.
-const MAX_HELD_CURSORS: usize = 4096;
-
-/// Delivery cursors waiting for the next commit, merged per device and conversation.
-#[derive(Default)]
-struct HeldCursors {
-    latest: HashMap<(String, String, String), MessageId>,
-    since: Option<Instant>,
-}
-
-impl HeldCursors {
-    /// Takes `job` if it is only a cursor move nobody waits for.
-    fn hold(&mut self, job: Job) -> Option<Job> {
-        if job.done.is_some() || !job.writes.iter().all(|w| matches!(w, Write::Cursor { .. })) {
-            return Some(job);
-        }
-        for write in job.writes {
-            if let Write::Cursor { user, device, conv, up_to } = write {
-                let at = self.latest.entry((user, device, conv)).or_insert(up_to);
-                *at = (*at).max(up_to);
-            }
-        }
-        self.since.get_or_insert_with(Instant::now);
-        None
-    }
-
-    /// Whether the held cursors must be written now rather than wait for company.
-    fn due(&self) -> bool {
-        self.latest.len() >= MAX_HELD_CURSORS || self.since.is_some_and(|t| t.elapsed() >= CURSOR_DELAY)
-    }
-
-    /// How long the writer may wait for the next job.
-    fn wait(&self) -> Option<Duration> {
-        self.since.map(|t| CURSOR_DELAY.saturating_sub(t.elapsed()))
-    }
-
-    /// The held cursors as one job for the next commit.
-    fn take(&mut self) -> Option<Job> {
-        self.since = None;
-        if self.latest.is_empty() {
-            return None;
-        }
-        let writes = self
-            .latest
-            .drain()
-            .map(|((user, device, conv), up_to)| Write::Cursor { user, device, conv, up_to })
-            .collect();
-        Some(Job { writes, done: None })
-    }
-}
-
 fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>, batch: usize, last_id: MessageId) {
     let mut w = Writer { next_id: last_id + 1, last_ts: 0 };
     let mut jobs: Vec<Job> = Vec::with_capacity(batch);
-    let mut held = HeldCursors::default();
-    let mut open = true;
-    while open {
-        let first = match held.wait() {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(wait) => rx.recv_timeout(wait),
-        };
-        match first {
-            Ok(job) => jobs.extend(held.hold(job)),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => open = false,
-        }
-        let mut writes = jobs.iter().map(|j| j.writes.len()).sum::<usize>();
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        let mut writes = jobs[0].writes.len();
         while writes < batch {
             match rx.try_recv() {
                 Ok(job) => {
-                    if let Some(job) = held.hold(job) {
-                        writes += job.writes.len();
-                        jobs.push(job);
-                    }
+                    writes += job.writes.len();
+                    jobs.push(job);
                 }
                 Err(_) => break,
             }
-        }
-        // Held cursors ride along with any commit, and get one of their own when due.
-        if jobs.is_empty() && open && !held.due() {
-            continue;
-        }
-        jobs.extend(held.take());
-        if jobs.is_empty() {
-            continue;
         }
         let results = apply_batch(&mut conn, &mut w, &jobs);
         // The commit's fan-out goes out grouped per connection when this guard drops.
@@ -766,66 +687,4 @@ pub fn open_for_cli(path: &Path) -> anyhow::Result<Connection> {
     let mut conn = open(path)?;
     migrate(&mut conn)?;
     Ok(conn)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cursor(up_to: MessageId) -> Write {
-        Write::Cursor { user: "bea".into(), device: "dev-1".into(), conv: "r:lobby".into(), up_to }
-    }
-
-    fn stored_cursor(path: &Path) -> Option<MessageId> {
-        let c = open(path).expect("open");
-        Store::cursors(&c, "bea", "dev-1").expect("read").into_iter().next().map(|(_, id)| id)
-    }
-
-    #[test]
-    fn held_cursors_merge_to_the_highest_and_leave_other_jobs_alone() {
-        let mut held = HeldCursors::default();
-        for up_to in [5, 9, 7] {
-            assert!(held.hold(Job { writes: vec![cursor(up_to)], done: None }).is_none());
-        }
-        let waited_for = Job { writes: vec![cursor(1)], done: Some(Box::new(|_| {})) };
-        assert!(held.hold(waited_for).is_some(), "a job someone waits for is not held");
-        assert!(held.wait().is_some_and(|w| w <= CURSOR_DELAY));
-        let job = held.take().expect("one job");
-        assert!(matches!(job.writes.as_slice(), [Write::Cursor { up_to: 9, .. }]), "{:?}", job.writes.len());
-        assert!(held.take().is_none() && held.wait().is_none());
-    }
-
-    #[test]
-    fn held_cursors_are_due_when_too_many_wait() {
-        let mut held = HeldCursors::default();
-        for i in 0..MAX_HELD_CURSORS {
-            let write =
-                Write::Cursor { user: format!("u{i}"), device: "d".into(), conv: "c".into(), up_to: 1 };
-            assert!(!held.due());
-            assert!(held.hold(Job { writes: vec![write], done: None }).is_none());
-        }
-        assert!(held.due(), "a full hold is written at once");
-    }
-
-    #[test]
-    fn a_held_cursor_is_written_on_its_own_in_time_and_at_shutdown() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db");
-        let (store, _) = Store::open(&path, 64, 64).expect("open");
-        // With nothing else to commit, the cursor gets a commit of its own once due.
-        store.submit_blocking(Job { writes: vec![cursor(3)], done: None }).expect("submit");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while stored_cursor(&path) != Some(3) {
-            assert!(Instant::now() < deadline, "the held cursor was never written");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // At shutdown, what is held is written before the writer stops.
-        store.submit_blocking(Job { writes: vec![cursor(8)], done: None }).expect("submit");
-        drop(store);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while stored_cursor(&path) != Some(8) {
-            assert!(Instant::now() < deadline, "the held cursor was lost at shutdown");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }

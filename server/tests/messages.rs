@@ -289,8 +289,8 @@ async fn welcome_lists_dm_partners_for_a_new_machine() {
     server.stop().await;
 }
 
-/// Delivery cursors wait up to 200 ms to share a commit (store.rs). A device that comes
-/// back at once, or after a restart, must still not be sent again what it acknowledged.
+/// A device that comes back at once, or after a restart, is not sent again what it
+/// acknowledged before it left.
 #[tokio::test]
 async fn acknowledged_messages_are_not_sent_again_after_a_quick_reconnect_or_a_restart() {
     let server = TestServer::start().await;

@@ -288,11 +288,6 @@ async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, dev
     session.reply(id, Ok(Response::Welcome(welcome)));
 
     let cap = state.config.max_catch_up_per_conversation;
-    // Delivery cursors wait a moment for a commit to share (see store.rs); this makes the
-    // ones this device sent before it reconnected count, so it does not get them again.
-    if let Err(e) = state.store.flush().await {
-        tracing::warn!(error = %e, "could not write the held delivery cursors");
-    }
     let (user, dev) = (lc.clone(), device.clone());
     let missed = state
         .store
