@@ -49,6 +49,7 @@ fn main() {
             max_frame_len: 1 << 20,
             messages_per_second: 20,
             heartbeat_timeout_ms: 30_000,
+            max_file_size: 0,
         },
     });
     let conv = Conv::room("big");

@@ -303,6 +303,8 @@ impl Model {
                 DmBody::Text(t) => Content::Text(t),
                 DmBody::Unreadable(why) => Content::Unreadable(why),
             },
+            // Placeholder until the app shows files (issue 5, GUI half).
+            (_, Body::File { file }) => Content::Text(format!("📎 {} ({} bytes)", file.name, file.size)),
         };
         let from_me = message.from.eq_ignore_ascii_case(&me);
         let is_current = self.current.as_ref() == Some(&conv);
@@ -572,6 +574,7 @@ mod tests {
                 max_frame_len: 1 << 20,
                 messages_per_second: 20,
                 heartbeat_timeout_ms: 30000,
+                max_file_size: 0,
             },
         }
     }

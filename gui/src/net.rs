@@ -654,7 +654,7 @@ impl NetTask {
                                 dm::DmBody::Text(t) => Some(t),
                                 dm::DmBody::Unreadable(_) => None,
                             },
-                            classchat_wire::Body::System { .. } => None,
+                            classchat_wire::Body::System { .. } | classchat_wire::Body::File { .. } => None,
                         };
                         if let Some(text) = text {
                             self.caught_up_mine.push((message.conv.clone(), text, message.id, message.ts));

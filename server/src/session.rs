@@ -168,6 +168,8 @@ async fn read_loop(
         };
         match msg {
             ClientMsg::Pong { .. } => {}
+            // File bytes belong on bulk connections only.
+            ClientMsg::Chunk { .. } => return End::Silent("a chunk on a chat connection".into()),
             ClientMsg::Ack { conv, up_to } => handlers::messages::ack(state, session, conv, up_to).await,
             ClientMsg::Request { id, body } => {
                 if state.shutdown.is_cancelled() {

@@ -230,6 +230,7 @@ impl State {
             max_frame_len: u32::try_from(c.max_frame_len).unwrap_or(u32::MAX),
             messages_per_second: c.messages_per_second,
             heartbeat_timeout_ms: u32::try_from(c.heartbeat_timeout_ms).unwrap_or(u32::MAX),
+            max_file_size: 0,
         }
     }
 

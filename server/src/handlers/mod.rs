@@ -118,6 +118,14 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
             Ok(_) => Reply::Now(admin::remove_room(state, &name).await),
             Err(e) => Reply::Now(Err(e)),
         },
+        Request::UploadFile { .. }
+        | Request::DownloadFile { .. }
+        | Request::AnswerOffer { .. }
+        | Request::AttachUpload { .. }
+        | Request::FinishUpload { .. }
+        | Request::AttachDownload { .. } => {
+            Reply::Now(Err(ApiError::new(ErrorCode::BadRequest, "this server does not share files yet")))
+        }
     }
 }
 
