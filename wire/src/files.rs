@@ -179,6 +179,11 @@ impl Uploader {
         Ok(())
     }
 
+    /// Writes every queued chunk to the socket now ([`Uploader::send`] batches them).
+    pub async fn flush(&mut self) -> Result<()> {
+        self.writer.flush().await
+    }
+
     /// Ends the upload: the server checks `sha256` against what it received and stores
     /// the file. A mismatch is [`Error::Server`] with `hash_mismatch`.
     pub async fn finish(mut self, sha256: &[u8]) -> Result<FileInfo> {
