@@ -8,7 +8,7 @@ use classchat_wire::{Conv, ErrorCode, Event, FileId, MAX_FILE_META_LEN, Response
 
 use super::{ApiError, ApiResult, me};
 use crate::session::Session;
-use crate::state::{State, dm_conv, room_conv};
+use crate::state::State;
 use crate::store::Write;
 
 fn no_file(file: FileId) -> ApiError {
@@ -27,35 +27,16 @@ pub async fn upload(
     if meta.as_ref().is_some_and(|m| m.len() > MAX_FILE_META_LEN) {
         return Err(ApiError::new(ErrorCode::TooLong, format!("meta is at most {MAX_FILE_META_LEN} bytes")));
     }
-    let (sender, key, recipient) = {
-        let inner = state.lock();
-        let sender = State::display_name(&inner, &me);
-        match &conv {
-            Conv::Room { name } => {
-                let lc = name.to_ascii_lowercase();
-                let room = inner.rooms.get(&lc).ok_or_else(|| {
-                    ApiError::new(ErrorCode::NoSuchRoom, format!("there is no room called {name}"))
-                })?;
-                if !room.members.contains_key(&me) {
-                    return Err(ApiError::new(ErrorCode::NotMember, format!("you are not in {}", room.name)));
-                }
-                (sender, room_conv(&lc), None)
-            }
-            Conv::Direct { user } => {
-                let peer = user.to_ascii_lowercase();
-                if !inner.users.contains_key(&peer) {
-                    return Err(ApiError::new(
-                        ErrorCode::NoSuchUser,
-                        format!("there is no user called {user}"),
-                    ));
-                }
-                (sender, dm_conv(&me, &peer), Some(peer))
-            }
-            Conv::Announcements => {
-                return Err(ApiError::new(ErrorCode::BadRequest, "files go to a room or a user"));
-            }
+    let recipient = match &conv {
+        Conv::Room { .. } => None,
+        Conv::Direct { user } => Some(user.to_ascii_lowercase()),
+        Conv::Announcements => {
+            return Err(ApiError::new(ErrorCode::BadRequest, "files go to a room or a user"));
         }
     };
+    // Membership of the room, or existence of the user, as for messages.
+    let key = super::messages::conv_key(state, &me, &conv)?;
+    let sender = State::display_name(&state.lock(), &me);
     let name = sanitize_file_name(&name);
     let (row, token) =
         state.files.reserve(&state.config, &me, sender, key, recipient.clone(), name, size, meta)?;
