@@ -23,6 +23,7 @@ mod connect;
 mod dm;
 mod durable;
 mod fanout;
+mod file;
 mod history;
 mod irc;
 mod load;
@@ -79,6 +80,8 @@ enum Scenario {
     Durable(durable::Args),
     /// Newest-100 history fetch from a room of N messages.
     History(history::Args),
+    /// One file (1 GiB by default) from one client through the server to another.
+    File(file::Args),
     /// A short version of every scenario (what `make bench` runs), then the table.
     Suite,
 }
@@ -164,6 +167,7 @@ async fn run_one(
         Scenario::Dm(a) => dm::run(opts, a).await?,
         Scenario::Durable(a) => durable::run(opts, a).await?,
         Scenario::History(a) => history::run(opts, a).await?,
+        Scenario::File(a) => file::run(opts, a).await?,
         Scenario::Suite => anyhow::bail!("the suite does not nest"),
     };
     stats::emit(&json);
