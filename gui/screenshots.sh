@@ -71,7 +71,10 @@ start_app() {
     sleep 0.2
   done
   [[ -n "$WIN" ]] || { cat "$WORK/app.log"; echo "the app window did not appear" >&2; exit 1; }
-  xdotool windowmove "$WIN" 0 0 windowsize "$WIN" 1280 800 windowfocus --sync "$WIN" 2>/dev/null || true
+  xdotool windowmove "$WIN" 0 0 windowsize "$WIN" 1280 800 2>/dev/null || true
+  # Without a window manager nobody hands out keyboard focus: take it explicitly
+  # (`--sync` can wait forever here, so it is not used).
+  xdotool windowfocus "$WIN" 2>/dev/null || true
   sleep 2
 }
 stop_app() {

@@ -199,6 +199,9 @@ fn unchecked_ids(rows: &[Row], c: &Conversation) -> Vec<MessageId> {
     ids
 }
 
+/// Point size of safety numbers: big enough to read aloud or from across a lab.
+const SAFETY_NUMBER_SIZE: f32 = 15.0;
+
 /// A safety number (12 groups of 5 digits) as two lines of six groups.
 pub fn safety_lines(number: &str) -> String {
     let groups: Vec<&str> = number.split(' ').collect();
@@ -231,7 +234,7 @@ fn dm_header(ui: &mut Ui, model: &Model, user: &str, actions: &mut Vec<Action>) 
                 };
                 let r = ui.label(RichText::new(lock).strong()).on_hover_text(hover);
                 a11y_label(&r, if p.verified { "End-to-end encrypted, verified" } else { "End-to-end encrypted, not verified" });
-                let r = ui.label(RichText::new(safety_lines(&number)).monospace().small());
+                let r = ui.label(RichText::new(safety_lines(&number)).monospace().size(SAFETY_NUMBER_SIZE));
                 a11y_label(&r, format!("Safety number with {user}: {number}"));
                 if p.verified {
                     if ui.small_button("Unmark").on_hover_text("Mark the safety number as not verified").clicked() {
@@ -275,7 +278,8 @@ fn dm_header(ui: &mut Ui, model: &Model, user: &str, actions: &mut Vec<Action>) 
                 );
                 a11y_label(&r, format!("Warning: {user}'s key has changed"));
                 ui.horizontal(|ui| {
-                    let r = ui.label(RichText::new(safety_lines(&new_number)).monospace().small());
+                    let r = ui
+                        .label(RichText::new(safety_lines(&new_number)).monospace().size(SAFETY_NUMBER_SIZE));
                     a11y_label(&r, format!("New safety number with {user}: {new_number}"));
                     if ui.button("Accept the new key").clicked() {
                         actions.push(Action::AcceptKey { peer: user.to_owned(), then_send: None });
