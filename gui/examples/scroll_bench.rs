@@ -56,6 +56,7 @@ fn main() -> eframe::Result {
             max_frame_len: 1 << 20,
             messages_per_second: 20,
             heartbeat_timeout_ms: 30_000,
+            max_file_size: 0,
         },
     });
     let conv = Conv::room("big");

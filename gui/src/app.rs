@@ -405,6 +405,11 @@ impl ClassChatApp {
             Event::Disconnect { reason } => {
                 self.show_banner(format!("The server closed the connection: {reason}"), true)
             }
+            // Placeholders until the app handles files (issue 5, GUI half).
+            Event::FileOffer { file } => tracing::info!(from = %file.from, name = %file.name, "file offered"),
+            Event::OfferAnswered { file, user, accepted } => {
+                tracing::info!(file, %user, accepted, "file offer answered")
+            }
         }
     }
 

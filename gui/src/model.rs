@@ -329,6 +329,8 @@ impl Model {
             // Direct messages reach the model opened, through `on_dm`; anything opaque
             // that did not is not shown.
             (_, Body::Opaque { .. }) => Content::Unreadable(format!("{UNVERIFIED}.")),
+            // Placeholder until the app shows files (issue 5, GUI half).
+            (_, Body::File { file }) => Content::Text(format!("📎 {} ({} bytes)", file.name, file.size)),
         };
         self.add(conv, Msg { id: message.id, from: message.from, ts: message.ts, content }, source)
     }
@@ -691,6 +693,7 @@ mod tests {
                 max_frame_len: 1 << 20,
                 messages_per_second: 20,
                 heartbeat_timeout_ms: 30000,
+                max_file_size: 0,
             },
         }
     }

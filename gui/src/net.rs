@@ -907,7 +907,7 @@ impl NetTask {
             let body = match &message.body {
                 classchat_wire::Body::Text { text } => Some(text.as_bytes().to_vec()),
                 classchat_wire::Body::Opaque { data } => Some(data.clone()),
-                classchat_wire::Body::System { .. } => None,
+                classchat_wire::Body::System { .. } | classchat_wire::Body::File { .. } => None,
             };
             if let Some(body) = body {
                 self.caught_up_mine.push((message.conv.clone(), body, message.id, message.ts));

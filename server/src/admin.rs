@@ -29,6 +29,9 @@ commands (a leading / is optional):
   ban NAME [REASON]        ban an account and disconnect it
   unban NAME               lift an account ban
   remove-room NAME         delete a room and its history
+  files                    stored files with sizes (and uploads in progress)
+  remove-file ID           delete a stored file
+  cleanup-files            delete expired files now
   grant-admin NAME         make NAME a server admin
   revoke-admin NAME        take server admin rights away
   fingerprint              the server key fingerprint
@@ -55,6 +58,12 @@ pub async fn execute(state: &State, line: &str) -> String {
         ("users", _) => users(state),
         ("rooms", _) => rooms(state),
         ("fingerprint", _) => state.key.fingerprint().to_string(),
+        ("files", _) => files(state),
+        ("cleanup-files", _) => format!("deleted {} expired files", crate::files::sweep(state).await),
+        ("remove-file", false) => match arg.parse::<u64>() {
+            Ok(id) if crate::files::delete(state, id).await.is_some() => format!("removed file {id}"),
+            _ => format!("error: there is no file {arg:?} (see files)"),
+        },
         ("invite", _) => {
             let links = invites(state);
             if links.is_empty() {
@@ -90,8 +99,17 @@ pub async fn execute(state: &State, line: &str) -> String {
             "shutting down".to_owned()
         }
         (c, true)
-            if ["broadcast", "kick", "ban", "unban", "remove-room", "grant-admin", "revoke-admin"]
-                .contains(&c) =>
+            if [
+                "broadcast",
+                "kick",
+                "ban",
+                "unban",
+                "remove-room",
+                "remove-file",
+                "grant-admin",
+                "revoke-admin",
+            ]
+            .contains(&c) =>
         {
             format!("error: {c} needs an argument (try help)")
         }
@@ -146,6 +164,26 @@ fn users(state: &State) -> String {
             flags.push("banned".into());
         }
         out.push_str(&format!("  {} {}\n", u.name, flags.join(", ")));
+    }
+    out.trim_end().to_owned()
+}
+
+fn files(state: &State) -> String {
+    let rows = state.files.list();
+    let total: u64 = rows.iter().map(|(r, _)| r.size).sum();
+    let mut out = format!("{} files, {total} bytes\n", rows.len());
+    for (r, uploading) in rows {
+        let to = match (&r.recipient_lc, r.conv.strip_prefix("r:")) {
+            (Some(user), _) => format!("to={user}"),
+            (None, Some(room)) => format!("room={room}"),
+            (None, None) => String::new(),
+        };
+        let state = if uploading {
+            "uploading".to_owned()
+        } else {
+            r.sha256.as_deref().map(hex::encode).unwrap_or_default()
+        };
+        out.push_str(&format!("  {} {:?} size={} from={} {to} {state}\n", r.id, r.name, r.size, r.owner_lc));
     }
     out.trim_end().to_owned()
 }

@@ -62,6 +62,14 @@ pub struct Config {
     pub discovery: bool,
     /// Host name or address put in invite links; empty means this machine's addresses.
     pub public_host: String,
+    /// Largest file accepted, bytes.
+    pub max_file_size: u64,
+    /// Total size of one user's files, and of all files, bytes.
+    pub user_file_quota: u64,
+    pub total_file_quota: u64,
+    /// Files are deleted this long after their upload finished (unfinished uploads,
+    /// after they started).
+    pub file_retention_secs: u64,
 }
 
 impl Default for Config {
@@ -91,6 +99,10 @@ impl Default for Config {
             store_queue: 8192,
             discovery: true,
             public_host: String::new(),
+            max_file_size: 2 << 30,
+            user_file_quota: 10 << 30,
+            total_file_quota: 100 << 30,
+            file_retention_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -126,7 +138,16 @@ impl Config {
             self.store_batch > 0 && self.store_queue > 0,
             "store_batch and store_queue must be positive"
         );
+        anyhow::ensure!(self.file_retention_secs > 0, "file_retention_secs must be positive");
+        anyhow::ensure!(
+            self.max_file_size <= self.user_file_quota && self.user_file_quota <= self.total_file_quota,
+            "need max_file_size <= user_file_quota <= total_file_quota"
+        );
         Ok(())
+    }
+
+    pub fn file_retention(&self) -> Duration {
+        Duration::from_secs(self.file_retention_secs)
     }
 
     pub fn heartbeat_timeout(&self) -> Duration {

@@ -8,10 +8,12 @@
 //! - `state`: shared in-memory state (accounts, rooms, online sessions) and fan-out.
 //! - `store`: SQLite, written by one thread with group commit.
 //! - `keys`: the server key on disk and Argon2id hashes of secrets.
+//! - `files`: shared files: registry, content store, bulk connections, retention.
 //! - [`admin`]: the admin console and the admin socket.
 
 pub mod admin;
 pub mod config;
+mod files;
 mod handlers;
 mod keys;
 pub mod server;

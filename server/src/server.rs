@@ -103,6 +103,7 @@ pub async fn serve(
         fingerprint = %state.key.fingerprint(),
         "serving"
     );
+    tracker.spawn(crate::files::sweep_task(state.clone()));
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
     tokio::pin!(shutdown);
     loop {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use classchat_wire::connection::{Connection, SecureReader, SecureWriter};
-use classchat_wire::{ClientMsg, ErrorCode, Event, ServerMsg};
+use classchat_wire::{ClientMsg, ErrorCode, Event, Request, ServerMsg};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -89,13 +89,41 @@ pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
         }
     };
     let (mut reader, writer) = secure.split();
+    // A bulk connection (file transfer) says so in its first request.
+    let first = tokio::select! {
+        r = tokio::time::timeout_at(login_deadline, reader.recv::<ClientMsg>()) => r,
+        () = state.shutdown.cancelled() => return,
+    };
+    let first = match first {
+        Ok(Ok(Some(ClientMsg::Request {
+            id,
+            body: body @ (Request::AttachUpload { .. } | Request::AttachDownload { .. }),
+        }))) => {
+            crate::files::serve_bulk(&state, reader, writer, id, body).await;
+            return;
+        }
+        Ok(Ok(Some(msg))) => Some(msg),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "bad first frame");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "nothing sent after the handshake");
+            let mut writer = writer;
+            let reason = "login did not complete in time".to_owned();
+            let _ = writer.send(&ServerMsg::Event { event: Event::Disconnect { reason } }).await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+    };
     let (tx, rx) = mpsc::channel(state.config.outbound_queue);
     let kill = CancellationToken::new();
     let writer_task = tokio::spawn(write_loop(writer, rx, kill.clone()));
     let mut session =
         Session { id: state.next_session_id(), addr, user: None, device: String::new(), tx, kill };
 
-    let outcome = read_loop(&state, &mut session, &mut reader, login_deadline).await;
+    let outcome = read_loop(&state, &mut session, &mut reader, login_deadline, first).await;
     match &outcome {
         End::Clean => tracing::debug!(%addr, user = ?session.user, "connection closed"),
         End::Tell(reason) | End::Silent(reason) => {
@@ -134,6 +162,7 @@ async fn read_loop(
     session: &mut Session,
     reader: &mut SecureReader<OwnedReadHalf>,
     login_deadline: Instant,
+    mut first: Option<ClientMsg>,
 ) -> End {
     let heartbeat = state.config.heartbeat_timeout();
     let ping_every = heartbeat / 3;
@@ -141,7 +170,10 @@ async fn read_loop(
     let mut nonce = 0u64;
     loop {
         let logged_in = session.user.is_some();
-        let msg = tokio::select! {
+        let msg = if let Some(msg) = first.take() {
+            Ok(Some(msg))
+        } else {
+            tokio::select! {
             biased;
             () = session.kill.cancelled() => return End::Clean,
             () = state.shutdown.cancelled() => return End::Tell("the server is shutting down".into()),
@@ -157,6 +189,7 @@ async fn read_loop(
                 continue;
             }
             msg = reader.recv::<ClientMsg>() => msg,
+            }
         };
         last_heard = Instant::now();
         let msg = match msg {
@@ -168,6 +201,8 @@ async fn read_loop(
         };
         match msg {
             ClientMsg::Pong { .. } => {}
+            // File bytes belong on bulk connections only.
+            ClientMsg::Chunk { .. } => return End::Silent("a chunk on a chat connection".into()),
             ClientMsg::Ack { conv, up_to } => handlers::messages::ack(state, session, conv, up_to).await,
             ClientMsg::Request { id, body } => {
                 if state.shutdown.is_cancelled() {

@@ -121,6 +121,7 @@ pub struct Inner {
 
 pub struct Shared {
     pub config: Config,
+    pub files: crate::files::Files,
     pub key: ServerKey,
     pub store: Store,
     pub shutdown: CancellationToken,
@@ -204,7 +205,9 @@ impl State {
                 u.dm_peers.insert(a);
             }
         }
+        let files = crate::files::Files::new(&config.data_dir, snapshot.files);
         State(Arc::new(Shared {
+            files,
             config,
             key,
             store,
@@ -230,6 +233,7 @@ impl State {
             max_frame_len: u32::try_from(c.max_frame_len).unwrap_or(u32::MAX),
             messages_per_second: c.messages_per_second,
             heartbeat_timeout_ms: u32::try_from(c.heartbeat_timeout_ms).unwrap_or(u32::MAX),
+            max_file_size: c.max_file_size,
         }
     }
 

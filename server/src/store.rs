@@ -78,6 +78,23 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL,
         PRIMARY KEY(conv, key_id)
     );",
+    // 3: shared files. `sha256` is NULL while the upload is in progress; the content
+    // lives in the data dir under files/, named by its SHA-256.
+    "CREATE TABLE files(
+        id INTEGER PRIMARY KEY,
+        owner_lc TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        recipient_lc TEXT,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        meta BLOB,
+        sha256 BLOB,
+        token_hash BLOB NOT NULL,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL,
+        completed INTEGER
+    );",
 ];
 
 /// Read connections kept open for reuse.
@@ -178,6 +195,42 @@ pub enum Write {
         user: String,
         keep: String,
     },
+    CreateFile {
+        row: FileRow,
+    },
+    CompleteFile {
+        id: u64,
+        sha256: Vec<u8>,
+        completed: Timestamp,
+    },
+    AcceptOffer {
+        id: u64,
+    },
+    DeleteFile {
+        id: u64,
+    },
+}
+
+/// A shared file as stored.
+#[derive(Debug, Clone)]
+pub struct FileRow {
+    pub id: u64,
+    pub owner_lc: String,
+    /// The owner's display name at upload time.
+    pub sender: String,
+    /// Database key of the conversation: a room (`r:…`) or a direct pair (`d:…`).
+    pub conv: String,
+    /// The user a direct file is offered to.
+    pub recipient_lc: Option<String>,
+    pub name: String,
+    pub size: u64,
+    pub meta: Option<Vec<u8>>,
+    /// `None` while the upload is in progress.
+    pub sha256: Option<Vec<u8>>,
+    pub token_hash: Vec<u8>,
+    pub accepted: bool,
+    pub created: Timestamp,
+    pub completed: Option<Timestamp>,
 }
 
 /// What the writer reports to a completion: the id and timestamp of every `Message`
@@ -208,6 +261,7 @@ pub struct Snapshot {
     pub members: Vec<(String, String, MessageId)>,
     pub bans: Vec<(String, String)>,
     pub dm_pairs: Vec<(String, String)>,
+    pub files: Vec<FileRow>,
     pub last_message_id: MessageId,
 }
 
@@ -247,7 +301,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn now_ms() -> Timestamp {
+pub fn now_ms() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -471,6 +525,29 @@ fn load(c: &Connection) -> rusqlite::Result<Snapshot> {
     s.bans = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
     let mut stmt = c.prepare("SELECT a_lc, b_lc FROM dm_pairs")?;
     s.dm_pairs = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut stmt = c.prepare(
+        "SELECT id, owner_lc, sender, conv, recipient_lc, name, size, meta, sha256, token_hash, accepted,
+                created, completed FROM files",
+    )?;
+    s.files = stmt
+        .query_map([], |r| {
+            Ok(FileRow {
+                id: r.get::<_, i64>(0)? as u64,
+                owner_lc: r.get(1)?,
+                sender: r.get(2)?,
+                conv: r.get(3)?,
+                recipient_lc: r.get(4)?,
+                name: r.get(5)?,
+                size: r.get::<_, i64>(6)? as u64,
+                meta: r.get(7)?,
+                sha256: r.get(8)?,
+                token_hash: r.get(9)?,
+                accepted: r.get(10)?,
+                created: r.get::<_, i64>(11)? as u64,
+                completed: r.get::<_, Option<i64>>(12)?.map(|t| t as u64),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
     s.last_message_id =
         c.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| r.get::<_, i64>(0))? as u64;
     Ok(s)
@@ -669,6 +746,40 @@ fn apply_job(
                     "UPDATE devices SET token_hash = NULL WHERE user_lc = ?1 AND device != ?2",
                     params![user, keep],
                 )?;
+            }
+            Write::CreateFile { row } => {
+                tx.execute(
+                    "INSERT INTO files(id, owner_lc, sender, conv, recipient_lc, name, size, meta, sha256,
+                         token_hash, accepted, created, completed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    params![
+                        row.id as i64,
+                        row.owner_lc,
+                        row.sender,
+                        row.conv,
+                        row.recipient_lc,
+                        row.name,
+                        row.size as i64,
+                        row.meta,
+                        row.sha256,
+                        row.token_hash,
+                        row.accepted,
+                        row.created as i64,
+                        row.completed.map(|t| t as i64),
+                    ],
+                )?;
+            }
+            Write::CompleteFile { id, sha256, completed } => {
+                tx.execute(
+                    "UPDATE files SET sha256 = ?2, completed = ?3 WHERE id = ?1",
+                    params![*id as i64, sha256, *completed as i64],
+                )?;
+            }
+            Write::AcceptOffer { id } => {
+                tx.execute("UPDATE files SET accepted = 1 WHERE id = ?1", params![*id as i64])?;
+            }
+            Write::DeleteFile { id } => {
+                tx.execute("DELETE FROM files WHERE id = ?1", params![*id as i64])?;
             }
             Write::Cursor { user, device, conv, up_to } => {
                 tx.prepare_cached(

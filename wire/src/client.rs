@@ -94,6 +94,8 @@ struct Inner {
     /// `Some(reason)` once the connection is over.
     closed: watch::Sender<Option<String>>,
     request_timeout: Duration,
+    /// How to open bulk connections (file transfers) to the same server.
+    bulk: ClientConfig,
 }
 
 /// A connected session. Cheap to clone; all clones share the connection, which closes
@@ -124,21 +126,7 @@ impl Client {
     /// Connects, checks the server key and completes the handshake. Returns the client
     /// and the stream of events. Must be called inside a tokio runtime.
     pub async fn connect(config: ClientConfig) -> Result<(Client, mpsc::Receiver<Event>)> {
-        let stream = tokio::time::timeout(config.connect_timeout, open_tcp(&config))
-            .await
-            .map_err(|_| Error::ConnectTimeout(config.connect_timeout))??;
-        stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        let conn = Connection::from_parts(r, w, config.max_frame_len);
-        let host = config.addr.clone();
-        let trust = config.trust.clone();
-        let (secure, hello, fingerprint) = tokio::time::timeout(
-            config.handshake_timeout,
-            conn.connect(move |_, fp| check_trust(&trust, &host, fp)),
-        )
-        .await
-        .map_err(|_| Error::HandshakeTimeout(config.handshake_timeout))??;
-        let (reader, writer) = secure.split();
+        let (reader, writer, hello, fingerprint) = open_session(&config).await?;
 
         let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(config.event_buffer.max(1));
@@ -152,6 +140,8 @@ impl Client {
             fingerprint,
             closed: watch::channel(None).0,
             request_timeout: config.request_timeout,
+            // Bulk connections must reach the very server this session checked.
+            bulk: ClientConfig { trust: TrustPolicy::Pinned(fingerprint), ..config.clone() },
         });
         tokio::spawn(write_loop(writer, rx, Arc::downgrade(&inner), inner.closed.subscribe()));
         tokio::spawn(read_loop(reader, Arc::clone(&inner), events_tx, config.idle_timeout));
@@ -218,6 +208,12 @@ impl Client {
         )
     }
 
+    /// Settings for a bulk connection to this client's server: the same address and
+    /// timeouts, trusting exactly the key this session checked.
+    pub fn bulk_config(&self) -> &ClientConfig {
+        &self.inner.bulk
+    }
+
     /// The hello the server sent (name, key, version).
     pub fn server_hello(&self) -> &ServerHello {
         &self.inner.hello
@@ -246,6 +242,29 @@ impl Client {
         flush_acks(&self.inner).await;
         mark_closed(&self.inner, "closed by client".into());
     }
+}
+
+/// The reader and writer of a new session: TCP, then the handshake with the trust check,
+/// each bounded by its timeout. Used for the chat connection and for bulk connections.
+pub(crate) async fn open_session(
+    config: &ClientConfig,
+) -> Result<(SecureReader<OwnedReadHalf>, SecureWriter<OwnedWriteHalf>, ServerHello, Fingerprint)> {
+    let stream = tokio::time::timeout(config.connect_timeout, open_tcp(config))
+        .await
+        .map_err(|_| Error::ConnectTimeout(config.connect_timeout))??;
+    stream.set_nodelay(true)?;
+    let (r, w) = stream.into_split();
+    let conn = Connection::from_parts(r, w, config.max_frame_len);
+    let host = config.addr.clone();
+    let trust = config.trust.clone();
+    let (secure, hello, fingerprint) = tokio::time::timeout(
+        config.handshake_timeout,
+        conn.connect(move |_, fp| check_trust(&trust, &host, fp)),
+    )
+    .await
+    .map_err(|_| Error::HandshakeTimeout(config.handshake_timeout))??;
+    let (reader, writer) = secure.split();
+    Ok((reader, writer, hello, fingerprint))
 }
 
 fn welcome(resp: Response) -> Result<Welcome> {
@@ -347,6 +366,10 @@ async fn read_loop(
             Ok(None) => break Some("server closed the connection".into()),
             Err(e) => break Some(e.to_string()),
             Ok(Some(msg)) => match msg {
+                // File bytes belong on bulk connections only.
+                ServerMsg::Chunk { .. } => {
+                    break Some("protocol violation: a chunk on the chat connection".into());
+                }
                 ServerMsg::Ok { id, body } => reply(&inner, id, Ok(body)),
                 ServerMsg::Err { id, code, message } => {
                     reply(&inner, id, Err(Error::Server { code, message }))

@@ -58,6 +58,11 @@ pub enum Error {
     #[error("connection closed: {0}")]
     Closed(String),
 
+    /// A downloaded file does not have the SHA-256 (or size) the server announced; the
+    /// partial file was deleted.
+    #[error("{name} arrived damaged (its SHA-256 does not match); it was not saved")]
+    HashMismatch { name: String },
+
     #[error("known-servers store {path}: {reason}")]
     KnownServers { path: String, reason: String },
 }

@@ -16,6 +16,7 @@
 //! - [`auth`]: password-derived keys (Argon2id) every client computes the same way.
 //! - [`connection`]: frames and sealed messages over any `AsyncRead + AsyncWrite`.
 //! - [`client`]: the async client.
+//! - [`files`]: file transfers over bulk connections, and safe file names.
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod crypto;
 pub mod discovery;
 pub mod e2e;
 pub mod error;
+pub mod files;
 pub mod fingerprint;
 pub mod frame;
 pub mod invite;
@@ -32,6 +34,7 @@ pub mod message;
 
 pub use client::{Client, ClientConfig, TrustPolicy};
 pub use error::{CryptoError, Error, Result};
+pub use files::{DownloadTicket, UploadTicket, sanitize_file_name};
 pub use fingerprint::{Fingerprint, KnownServers, Trust};
 pub use frame::MAX_FRAME_LEN;
 pub use message::*;

@@ -28,6 +28,18 @@ pub const MAX_ROOM_NAME_LEN: usize = 32;
 pub const MAX_HISTORY_PAGE: u32 = 200;
 /// Name of the room that every user is in.
 pub const DEFAULT_ROOM: &str = "lobby";
+/// Server-assigned id of a stored file.
+pub type FileId = u64;
+/// Largest `data` of one `chunk` on a bulk connection: half the default frame limit, so
+/// a chunk and its sealing overhead always fit, and big enough that per-frame costs
+/// (a MAC, a syscall) vanish against the bytes moved.
+pub const MAX_CHUNK_LEN: usize = 512 * 1024;
+/// Longest file name, in bytes, after [`crate::files::sanitize_file_name`].
+pub const MAX_FILE_NAME_LEN: usize = 255;
+/// Largest opaque `meta` of a file (direct-message files carry their encrypted name here).
+pub const MAX_FILE_META_LEN: usize = 4096;
+/// Length of a transfer token.
+pub const TRANSFER_TOKEN_LEN: usize = 32;
 
 /// Everything a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +55,12 @@ pub enum ClientMsg {
     /// Moves the device's delivered cursor; no reply. Clients send it lazily (the
     /// reference client at most once a second per conversation).
     Ack { conv: Conv, up_to: MessageId },
+    /// File bytes, on a bulk connection attached to an upload (`attach_upload`) only; the
+    /// next `data.len()` bytes of the file. At most [`MAX_CHUNK_LEN`] bytes.
+    Chunk {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 /// A conversation. In anything the server sends, `Direct.user` names the *other* party as
@@ -195,6 +213,45 @@ pub enum Request {
     AdminUnban { user: String },
     /// Delete a room and its history. The default room cannot be removed. → `Done`.
     AdminRemoveRoom { name: String },
+
+    // ---- files (PROTOCOL.md section 15) -------------------------------------------------
+    /// Announce a file of `size` bytes for a room (`Conv::Room`, members only) or a user
+    /// (`Conv::Direct`: an offer). Refused up front when over the size limit or a quota.
+    /// `meta` is opaque to the server and handed to whoever may download the file.
+    /// → `Upload` (the token to attach a bulk connection with).
+    UploadFile {
+        conv: Conv,
+        name: String,
+        size: u64,
+        #[serde(with = "serde_bytes")]
+        meta: Option<Vec<u8>>,
+    },
+    /// A token to download `file` over a bulk connection. For the recipient of a pending
+    /// offer this is also an acceptance. → `Download`.
+    DownloadFile { file: FileId },
+    /// The recipient accepts or declines an offer; the sender hears `OfferAnswered`.
+    /// Declining deletes the file. → `Done`.
+    AnswerOffer { file: FileId, accept: bool },
+    /// First request of a bulk connection: continue the upload of `token`. → `Attached`
+    /// (how many bytes the server already has); then `Chunk`s follow.
+    AttachUpload {
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+    },
+    /// After the last chunk: the SHA-256 of the whole file. The server compares it with
+    /// what it received and stores the file. → `File`.
+    FinishUpload {
+        #[serde(with = "serde_bytes")]
+        sha256: Vec<u8>,
+    },
+    /// First request of a bulk connection: send the file of `token` from byte `offset`.
+    /// The server sends `Chunk`s up to the end, then the reply: `File` (with the SHA-256
+    /// of the whole file).
+    AttachDownload {
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+        offset: u64,
+    },
 }
 
 /// Everything the server sends.
@@ -209,6 +266,11 @@ pub enum ServerMsg {
     Event { event: Event },
     /// Liveness probe; the client answers with `ClientMsg::Pong` echoing `nonce`.
     Ping { nonce: u64 },
+    /// File bytes of a download, on a bulk connection only.
+    Chunk {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 /// Success replies.
@@ -270,6 +332,27 @@ pub enum Response {
         user: String,
         grants: Vec<serde_bytes::ByteBuf>,
     },
+    /// `UploadFile` accepted: attach a bulk connection with `token`.
+    Upload {
+        file: FileId,
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+    },
+    /// `DownloadFile` allowed: attach a bulk connection with `token`. `file.sha256` is
+    /// empty while the file is still being uploaded.
+    Download {
+        file: FileInfo,
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+    },
+    /// `AttachUpload`: the server holds the first `offset` bytes; send the rest.
+    Attached {
+        offset: u64,
+    },
+    /// The file as stored (`FinishUpload`), or as sent (`AttachDownload`).
+    File {
+        file: FileInfo,
+    },
 }
 
 /// Reply to a successful `Register`, `Login` or `Resume`.
@@ -294,6 +377,23 @@ pub struct Welcome {
     pub limits: Limits,
 }
 
+/// A stored (or uploading) file, as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub id: FileId,
+    /// The uploader, from their session.
+    pub from: String,
+    /// Sanitised by the server ([`crate::files::sanitize_file_name`]); never a path.
+    pub name: String,
+    pub size: u64,
+    /// SHA-256 of the content; empty while the upload is in progress.
+    #[serde(with = "serde_bytes")]
+    pub sha256: Vec<u8>,
+    /// Opaque to the server, as the uploader sent it.
+    #[serde(with = "serde_bytes")]
+    pub meta: Option<Vec<u8>>,
+}
+
 /// Server limits a client is told about at login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -305,6 +405,9 @@ pub struct Limits {
     pub messages_per_second: u32,
     /// The server drops a connection it has not heard from for this long.
     pub heartbeat_timeout_ms: u32,
+    /// Largest file the server accepts, in bytes (0 from servers without file sharing).
+    #[serde(default)]
+    pub max_file_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,6 +462,10 @@ pub enum Body {
     System {
         event: SystemEvent,
     },
+    /// A file shared in a room; `from` uploaded it.
+    File {
+        file: FileInfo,
+    },
 }
 
 /// Room events; stored in the room's history so they show up in scrollback too.
@@ -394,6 +501,11 @@ pub enum Event {
     /// `user` (who shares a DM with you) published a different identity key. Clients
     /// warn before sending anything further to them.
     KeyChanged { user: String },
+    /// `file.from` offers you a file (live, or at login while it waits on the server).
+    /// Answer with `AnswerOffer`, or accept by `DownloadFile`.
+    FileOffer { file: FileInfo },
+    /// `user` accepted or declined your offer of `file`.
+    OfferAnswered { file: FileId, user: String, accepted: bool },
 }
 
 /// Stable error codes. Encoded as snake_case strings; new codes may be added, so a client
@@ -440,6 +552,16 @@ pub enum ErrorCode {
     Forbidden,
     /// The server is shutting down.
     ShuttingDown,
+    /// The file is over the server's size limit.
+    FileTooLarge,
+    /// The file would take the user, or the server, over its storage quota.
+    QuotaExceeded,
+    /// No such file, or not one you may download (or it expired or was removed).
+    NoSuchFile,
+    /// The transfer token is unknown, expired, or its upload is finished.
+    NoSuchTransfer,
+    /// The uploaded bytes do not have the SHA-256 the uploader announced; nothing was kept.
+    HashMismatch,
     /// Anything else; the message says what. A code this build does not know decodes as
     /// `Internal`, so a newer server's codes do not break older clients.
     #[serde(other)]
@@ -475,6 +597,11 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::FileTooLarge => "file_too_large",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::NoSuchFile => "no_such_file",
+            ErrorCode::NoSuchTransfer => "no_such_transfer",
+            ErrorCode::HashMismatch => "hash_mismatch",
             ErrorCode::Internal => "internal",
         }
     }

@@ -42,9 +42,9 @@ fn every_client_msg_round_trips_byte_exact() {
     for m in &msgs {
         assert_round_trip(m);
     }
-    assert_eq!(names(&msgs, samples::client_msg_name).len(), 3, "samples cover every ClientMsg variant");
-    assert_eq!(names(&samples::requests(), samples::request_name).len(), 33, "every Request variant");
-    assert_eq!(samples::requests().len(), 33, "one sample per Request variant");
+    assert_eq!(names(&msgs, samples::client_msg_name).len(), 4, "samples cover every ClientMsg variant");
+    assert_eq!(names(&samples::requests(), samples::request_name).len(), 39, "every Request variant");
+    assert_eq!(samples::requests().len(), 39, "one sample per Request variant");
 }
 
 #[test]
@@ -53,10 +53,10 @@ fn every_server_msg_round_trips_byte_exact() {
     for m in &msgs {
         assert_round_trip(m);
     }
-    assert_eq!(names(&msgs, samples::server_msg_name).len(), 4, "every ServerMsg variant");
-    assert_eq!(names(&samples::responses(), samples::response_name).len(), 14, "every Response variant");
-    assert_eq!(names(&samples::events(), samples::event_name).len(), 6, "every Event variant");
-    assert_eq!(names(&samples::bodies(), samples::body_name).len(), 3, "every Body variant");
+    assert_eq!(names(&msgs, samples::server_msg_name).len(), 5, "every ServerMsg variant");
+    assert_eq!(names(&samples::responses(), samples::response_name).len(), 18, "every Response variant");
+    assert_eq!(names(&samples::events(), samples::event_name).len(), 8, "every Event variant");
+    assert_eq!(names(&samples::bodies(), samples::body_name).len(), 4, "every Body variant");
     assert_eq!(names(&samples::system_events(), samples::system_event_name).len(), 10);
     assert_eq!(names(&samples::convs(), samples::conv_name).len(), 3, "every Conv variant");
 }

@@ -320,6 +320,11 @@ async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, dev
         }
         Err(e) => tracing::error!(error = %e, "catch-up query failed"),
     }
+    for file in state.files.offers_to(&lc) {
+        if !session.send_wait(&ServerMsg::Event { event: Event::FileOffer { file } }).await {
+            return Reply::Later;
+        }
+    }
     let _ = session.send_wait(&ServerMsg::Event { event: Event::CaughtUp }).await;
     Reply::Later
 }

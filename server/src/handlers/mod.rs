@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod files;
 pub mod history;
 pub mod keys;
 pub mod messages;
@@ -118,6 +119,19 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
             Ok(_) => Reply::Now(admin::remove_room(state, &name).await),
             Err(e) => Reply::Now(Err(e)),
         },
+        Request::UploadFile { conv, name, size, meta } => {
+            Reply::Now(files::upload(state, session, conv, name, size, meta).await)
+        }
+        Request::DownloadFile { file } => Reply::Now(files::download(state, session, file).await),
+        Request::AnswerOffer { file, accept } => {
+            Reply::Now(files::answer(state, session, file, accept).await)
+        }
+        Request::AttachUpload { .. } | Request::FinishUpload { .. } | Request::AttachDownload { .. } => {
+            Reply::Now(Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "only as the first request of a bulk connection",
+            )))
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //! PROTOCOL.md).
 
 use classchat_wire::{
-    Body, ChatMessage, ClientMsg, Conv, ErrorCode, Event, Limits, Member, Request, Response, RoomInfo,
-    ServerMsg, SystemEvent, UserInfo, Welcome,
+    Body, ChatMessage, ClientMsg, Conv, ErrorCode, Event, FileInfo, Limits, Member, Request, Response,
+    RoomInfo, ServerMsg, SystemEvent, UserInfo, Welcome,
 };
 
 /// Every byte value once: exercises MessagePack `bin` with non-UTF-8 content.
@@ -64,6 +64,34 @@ pub fn requests() -> Vec<Request> {
         Request::AdminBan { user: s("mallory"), reason: String::new() },
         Request::AdminUnban { user: s("mallory") },
         Request::AdminRemoveRoom { name: s("cs101") },
+        Request::UploadFile { conv: Conv::room("cs101"), name: s("notes.pdf"), size: 1 << 33, meta: None },
+        Request::DownloadFile { file: 7 },
+        Request::AnswerOffer { file: 7, accept: false },
+        Request::AttachUpload { token: vec![0x11; 32] },
+        Request::FinishUpload { sha256: vec![0xe3; 32] },
+        Request::AttachDownload { token: vec![0x22; 32], offset: 1 << 20 },
+    ]
+}
+
+/// A file in every state: uploaded to a room, and a direct offer still uploading.
+pub fn file_infos() -> Vec<FileInfo> {
+    vec![
+        FileInfo {
+            id: 7,
+            from: "Alice".into(),
+            name: "notes é.pdf".into(),
+            size: 1 << 33,
+            sha256: vec![0xe3; 32],
+            meta: None,
+        },
+        FileInfo {
+            id: u64::MAX,
+            from: "bob".into(),
+            name: String::new(),
+            size: 0,
+            sha256: vec![],
+            meta: Some(all_bytes()),
+        },
     ]
 }
 
@@ -102,6 +130,12 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::AdminBan { .. } => "admin_ban",
         Request::AdminUnban { .. } => "admin_unban",
         Request::AdminRemoveRoom { .. } => "admin_remove_room",
+        Request::UploadFile { .. } => "upload_file",
+        Request::DownloadFile { .. } => "download_file",
+        Request::AnswerOffer { .. } => "answer_offer",
+        Request::AttachUpload { .. } => "attach_upload",
+        Request::FinishUpload { .. } => "finish_upload",
+        Request::AttachDownload { .. } => "attach_download",
     }
 }
 
@@ -115,6 +149,8 @@ pub fn client_msgs() -> Vec<ClientMsg> {
     out.push(ClientMsg::Pong { nonce: u64::MAX });
     out.push(ClientMsg::Pong { nonce: 0 });
     out.extend(convs().into_iter().map(|conv| ClientMsg::Ack { conv, up_to: 1 << 40 }));
+    out.push(ClientMsg::Chunk { data: all_bytes() });
+    out.push(ClientMsg::Chunk { data: vec![] });
     out
 }
 
@@ -123,6 +159,7 @@ pub fn client_msg_name(m: &ClientMsg) -> &'static str {
         ClientMsg::Request { .. } => "request",
         ClientMsg::Pong { .. } => "pong",
         ClientMsg::Ack { .. } => "ack",
+        ClientMsg::Chunk { .. } => "chunk",
     }
 }
 
@@ -151,6 +188,7 @@ pub fn welcome() -> Welcome {
             max_frame_len: 1 << 20,
             messages_per_second: 20,
             heartbeat_timeout_ms: 60_000,
+            max_file_size: 1 << 31,
         },
     }
 }
@@ -189,6 +227,7 @@ pub fn system_event_name(e: &SystemEvent) -> &'static str {
 pub fn bodies() -> Vec<Body> {
     let mut out = vec![Body::Text { text: "hi".into() }, Body::Opaque { data: all_bytes() }];
     out.extend(system_events().into_iter().map(|event| Body::System { event }));
+    out.extend(file_infos().into_iter().map(|file| Body::File { file }));
     out
 }
 
@@ -197,6 +236,7 @@ pub fn body_name(b: &Body) -> &'static str {
         Body::Text { .. } => "text",
         Body::Opaque { .. } => "opaque",
         Body::System { .. } => "system",
+        Body::File { .. } => "file",
     }
 }
 
@@ -243,6 +283,10 @@ pub fn responses() -> Vec<Response> {
         Response::Backup { public_key: Some(vec![0x30; 10]), backup: Some(all_bytes()) },
         Response::Backup { public_key: None, backup: None },
         Response::DmKeys { user: "bob".into(), grants: vec![serde_bytes::ByteBuf::from(vec![1, 2, 3])] },
+        Response::Upload { file: 7, token: vec![0x11; 32] },
+        Response::Download { file: file_infos()[1].clone(), token: vec![0x22; 32] },
+        Response::Attached { offset: 0 },
+        Response::File { file: file_infos()[0].clone() },
     ]
 }
 
@@ -262,6 +306,10 @@ pub fn response_name(r: &Response) -> &'static str {
         Response::Key { .. } => "key",
         Response::Backup { .. } => "backup",
         Response::DmKeys { .. } => "dm_keys",
+        Response::Upload { .. } => "upload",
+        Response::Download { .. } => "download",
+        Response::Attached { .. } => "attached",
+        Response::File { .. } => "file",
     }
 }
 
@@ -273,6 +321,8 @@ pub fn events() -> Vec<Event> {
     out.push(Event::RemovedFromRoom { room: "cs101".into(), reason: "banned by prof".into() });
     out.push(Event::Disconnect { reason: "server shutting down".into() });
     out.push(Event::KeyChanged { user: "bob".into() });
+    out.extend(file_infos().into_iter().map(|file| Event::FileOffer { file }));
+    out.push(Event::OfferAnswered { file: 7, user: "bob".into(), accepted: true });
     out
 }
 
@@ -284,11 +334,13 @@ pub fn event_name(e: &Event) -> &'static str {
         Event::RemovedFromRoom { .. } => "removed_from_room",
         Event::Disconnect { .. } => "disconnect",
         Event::KeyChanged { .. } => "key_changed",
+        Event::FileOffer { .. } => "file_offer",
+        Event::OfferAnswered { .. } => "offer_answered",
     }
 }
 
 /// Every error code, checked for completeness by [`error_code_index`].
-pub const ERROR_CODES: [ErrorCode; 26] = [
+pub const ERROR_CODES: [ErrorCode; 31] = [
     ErrorCode::BadRequest,
     ErrorCode::NotLoggedIn,
     ErrorCode::AlreadyLoggedIn,
@@ -314,6 +366,11 @@ pub const ERROR_CODES: [ErrorCode; 26] = [
     ErrorCode::TooManyRooms,
     ErrorCode::Forbidden,
     ErrorCode::ShuttingDown,
+    ErrorCode::FileTooLarge,
+    ErrorCode::QuotaExceeded,
+    ErrorCode::NoSuchFile,
+    ErrorCode::NoSuchTransfer,
+    ErrorCode::HashMismatch,
     ErrorCode::Internal,
 ];
 
@@ -345,7 +402,12 @@ pub fn error_code_index(code: ErrorCode) -> usize {
         ErrorCode::TooManyRooms => 22,
         ErrorCode::Forbidden => 23,
         ErrorCode::ShuttingDown => 24,
-        ErrorCode::Internal => 25,
+        ErrorCode::FileTooLarge => 25,
+        ErrorCode::QuotaExceeded => 26,
+        ErrorCode::NoSuchFile => 27,
+        ErrorCode::NoSuchTransfer => 28,
+        ErrorCode::HashMismatch => 29,
+        ErrorCode::Internal => 30,
     }
 }
 
@@ -362,6 +424,7 @@ pub fn server_msgs() -> Vec<ServerMsg> {
     }));
     out.extend(events().into_iter().map(|event| ServerMsg::Event { event }));
     out.push(ServerMsg::Ping { nonce: 0x0123_4567_89ab_cdef });
+    out.push(ServerMsg::Chunk { data: all_bytes() });
     out
 }
 
@@ -371,5 +434,6 @@ pub fn server_msg_name(m: &ServerMsg) -> &'static str {
         ServerMsg::Err { .. } => "err",
         ServerMsg::Event { .. } => "event",
         ServerMsg::Ping { .. } => "ping",
+        ServerMsg::Chunk { .. } => "chunk",
     }
 }
