@@ -5,6 +5,9 @@
 #   gui/screenshots.sh            # debug build
 #   gui/screenshots.sh --release  # release build
 #
+# The demo seeds a plot and a template in #physics-lab (busy-room.png shows them, with
+# the plot's thumbnail) and bob offers ada a file (dm.png shows Accept and Decline).
+#
 # Writes screenshots/connect.png, trust.png, busy-room.png, dm.png, announcements.png,
 # browse.png and light.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
 # libraries (`make shot-deps` installs them).

@@ -19,7 +19,7 @@ use clap::Parser;
 use classchat::e2e::WireSender;
 use classchat::local::LocalStore;
 use classchat_wire::crypto::ServerKey;
-use classchat_wire::{Client, ClientConfig, Request, TrustPolicy};
+use classchat_wire::{Client, ClientConfig, Conv, Request, TrustPolicy};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -200,6 +200,7 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<(Online, WireSender)> {
         })
         .await?;
     say(&bob, "physics-lab", "Back with the polariser. It's on bench 2.").await?;
+    share_files(&carol, &dave).await?;
 
     say(&erin, "random", "Anyone up for the physics quiz night on Friday?").await?;
     say(&bob, "random", "Count me in").await?;
@@ -231,6 +232,46 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<(Online, WireSender)> {
     Ok((vec![(prof, prof_key), (bob, bob_key), (carol, carol_key)], me_key))
 }
 
+/// Files shared in #physics-lab: a plot (an image, so the app shows a thumbnail) and a
+/// report template.
+async fn share_files(carol: &Client, dave: &Client) -> anyhow::Result<()> {
+    let plot = image::RgbImage::from_fn(480, 300, |x, y| {
+        // Interference fringes: a cosine in x under a soft vertical envelope.
+        let fringe = ((x as f32 / 18.0).cos() * 0.5 + 0.5) * (1.0 - (y as f32 / 300.0 - 0.5).abs());
+        let v = (fringe * 255.0) as u8;
+        image::Rgb([v, (f32::from(v) * 0.35) as u8, 40])
+    });
+    let mut png = Vec::new();
+    plot.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    let plot_path = demo_file("fringes-bench3.png", &png)?;
+    carol.send_file(Conv::room("physics-lab"), &plot_path, |_| {}).await?;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let template = demo_file("report-template.docx", &pseudo_random(245_000))?;
+    dave.send_file(Conv::room("physics-lab"), &template, |_| {}).await?;
+    Ok(())
+}
+
+/// Writes `bytes` to a file named `name` in a temporary folder of this process.
+fn demo_file(name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("classchat-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
 /// Messages that arrive while the app is open.
 async fn live(online: &mut Online, user: &str) -> anyhow::Result<()> {
     let [(prof, _), (bob, _), (carol, carol_key)] = online.as_mut_slice() else { return Ok(()) };
@@ -238,6 +279,8 @@ async fn live(online: &mut Online, user: &str) -> anyhow::Result<()> {
     say(bob, "random", "Bring snacks!").await?;
     say(carol, "lobby", &format!("@{user} are you coming to the seminar?")).await?;
     dm(carol_key, carol, user, "Thanks for swapping!").await?;
+    let sheet = demo_file("lab-sheet-week-7.pdf", &pseudo_random(180_000))?;
+    bob.send_file(Conv::direct(user), &sheet, |_| {}).await?;
     prof.request(Request::Broadcast { text: "The lab is closed on Monday for maintenance.".into() }).await?;
     Ok(())
 }

@@ -90,7 +90,7 @@ fn main() -> eframe::Result {
     let t = Instant::now();
     let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(
         |ui, s: &mut State| {
-            let _ = chat_view::show(ui, &s.model, &mut s.view, false);
+            let _ = chat_view::show(ui, &s.model, &Default::default(), &mut s.view, false);
         },
         State { model, view: ChatViewState::default() },
     );
@@ -179,7 +179,7 @@ impl eframe::App for WindowBench {
         self.last = Some(now);
         self.frame += 1;
         egui::CentralPanel::default().show(ui, |ui| {
-            let _ = chat_view::show(ui, &self.state.model, &mut self.state.view, false);
+            let _ = chat_view::show(ui, &self.state.model, &Default::default(), &mut self.state.view, false);
         });
         if self.intervals.len() >= WINDOW_FRAMES {
             ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);

@@ -79,6 +79,35 @@ pub enum Action {
         new: String,
     },
 
+    // ---- files -----------------------------------------------------------------------
+    /// Send these files to a conversation (dropped on the window, or picked).
+    SendFiles {
+        conv: Conv,
+        paths: Vec<std::path::PathBuf>,
+    },
+    /// Open the native picker to send files to `conv`.
+    Attach(Conv),
+    /// Ask where to save `file`, then download it.
+    Download {
+        file: classchat_wire::FileInfo,
+        conv: Conv,
+    },
+    /// Accept an offer: ask where to save, then download (which accepts it).
+    AcceptOffer(classchat_wire::FileInfo),
+    DeclineOffer(classchat_wire::FileInfo),
+    CancelTransfer(crate::files::TransferId),
+    /// Start a failed or cancelled transfer again; it resumes where it stopped.
+    RetryTransfer(crate::files::TransferId),
+    /// The download's destination exists and the user chose to replace it.
+    ReplaceDownload(crate::files::TransferId),
+    /// The destination exists: ask for another place.
+    SaveElsewhere(crate::files::TransferId),
+    ForgetTransfer(crate::files::TransferId),
+    OpenPath(std::path::PathBuf),
+    ShowInFolder(std::path::PathBuf),
+    Thumbnail(classchat_wire::FileInfo),
+    ToggleTransfers,
+
     // ---- settings --------------------------------------------------------------------
     SetTheme(ThemeChoice),
     SetNotifications(bool),

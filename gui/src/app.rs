@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use classchat_wire::discovery::{Browser, FoundServer, Scope};
 use classchat_wire::{Conv, Event, Request, Response};
+use egui::RichText;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, AdminOp};
 use crate::e2e::KeyStatus;
+use crate::files::{Direction, FileCommand, Files, Offer, OfferState, TransferId, TransferUpdate};
 use crate::local::LocalStore;
 use crate::model::{Model, Notice, NoticeReason, Source};
 use crate::net::{self, Backoff, Command, ConnState, NetEvent, NetHandle, RequestError, TrustPrompt};
@@ -23,6 +25,8 @@ use crate::ui::composer::ComposerState;
 use crate::ui::dialogs::Dialog;
 use crate::ui::login::{LoginForm, Nearby};
 use crate::ui::members::MembersState;
+use classchat_wire::FileInfo;
+use classchat_wire::files::sanitize_file_name;
 
 /// How long an information banner stays up.
 const BANNER_TIME: Duration = Duration::from_secs(8);
@@ -101,6 +105,9 @@ pub struct AppConfig {
     pub invite: Option<String>,
     /// Size of the identity key made at registration (tests use a smaller, faster one).
     pub identity_bits: usize,
+    /// Tests: save downloads here (under their sanitised names) instead of asking with
+    /// the native save dialog.
+    pub save_dir_for_tests: Option<PathBuf>,
 }
 
 impl AppConfig {
@@ -116,6 +123,7 @@ impl AppConfig {
             discovery: None,
             invite: None,
             identity_bits: crate::e2e::DEFAULT_BITS,
+            save_dir_for_tests: None,
         }
     }
 }
@@ -159,6 +167,30 @@ pub struct ClassChatApp {
     title_unread: Option<u32>,
     /// LAN discovery while the connect screen shows (or why it could not start).
     nearby: Option<Result<Browser, String>>,
+    /// Transfers, offers, thumbnails.
+    pub files: Files,
+    /// Answers of the native file dialogs, which run on the tokio runtime.
+    picks_tx: std::sync::mpsc::Sender<Picked>,
+    picks: Receiver<Picked>,
+    ctx: egui::Context,
+}
+
+/// What a native file dialog came back with.
+#[derive(Debug)]
+enum Picked {
+    Send {
+        conv: Conv,
+        paths: Vec<PathBuf>,
+    },
+    /// Where to save `file`; `offer` if saving it accepts an offer; `retry` if it is an
+    /// existing transfer whose destination existed.
+    Save {
+        file: FileInfo,
+        conv: Conv,
+        dest: PathBuf,
+        offer: bool,
+        retry: Option<TransferId>,
+    },
 }
 
 impl std::fmt::Debug for ClassChatApp {
@@ -181,6 +213,7 @@ impl ClassChatApp {
             settings.username = user.clone();
         }
         let ctx = cc.egui_ctx.clone();
+        let (picks_tx, picks) = std::sync::mpsc::channel();
         let (net, events) = net::spawn(
             &config.runtime,
             LocalStore::new(&config.data_dir),
@@ -223,6 +256,10 @@ impl ClassChatApp {
             known_dms: Default::default(),
             title_unread: None,
             nearby: None,
+            files: Files::default(),
+            picks_tx,
+            picks,
+            ctx: cc.egui_ctx.clone(),
         };
         if app.config.auto_resume && !app.settings.username.is_empty() && !app.settings.server.is_empty() {
             app.login.busy = true;
@@ -253,6 +290,9 @@ impl ClassChatApp {
     fn drain_events(&mut self) {
         while let Ok(ev) = self.events.try_recv() {
             self.on_net_event(ev);
+        }
+        while let Ok(picked) = self.picks.try_recv() {
+            self.on_picked(picked);
         }
     }
 
@@ -327,6 +367,8 @@ impl ClassChatApp {
                 self.dialog = None;
             }
             NetEvent::Server(ev) => self.on_server_event(ev),
+            NetEvent::Transfer { id, update } => self.on_transfer(id, update),
+            NetEvent::Thumb(thumb) => self.files.on_thumb(&self.ctx, thumb),
             NetEvent::Reply { request, result } => self.on_reply(request, result),
             NetEvent::Sent { local_id, id, ts } => self.model.on_sent(local_id, id, ts),
             NetEvent::SendFailed { local_id, reason } => self.model.on_send_failed(local_id, reason),
@@ -405,10 +447,24 @@ impl ClassChatApp {
             Event::Disconnect { reason } => {
                 self.show_banner(format!("The server closed the connection: {reason}"), true)
             }
-            // Placeholders until the app handles files (issue 5, GUI half).
-            Event::FileOffer { file } => tracing::info!(from = %file.from, name = %file.name, "file offered"),
+            Event::FileOffer { file } => {
+                let peer = file.from.clone();
+                self.model.conversation_mut(&Conv::direct(peer.as_str()));
+                self.show_banner(
+                    format!("{peer} offers you {} ({}).", file.name, crate::files::human_size(file.size)),
+                    false,
+                );
+                self.files.add_offer(Offer { file, peer, incoming: true, state: OfferState::Pending });
+            }
             Event::OfferAnswered { file, user, accepted } => {
-                tracing::info!(file, %user, accepted, "file offer answered")
+                let state = if accepted { OfferState::Accepted } else { OfferState::Declined };
+                self.files.set_offer_state(file, false, state);
+                let name = self.files.offers().find(|o| o.file.id == file).map(|o| o.file.name.clone());
+                let what = name.unwrap_or_else(|| "your file".into());
+                self.show_banner(
+                    format!("{user} {} {what}.", if accepted { "accepted" } else { "declined" }),
+                    false,
+                );
             }
         }
     }
@@ -763,10 +819,164 @@ impl ClassChatApp {
             }
             Action::SetTheme(theme) => self.settings.theme = theme,
             Action::SetNotifications(on) => self.settings.notifications = on,
+            Action::SendFiles { conv, paths } => self.send_files(conv, paths),
+            Action::Attach(conv) => {
+                let tx = self.picks_tx.clone();
+                let ctx = self.ctx.clone();
+                // The dialog is async and runs on the runtime: the window keeps drawing.
+                self.config.runtime.spawn(async move {
+                    if let Some(handles) =
+                        rfd::AsyncFileDialog::new().set_title("Send files").pick_files().await
+                    {
+                        let paths = handles.iter().map(|h| h.path().to_path_buf()).collect();
+                        let _ = tx.send(Picked::Send { conv, paths });
+                        ctx.request_repaint();
+                    }
+                });
+            }
+            Action::Download { file, conv } => self.ask_where_to_save(file, conv, false, None),
+            Action::AcceptOffer(file) => {
+                let conv = Conv::direct(file.from.as_str());
+                self.ask_where_to_save(file, conv, true, None);
+            }
+            Action::DeclineOffer(file) => {
+                self.files.set_offer_state(file.id, true, OfferState::Declined);
+                self.request(Request::AnswerOffer { file: file.id, accept: false });
+            }
+            Action::CancelTransfer(id) => self.net.send(Command::Files(FileCommand::Cancel { id })),
+            Action::RetryTransfer(id) => self.start_transfer(id, false),
+            Action::ReplaceDownload(id) => self.start_transfer(id, true),
+            Action::SaveElsewhere(id) => {
+                if let Some(t) = self.files.transfer(id)
+                    && let Some(file) = t.file.clone()
+                {
+                    let conv = t.conv.clone();
+                    self.ask_where_to_save(file, conv, false, Some(id));
+                }
+            }
+            Action::ForgetTransfer(id) => self.files.forget(id),
+            Action::OpenPath(path) => self.net.send(Command::Files(FileCommand::Open { path })),
+            Action::ShowInFolder(path) => {
+                if let Some(dir) = path.parent() {
+                    self.net.send(Command::Files(FileCommand::Open { path: dir.to_path_buf() }));
+                }
+            }
+            Action::Thumbnail(file) => {
+                self.files.thumb_requested(file.id);
+                let cache = self.config.data_dir.join("thumbnails");
+                self.net.send(Command::Files(FileCommand::Thumbnail { file, cache }));
+            }
+            Action::ToggleTransfers => self.files.panel_open = !self.files.panel_open,
             Action::LogOut => {
                 self.net.send(Command::LogOut);
                 self.settings.username.clear();
                 self.login.username.clear();
+            }
+        }
+    }
+
+    // ---- files ------------------------------------------------------------------------
+
+    fn on_transfer(&mut self, id: TransferId, update: TransferUpdate) {
+        let started = matches!(update, TransferUpdate::Started { .. });
+        let failed = match &update {
+            TransferUpdate::Failed(why) => Some(why.clone()),
+            _ => None,
+        };
+        let me = self.model.my_name().unwrap_or_default().to_owned();
+        let Some(t) = self.files.update(id, update) else { return };
+        if let Some(why) = failed {
+            let text = format!(
+                "{} {} failed: {why}",
+                if t.dir == Direction::Up { "Sending" } else { "Saving" },
+                t.name
+            );
+            self.show_banner(text, true);
+            return;
+        }
+        // An upload to a person is an offer: show it in the conversation.
+        if started
+            && t.dir == Direction::Up
+            && let (Conv::Direct { user }, Some(file)) = (&t.conv, t.file_id)
+        {
+            let offer = Offer {
+                file: FileInfo {
+                    id: file,
+                    from: me,
+                    name: sanitize_file_name(&t.name),
+                    size: t.total,
+                    sha256: Vec::new(),
+                    meta: None,
+                },
+                peer: user.clone(),
+                incoming: false,
+                state: OfferState::Pending,
+            };
+            self.files.add_offer(offer);
+        }
+    }
+
+    fn send_files(&mut self, conv: Conv, paths: Vec<PathBuf>) {
+        if conv == Conv::Announcements {
+            self.show_banner("Files cannot be sent to the announcements.", true);
+            return;
+        }
+        for path in paths {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let id = self.files.add(Direction::Up, name, path, conv.clone(), None);
+            self.start_transfer(id, false);
+        }
+        self.files.panel_open = true;
+    }
+
+    /// (Re)starts transfer `id`; it resumes where an earlier attempt stopped.
+    fn start_transfer(&mut self, id: TransferId, replace: bool) {
+        let Some(t) = self.files.restart(id) else { return };
+        let cmd = match (t.dir, &t.file) {
+            (Direction::Up, _) => FileCommand::Upload { id, conv: t.conv.clone(), path: t.path.clone() },
+            (Direction::Down, Some(file)) => {
+                FileCommand::Download { id, file: file.clone(), dest: t.path.clone(), replace }
+            }
+            (Direction::Down, None) => return,
+        };
+        self.net.send(Command::Files(cmd));
+    }
+
+    /// The native save dialog (off the UI thread), or the tests' folder.
+    fn ask_where_to_save(&mut self, file: FileInfo, conv: Conv, offer: bool, retry: Option<TransferId>) {
+        let name = sanitize_file_name(&file.name);
+        if let Some(dir) = &self.config.save_dir_for_tests {
+            let dest = dir.join(&name);
+            self.on_picked(Picked::Save { file, conv, dest, offer, retry });
+            return;
+        }
+        let tx = self.picks_tx.clone();
+        let ctx = self.ctx.clone();
+        self.config.runtime.spawn(async move {
+            let dialog = rfd::AsyncFileDialog::new().set_title("Save file").set_file_name(&name);
+            if let Some(handle) = dialog.save_file().await {
+                let dest = handle.path().to_path_buf();
+                let _ = tx.send(Picked::Save { file, conv, dest, offer, retry });
+                ctx.request_repaint();
+            }
+        });
+    }
+
+    fn on_picked(&mut self, picked: Picked) {
+        match picked {
+            Picked::Send { conv, paths } => self.send_files(conv, paths),
+            Picked::Save { file, conv, dest, offer, retry } => {
+                if offer {
+                    self.files.set_offer_state(file.id, true, OfferState::Accepted);
+                }
+                if let Some(id) = retry {
+                    self.files.forget(id);
+                }
+                let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let id = self.files.add(Direction::Down, name, dest, conv, Some(file));
+                // Never replaces an existing file: the net task reports it and the
+                // transfers panel asks.
+                self.start_transfer(id, false);
             }
         }
     }
@@ -894,7 +1104,13 @@ impl ClassChatApp {
             }
             Screen::Main => {
                 egui::Panel::bottom("status").show(ui, |ui| {
-                    actions.extend(ui::status_bar::show(ui, &self.model, &self.conn, self.settings.theme));
+                    actions.extend(ui::status_bar::show(
+                        ui,
+                        &self.model,
+                        &self.conn,
+                        self.settings.theme,
+                        self.files.running_count(),
+                    ));
                 });
                 egui::Panel::left("rooms").resizable(true).default_size(210.0).min_size(150.0).show(
                     ui,
@@ -902,6 +1118,14 @@ impl ClassChatApp {
                         actions.extend(ui::rooms::show(ui, &self.model));
                     },
                 );
+                if self.files.panel_open {
+                    egui::Panel::right("transfers").resizable(true).default_size(280.0).min_size(200.0).show(
+                        ui,
+                        |ui| {
+                            actions.extend(ui::transfers::show(ui, &self.files));
+                        },
+                    );
+                }
                 egui::Panel::right("members").resizable(true).default_size(210.0).min_size(150.0).show(
                     ui,
                     |ui| {
@@ -917,6 +1141,7 @@ impl ClassChatApp {
                     actions.extend(ui::chat_view::show(
                         ui,
                         &self.model,
+                        &self.files,
                         &mut self.chat,
                         self.conn.is_online(),
                     ));
@@ -924,6 +1149,7 @@ impl ClassChatApp {
                 if let Some(dialog) = &mut self.dialog {
                     actions.extend(ui::dialogs::show(&ctx, dialog, &self.model, &self.settings));
                 }
+                actions.extend(self.drag_and_drop(&ctx));
             }
         }
         if let Some(prompt) = &self.trust {
@@ -943,6 +1169,51 @@ impl ClassChatApp {
             let title = if unread > 0 { format!("ClassChat ({unread})") } else { "ClassChat".into() };
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title));
         }
+    }
+
+    /// Files dragged over the window: an overlay says where they go. Dropped: they are sent
+    /// to the open conversation.
+    fn drag_and_drop(&self, ctx: &egui::Context) -> Vec<Action> {
+        let (hovering, dropped) = ctx.input(|i| {
+            let paths: Vec<PathBuf> = i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect();
+            (!i.raw.hovered_files.is_empty(), paths)
+        });
+        let Some(conv) = self.model.current.clone() else { return Vec::new() };
+        let target = match &conv {
+            Conv::Room { name } => Some(format!("#{name}")),
+            Conv::Direct { user } => Some(user.clone()),
+            Conv::Announcements => None,
+        };
+        if hovering {
+            let text = match &target {
+                Some(t) => format!("Drop to send to {t}"),
+                None => "Files cannot be sent to the announcements".into(),
+            };
+            let screen = ctx.content_rect();
+            egui::Area::new(egui::Id::unique("drop-overlay"))
+                .order(egui::Order::Foreground)
+                .fixed_pos(screen.min)
+                .interactable(false)
+                .show(ctx, |ui| {
+                    let fill = ui.visuals().selection.bg_fill.gamma_multiply(0.35);
+                    ui.painter().rect_filled(screen, 0.0, fill);
+                    ui.painter().rect_stroke(
+                        screen.shrink(6.0),
+                        8.0,
+                        egui::Stroke::new(3.0, ui.visuals().selection.stroke.color),
+                        egui::StrokeKind::Inside,
+                    );
+                    ui.scope_builder(egui::UiBuilder::new().max_rect(screen), |ui| {
+                        ui.centered_and_justified(|ui| {
+                            ui.label(RichText::new(text).heading().strong());
+                        });
+                    });
+                });
+        }
+        if dropped.is_empty() || target.is_none() {
+            return Vec::new();
+        }
+        vec![Action::SendFiles { conv, paths: dropped }]
     }
 
     /// Saves DM partners the model learned about (a new conversation, or one opened by

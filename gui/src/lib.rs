@@ -19,6 +19,7 @@
 pub mod action;
 pub mod app;
 pub mod e2e;
+pub mod files;
 pub mod instance;
 pub mod local;
 pub mod model;

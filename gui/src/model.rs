@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use classchat_wire::{
-    Body, ChatMessage, Conv, Limits, Member, MessageId, RoomInfo, SystemEvent, Timestamp, UserInfo, Welcome,
+    Body, ChatMessage, Conv, FileInfo, Limits, Member, MessageId, RoomInfo, SystemEvent, Timestamp, UserInfo,
+    Welcome,
 };
 
 use crate::e2e::{KeyStatus, PeerInfo, PendingCheck, UNVERIFIED};
@@ -53,6 +54,8 @@ pub enum Content {
         check: Arc<PendingCheck>,
         requested: bool,
     },
+    /// A file shared in a room: the conversation shows its name, size and buttons.
+    File(Box<FileInfo>),
 }
 
 impl Content {
@@ -64,6 +67,7 @@ impl Content {
             | Content::Announcement(t)
             | Content::Unreadable(t)
             | Content::Sealed { text: t, .. } => t,
+            Content::File(f) => &f.name,
         }
     }
 }
@@ -329,8 +333,7 @@ impl Model {
             // Direct messages reach the model opened, through `on_dm`; anything opaque
             // that did not is not shown.
             (_, Body::Opaque { .. }) => Content::Unreadable(format!("{UNVERIFIED}.")),
-            // Placeholder until the app shows files (issue 5, GUI half).
-            (_, Body::File { file }) => Content::Text(format!("📎 {} ({} bytes)", file.name, file.size)),
+            (_, Body::File { file }) => Content::File(Box::new(file)),
         };
         self.add(conv, Msg { id: message.id, from: message.from, ts: message.ts, content }, source)
     }

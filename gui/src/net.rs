@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::e2e::{self, E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
+use crate::files::{FileCommand, FileTasks, Thumb, TransferId, TransferUpdate};
 use crate::local::{LocalStore, PeerKeyState};
 use crate::model::Msg;
 
@@ -70,6 +71,8 @@ pub enum Command {
     NewIdentity,
     /// Change the password; the key backup is sealed again under the new one.
     ChangePassword { current: String, new: String },
+    /// Uploads, downloads, thumbnails (see [`crate::files`]).
+    Files(FileCommand),
 }
 
 /// What the net task tells the UI.
@@ -133,6 +136,13 @@ pub enum NetEvent {
     /// The user's own identity key after a login.
     KeyStatus(KeyStatus),
     PasswordChanged(Result<(), String>),
+    /// A transfer moved on (throttled to a few updates a second).
+    Transfer {
+        id: TransferId,
+        update: TransferUpdate,
+    },
+    /// A thumbnail was decoded (or could not be).
+    Thumb(Thumb),
 }
 
 /// Connection state, for the status bar and the composer.
@@ -294,6 +304,7 @@ pub fn spawn(
         caught_up_mine: Vec::new(),
         trust_write: None,
         drop_reason: String::new(),
+        files: FileTasks::default(),
     };
     rt.spawn(task.run());
     (NetHandle { tx: cmd_tx }, ev_rx)
@@ -454,6 +465,7 @@ struct NetTask {
     trust_write: Option<JoinHandle<()>>,
     /// Why the connection dropped (or the last reconnect failed), for the status bar.
     drop_reason: String,
+    files: FileTasks,
 }
 
 enum Step {
@@ -650,6 +662,14 @@ impl NetTask {
             }
             Command::NewIdentity => self.new_identity(),
             Command::ChangePassword { current, new } => self.change_password(current, new),
+            Command::Files(cmd) => {
+                let client = match &self.phase {
+                    Phase::Online { client, .. } => Some(client.clone()),
+                    _ => None,
+                };
+                let sink = self.sink.clone();
+                self.files.on_command(cmd, client, move |ev| sink.send(ev));
+            }
         }
     }
 

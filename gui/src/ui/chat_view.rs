@@ -15,6 +15,7 @@ use classchat_wire::{Conv, MessageId, Timestamp};
 use egui::{Align, FontId, Layout, RichText, Sense, TextStyle, TextWrapMode, Ui, UiBuilder, vec2};
 
 use crate::action::{Action, AdminOp};
+use crate::files::{Direction, Files, Offer, OfferState, TransferState, human_size};
 use crate::model::{Content, Conversation, GROUP_WINDOW_MS, Model, Msg, PendingState};
 use crate::ui::dialogs::{Dialog, RoomSettingsForm};
 use crate::ui::{a11y_label, conv_title, name_color};
@@ -43,7 +44,14 @@ enum Row {
     Header(MessageId),
     /// A wrapped line of a message's text (byte range).
     Line { id: MessageId, range: Range<u32> },
+    /// A shared file: its name, size and buttons.
+    File(MessageId),
+    /// Part `part` of [`THUMB_ROWS`] of an image file's thumbnail.
+    Thumb { id: MessageId, part: u8 },
 }
+
+/// Rows an image thumbnail spans (each row paints its slice, so it scrolls correctly).
+const THUMB_ROWS: u8 = 6;
 
 /// What grouping needs to know about the last laid-out message.
 #[derive(Debug, Clone)]
@@ -64,7 +72,7 @@ enum Kind {
 
 fn kind(content: &Content) -> Kind {
     match content {
-        Content::Text(_) | Content::Unreadable(_) | Content::Sealed { .. } => Kind::Text,
+        Content::Text(_) | Content::Unreadable(_) | Content::Sealed { .. } | Content::File(_) => Kind::Text,
         Content::System(_) => Kind::System,
         Content::Announcement(_) => Kind::Announcement,
     }
@@ -124,7 +132,13 @@ impl ChatViewState {
     }
 }
 
-pub fn show(ui: &mut Ui, model: &Model, state: &mut ChatViewState, online: bool) -> Vec<Action> {
+pub fn show(
+    ui: &mut Ui,
+    model: &Model,
+    files: &Files,
+    state: &mut ChatViewState,
+    online: bool,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let Some(c) = model.current_conversation() else {
         ui.centered_and_justified(|ui| ui.label(RichText::new("Pick a room on the left.").weak()));
@@ -152,7 +166,11 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ChatViewState, online: bool)
     if let Some(offset) = layout.pending_scroll.take() {
         area = area.vertical_scroll_offset(offset);
     }
-    let total = layout.rows.len() + pending.len();
+    let offers: Vec<&Offer> = match &c.conv {
+        Conv::Direct { user } => files.offers_with(user).collect(),
+        _ => Vec::new(),
+    };
+    let total = layout.rows.len() + pending.len() + offers.len();
     let mut to_verify = Vec::new();
     let output = area.show_rows(ui, row_h, total, |ui, range| {
         if matches!(c.conv, Conv::Direct { .. }) {
@@ -165,10 +183,13 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ChatViewState, online: bool)
             let mut row_ui =
                 ui.new_child(UiBuilder::new().max_rect(rect).layout(Layout::left_to_right(Align::Center)));
             match layout.rows.get(i) {
-                Some(row) => show_row(&mut row_ui, row, c, model, &tz, online),
+                Some(row) => show_row(&mut row_ui, row, c, model, files, &tz, online, &mut actions),
                 None => {
-                    if let Some(p) = pending.get(i - layout.rows.len()) {
+                    let i = i - layout.rows.len();
+                    if let Some(p) = pending.get(i) {
                         show_pending_row(&mut row_ui, p, c, model, &mut actions);
+                    } else if let Some(o) = offers.get(i - pending.len()) {
+                        show_offer_row(&mut row_ui, o, files, online, &mut actions);
                     }
                 }
             }
@@ -410,7 +431,7 @@ fn row_id(row: &Row) -> Option<MessageId> {
     match row {
         Row::Top => None,
         Row::Day(id) | Row::Header(id) => Some(*id),
-        Row::Line { id, .. } => Some(*id),
+        Row::Line { id, .. } | Row::File(id) | Row::Thumb { id, .. } => Some(*id),
     }
 }
 
@@ -435,13 +456,24 @@ fn push_message(
     } else {
         last.as_ref().map(|l| l.day.clone()).unwrap_or(ts..ts + 1)
     };
+    let is_file = matches!(m.content, Content::File(_));
     let grouped = !new_day
+        && !is_file
         && k == Kind::Text
         && last.as_ref().is_some_and(|l| {
             l.kind == Kind::Text && l.from == m.from && m.ts.saturating_sub(l.ts) < GROUP_WINDOW_MS
         });
     if !grouped && k != Kind::System {
         rows.push(Row::Header(m.id));
+    }
+    if let Content::File(f) = &m.content {
+        rows.push(Row::File(m.id));
+        if crate::files::is_image(&f.name) && f.size <= crate::files::MAX_THUMB_SOURCE {
+            rows.extend((0..THUMB_ROWS).map(|part| Row::Thumb { id: m.id, part }));
+        }
+        // A file message ends a group: the next text gets its header back.
+        *last = Some(Last { from: String::new(), ts: m.ts, kind: k, day });
+        return;
     }
     let text = m.content.text();
     let avail = if k == Kind::System { wrap_width - 16.0 } else { wrap_width };
@@ -533,8 +565,35 @@ pub fn wrap_lines(text: &str, max_width: f32, width: &mut impl FnMut(char) -> f3
     out
 }
 
-fn show_row(ui: &mut Ui, row: &Row, c: &Conversation, model: &Model, tz: &jiff::tz::TimeZone, online: bool) {
+#[allow(clippy::too_many_arguments)]
+fn show_row(
+    ui: &mut Ui,
+    row: &Row,
+    c: &Conversation,
+    model: &Model,
+    files: &Files,
+    tz: &jiff::tz::TimeZone,
+    online: bool,
+    actions: &mut Vec<Action>,
+) {
     match row {
+        Row::File(id) => {
+            let Some(Content::File(f)) = c.get(*id).map(|m| &m.content) else { return };
+            ui.add_space(INDENT);
+            file_line(ui, f, &c.conv, files, online, actions);
+        }
+        Row::Thumb { id, part } => {
+            let Some(Content::File(f)) = c.get(*id).map(|m| &m.content) else { return };
+            match files.thumb(f.id) {
+                None => {
+                    if *part == 0 && online {
+                        actions.push(Action::Thumbnail((**f).clone()));
+                    }
+                }
+                Some(None) => {}
+                Some(Some(texture)) => paint_thumb_slice(ui, texture, *part),
+            }
+        }
         Row::Top => {
             let text = if c.loading_older {
                 ui.spinner();
@@ -580,6 +639,8 @@ fn show_row(ui: &mut Ui, row: &Row, c: &Conversation, model: &Model, tz: &jiff::
             let Some(m) = c.get(*id) else { return };
             let text = m.content.text().get(range.start as usize..range.end as usize).unwrap_or_default();
             match &m.content {
+                // Laid out as `Row::File`, never as lines.
+                Content::File(_) => {}
                 Content::Text(full) => {
                     let me = model.my_name().unwrap_or_default();
                     if !model.is_me(&m.from) && crate::model::mentions(full, me) {
@@ -726,6 +787,136 @@ fn show_pending_row(
             };
             a11y_label(&r, format!("{text} ({state})"));
         }
+    }
+}
+
+/// Paints part `part` of a thumbnail that spans [`THUMB_ROWS`] rows: each row shows its
+/// horizontal slice of the image, so the picture stays whole while the view scrolls.
+fn paint_thumb_slice(ui: &mut Ui, texture: &egui::TextureHandle, part: u8) {
+    let spacing = ui.spacing().item_spacing.y;
+    let rect = ui.max_rect().expand2(vec2(0.0, spacing / 2.0));
+    let full_h = rect.height() * f32::from(THUMB_ROWS);
+    let [w, h] = texture.size();
+    let scale = (full_h / h.max(1) as f32).min(1.0);
+    let (img_w, img_h) = (w as f32 * scale, h as f32 * scale);
+    // Centred vertically in the rows' height.
+    let top_pad = (full_h - img_h) / 2.0;
+    let y0 = rect.top() - f32::from(part) * rect.height();
+    let img_rect =
+        egui::Rect::from_min_size(egui::pos2(rect.left() + INDENT, y0 + top_pad), vec2(img_w, img_h));
+    let visible = img_rect.intersect(rect);
+    if visible.height() <= 0.0 {
+        return;
+    }
+    let uv = egui::Rect::from_min_max(
+        egui::pos2(0.0, (visible.top() - img_rect.top()) / img_h),
+        egui::pos2(1.0, (visible.bottom() - img_rect.top()) / img_h),
+    );
+    ui.painter().image(texture.id(), visible, uv, egui::Color32::WHITE);
+    if part == 0 {
+        ui.allocate_rect(visible, Sense::hover()).on_hover_text("Image preview");
+    }
+}
+
+/// The buttons of a file that can be downloaded: Download, or the download's progress,
+/// or Open and Show in folder once it is saved.
+fn file_buttons(
+    ui: &mut Ui,
+    f: &classchat_wire::FileInfo,
+    conv: &Conv,
+    files: &Files,
+    online: bool,
+    actions: &mut Vec<Action>,
+) {
+    match files.download_of(f.id) {
+        Some(t) if t.is_running() => {
+            ui.add(egui::ProgressBar::new(t.fraction()).desired_width(120.0).show_percentage());
+            if ui.small_button("Cancel").clicked() {
+                actions.push(Action::CancelTransfer(t.id));
+            }
+        }
+        Some(t) if t.state == TransferState::Done => {
+            let open = ui.small_button("Open");
+            a11y_label(&open, format!("Open {}", f.name));
+            if open.clicked() {
+                actions.push(Action::OpenPath(t.path.clone()));
+            }
+            if ui.small_button("Show in folder").clicked() {
+                actions.push(Action::ShowInFolder(t.path.clone()));
+            }
+        }
+        Some(t) if matches!(t.state, TransferState::Exists) => {
+            ui.label(
+                RichText::new("already exists: see Transfers").small().color(ui.visuals().warn_fg_color),
+            );
+        }
+        _ => {
+            let b = ui.add_enabled(online, egui::Button::new("⬇ Download").small());
+            a11y_label(&b, format!("Download {}", f.name));
+            if b.clicked() {
+                actions.push(Action::Download { file: f.clone(), conv: conv.clone() });
+            }
+        }
+    }
+}
+
+fn file_icon(name: &str) -> &'static str {
+    if crate::files::is_image(name) { "🖼" } else { "📄" }
+}
+
+fn file_line(
+    ui: &mut Ui,
+    f: &classchat_wire::FileInfo,
+    conv: &Conv,
+    files: &Files,
+    online: bool,
+    actions: &mut Vec<Action>,
+) {
+    let r = ui.label(RichText::new(format!("{} {}", file_icon(&f.name), f.name)).strong());
+    a11y_label(&r, format!("File {} ({}) from {}", f.name, human_size(f.size), f.from));
+    ui.label(RichText::new(human_size(f.size)).small().weak());
+    file_buttons(ui, f, conv, files, online, actions);
+}
+
+fn show_offer_row(ui: &mut Ui, o: &Offer, files: &Files, online: bool, actions: &mut Vec<Action>) {
+    let f = &o.file;
+    let size = human_size(f.size);
+    if o.incoming {
+        let r = ui.label(RichText::new(format!("📎 {} offers you {} ({size})", o.peer, f.name)).strong());
+        a11y_label(&r, format!("{} offers you {} ({size})", o.peer, f.name));
+        match o.state {
+            OfferState::Pending => {
+                let accept = ui.add_enabled(online, egui::Button::new("Accept…").small());
+                a11y_label(&accept, format!("Accept {}", f.name));
+                if accept.clicked() {
+                    actions.push(Action::AcceptOffer(f.clone()));
+                }
+                let decline = ui.add_enabled(online, egui::Button::new("Decline").small());
+                a11y_label(&decline, format!("Decline {}", f.name));
+                if decline.clicked() {
+                    actions.push(Action::DeclineOffer(f.clone()));
+                }
+            }
+            OfferState::Accepted => {
+                let conv = Conv::direct(o.peer.as_str());
+                file_buttons(ui, f, &conv, files, online, actions);
+            }
+            OfferState::Declined => {
+                ui.label(RichText::new("declined").small().weak());
+            }
+        }
+    } else {
+        let upload = files.transfers().rev().find(|t| t.dir == Direction::Up && t.file_id == Some(f.id));
+        let status = match (o.state, upload) {
+            (OfferState::Accepted, _) => format!("{} accepted", o.peer),
+            (OfferState::Declined, _) => format!("{} declined", o.peer),
+            (OfferState::Pending, Some(t)) if t.is_running() => "uploading…".to_owned(),
+            (OfferState::Pending, _) => format!("waiting for {} to answer", o.peer),
+        };
+        let r = ui.label(RichText::new(format!("📎 You offered {} ({size})", f.name)).strong());
+        a11y_label(&r, format!("You offered {} to {}", f.name, o.peer));
+        let s = ui.label(RichText::new(&status).small().weak());
+        a11y_label(&s, format!("{}: {status}", f.name));
     }
 }
 

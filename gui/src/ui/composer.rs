@@ -75,7 +75,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ComposerState, conn: &ConnSt
     let draft = state.drafts.entry(conv.clone()).or_default();
     let mut send = false;
     ui.horizontal(|ui| {
-        let buttons_width = if can_broadcast { 190.0 } else { 80.0 };
+        let buttons_width = if can_broadcast { 230.0 } else { 120.0 };
         let hint = match &conv {
             Conv::Room { name } => format!("Message #{name}  (Enter sends, Shift+Enter for a new line)"),
             Conv::Direct { user } => format!("Message {user}"),
@@ -93,6 +93,18 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ComposerState, conn: &ConnSt
             state.focus = false;
         }
         let enter = response.has_focus() && plain_enter_pressed(ui);
+        if conv != Conv::Announcements {
+            let attach = ui.add_enabled(blocked.is_none(), egui::Button::new("📎"));
+            let what = match &conv {
+                Conv::Direct { user } => format!("Send a file to {user}"),
+                _ => "Send a file to this room".to_owned(),
+            };
+            let attach = attach.on_hover_text(&what);
+            a11y_label(&attach, "Attach a file");
+            if attach.clicked() {
+                actions.push(Action::Attach(conv.clone()));
+            }
+        }
         let button = ui.add_enabled(blocked.is_none() && !draft.trim().is_empty(), egui::Button::new("Send"));
         if let Some(reason) = &blocked {
             button.clone().on_disabled_hover_text(reason.as_str());

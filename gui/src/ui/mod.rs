@@ -13,6 +13,7 @@ pub mod members;
 pub mod rooms;
 pub mod settings;
 pub mod status_bar;
+pub mod transfers;
 pub mod trust;
 
 use egui::{Color32, Response, RichText, Ui};

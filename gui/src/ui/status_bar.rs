@@ -26,7 +26,14 @@ pub fn conn_text(conn: &ConnState) -> String {
     }
 }
 
-pub fn show(ui: &mut Ui, model: &Model, conn: &ConnState, theme: ThemeChoice) -> Vec<Action> {
+/// `transfers`: how many transfers run (for the Transfers button).
+pub fn show(
+    ui: &mut Ui,
+    model: &Model,
+    conn: &ConnState,
+    theme: ThemeChoice,
+    transfers: usize,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     ui.horizontal(|ui| {
         presence_dot(ui, conn.is_online());
@@ -58,6 +65,16 @@ pub fn show(ui: &mut Ui, model: &Model, conn: &ConnState, theme: ThemeChoice) ->
             a11y_label(&r, "Switch theme");
             if r.clicked() {
                 actions.push(Action::SetTheme(next));
+            }
+            let text = if transfers > 0 {
+                format!("⬆⬇ Transfers ({transfers})")
+            } else {
+                "⬆⬇ Transfers".into()
+            };
+            let r = ui.button(text).on_hover_text("Show or hide the uploads and downloads");
+            a11y_label(&r, "Transfers");
+            if r.clicked() {
+                actions.push(Action::ToggleTransfers);
             }
         });
     });

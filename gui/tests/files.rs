@@ -1,0 +1,240 @@
+//! File sharing in the app (issue 5): drag and drop onto the window, the drop overlay,
+//! the transfers panel, file messages, offers accepted and declined, and downloads that
+//! never overwrite an existing file without asking. Real server on 127.0.0.1.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use classchat::files::TransferState;
+use classchat_wire::{Body, Conv, Event, FileInfo};
+use common::*;
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A file dropped on the window, as eframe hands it to egui.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// `len` bytes that differ from one `seed` to the next.
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn hover(h: &mut egui_kittest::Harness<'static, classchat::ClassChatApp>, path: &Path) {
+    h.input_mut()
+        .hovered_files
+        .push(egui::HoveredFile { path: Some(path.to_path_buf()), mime: String::new() });
+    settle(h);
+}
+
+fn drop_files(h: &mut egui_kittest::Harness<'static, classchat::ClassChatApp>, paths: &[&Path]) {
+    h.input_mut().hovered_files.clear();
+    for p in paths {
+        h.input_mut().dropped_files.push(Arc::new(Dropped(p.to_path_buf())));
+    }
+    settle(h);
+}
+
+async fn next_event(user: &mut WireUser, what: &str, mut pick: impl FnMut(&Event) -> bool) -> Event {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, user.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} never got {what}", user.name))
+            .unwrap_or_else(|| panic!("{}'s connection closed", user.name));
+        if pick(&ev) {
+            return ev;
+        }
+    }
+}
+
+async fn download(user: &WireUser, file: &FileInfo, dest: &Path) -> Vec<u8> {
+    let ticket = user.client.download_file(file.id).await.expect("download ticket");
+    user.client.download_to(&ticket, dest, |_| {}).await.expect("download");
+    std::fs::read(dest).expect("read the download")
+}
+
+/// A server, bob on the wire, and alice in the app saving downloads to the returned folder.
+fn server_bob_and_alice(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+) -> (TestServer, WireUser, egui_kittest::Harness<'static, classchat::ClassChatApp>, PathBuf) {
+    let server = TestServer::start(rt, &dir.join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let bob = rt.block_on(wire_user(&addr, "bob"));
+    let saves = dir.join("saves");
+    std::fs::create_dir_all(&saves).expect("saves dir");
+    let mut h = app_with(rt, &dir.join("alice"), |c| {
+        c.server = Some(addr.clone());
+        c.save_dir_for_tests = Some(saves.clone());
+    });
+    register(&mut h, "alice", "correct horse");
+    (server, bob, h, saves)
+}
+
+#[test]
+fn dropping_files_on_a_room_sends_them_and_another_member_gets_identical_bytes() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let mut bob = rt.block_on(wire_user(&addr, "bob"));
+
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+    wait_until(&mut h, "the lobby to be open", |h| h.state().model.current == Some(Conv::room("lobby")));
+
+    // Several chunks' worth, and a small second file.
+    let notes = dir.path().join("notes.bin");
+    let notes_bytes = content(3 * 1024 * 1024 + 17, 1);
+    std::fs::write(&notes, &notes_bytes).expect("write notes");
+    let plan = dir.path().join("plan.txt");
+    std::fs::write(&plan, b"bench 4, 14:00").expect("write plan");
+
+    // Hovering names the target; nothing is sent yet.
+    assert!(!has_text(&h, "Drop to send to"));
+    hover(&mut h, &notes);
+    wait_for_text(&mut h, "Drop to send to #lobby");
+    assert_eq!(h.state().files.transfers().count(), 0, "hovering sends nothing");
+
+    drop_files(&mut h, &[&notes, &plan]);
+    assert!(!has_text(&h, "Drop to send to"), "the overlay goes once the files are dropped");
+    // The transfers panel opens and shows both uploads.
+    wait_for_text(&mut h, "Upload notes.bin to #lobby");
+    wait_for_text(&mut h, "Upload plan.txt to #lobby");
+    wait_until(&mut h, "both uploads to finish", |h| {
+        h.state().files.transfers().filter(|t| t.state == TransferState::Done).count() == 2
+    });
+    settle(&mut h);
+    assert!(has_text(&h, "notes.bin: Done · 3.1 MB"), "on screen: {:?}", labels(&h));
+    assert!(has_text(&h, "notes.bin progress 100%"));
+    let t = h.state().files.transfers().find(|t| t.name == "notes.bin").expect("the upload").clone();
+    assert_eq!((t.done, t.total), (notes_bytes.len() as u64, notes_bytes.len() as u64));
+
+    // The room shows the file message, and another member downloads the same bytes.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let ev = rt.block_on(next_event(
+            &mut bob,
+            "a file message",
+            |e| matches!(e, Event::Message { message } if matches!(message.body, Body::File { .. })),
+        ));
+        if let Event::Message { message } = ev
+            && let Body::File { file } = message.body
+        {
+            assert_eq!((message.from.as_str(), &message.conv), ("alice", &Conv::room("lobby")));
+            got.push(file);
+        }
+    }
+    let notes_info = got.iter().find(|f| f.name == "notes.bin").expect("notes.bin announced");
+    assert_eq!(rt.block_on(download(&bob, notes_info, &dir.path().join("bob-notes.bin"))), notes_bytes);
+    let plan_info = got.iter().find(|f| f.name == "plan.txt").expect("plan.txt announced");
+    assert_eq!(rt.block_on(download(&bob, plan_info, &dir.path().join("bob-plan.txt"))), b"bench 4, 14:00");
+    wait_for_text(&mut h, "File notes.bin (3.1 MB) from alice");
+    assert!(has_text(&h, "Download plan.txt"));
+}
+
+#[test]
+fn a_room_file_downloads_to_the_chosen_place_and_never_overwrites_without_asking() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, bob, mut h, saves) = server_bob_and_alice(&rt, dir.path());
+
+    let src = dir.path().join("lab sheet.pdf");
+    let bytes = content(700_000, 2);
+    std::fs::write(&src, &bytes).expect("write");
+    rt.block_on(bob.client.send_file(Conv::room("lobby"), &src, |_| {})).expect("bob uploads");
+    wait_for_text(&mut h, "File lab sheet.pdf (700.0 KB) from bob");
+
+    // A file of that name is already there: it is left alone and the app asks.
+    let dest = saves.join("lab sheet.pdf");
+    std::fs::write(&dest, b"my own notes").expect("write existing");
+    click(&mut h, "Download lab sheet.pdf");
+    wait_until(&mut h, "the download to stop at the existing file", |h| {
+        h.state().files.transfers().any(|t| t.state == TransferState::Exists)
+    });
+    h.state_mut().files.panel_open = true;
+    wait_for_text(&mut h, "already exists");
+    assert_eq!(std::fs::read(&dest).expect("read"), b"my own notes", "not overwritten");
+
+    // The user says replace it: now it is the downloaded file, byte for byte.
+    click(&mut h, &format!("Replace {}", dest.display()));
+    wait_until(&mut h, "the download to finish", |h| {
+        h.state().files.transfers().any(|t| t.state == TransferState::Done)
+    });
+    assert_eq!(std::fs::read(&dest).expect("read"), bytes);
+    assert!(!classchat_wire::files::part_path(&dest).exists(), "no part file left");
+    wait_for_text(&mut h, "Open lab sheet.pdf");
+}
+
+#[test]
+fn offers_show_for_the_recipient_who_accepts_or_declines_and_the_sender_sees_the_outcome() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mut bob, mut h, saves) = server_bob_and_alice(&rt, dir.path());
+
+    // bob offers alice a file: she sees name, size and sender.
+    let src = dir.path().join("report.pdf");
+    let bytes = content(1_200_000, 3);
+    std::fs::write(&src, &bytes).expect("write");
+    rt.block_on(bob.client.send_file(Conv::direct("alice"), &src, |_| {})).expect("bob offers");
+    wait_for_text(&mut h, "bob offers you report.pdf (1.2 MB)");
+    click(&mut h, "@bob");
+    wait_until(&mut h, "the DM with bob to open", |h| h.state().model.current == Some(Conv::direct("bob")));
+    wait_for_text(&mut h, "bob offers you report.pdf (1.2 MB)");
+
+    // Accepting saves identical bytes where she chose; bob hears it was accepted.
+    click(&mut h, "Accept report.pdf");
+    let ev = rt.block_on(next_event(&mut bob, "the answer", |e| matches!(e, Event::OfferAnswered { .. })));
+    assert!(matches!(ev, Event::OfferAnswered { accepted: true, ref user, .. } if user == "alice"), "{ev:?}");
+    wait_until(&mut h, "the download to finish", |h| {
+        h.state().files.transfers().any(|t| t.state == TransferState::Done)
+    });
+    assert_eq!(std::fs::read(saves.join("report.pdf")).expect("saved"), bytes);
+
+    // A second offer is declined: bob is told, nothing is saved.
+    let other = dir.path().join("other.txt");
+    std::fs::write(&other, b"not wanted").expect("write");
+    rt.block_on(bob.client.send_file(Conv::direct("alice"), &other, |_| {})).expect("bob offers again");
+    wait_for_text(&mut h, "bob offers you other.txt");
+    click(&mut h, "Decline other.txt");
+    let ev = rt.block_on(next_event(&mut bob, "the answer", |e| matches!(e, Event::OfferAnswered { .. })));
+    assert!(matches!(ev, Event::OfferAnswered { accepted: false, .. }), "{ev:?}");
+    assert!(!saves.join("other.txt").exists());
+
+    // Hovering over the DM names the person; dropping offers the file to bob, who
+    // declines: alice sees the outcome.
+    let mine = dir.path().join("slides.pdf");
+    std::fs::write(&mine, content(300_000, 4)).expect("write");
+    hover(&mut h, &mine);
+    wait_for_text(&mut h, "Drop to send to bob");
+    drop_files(&mut h, &[&mine]);
+    let ev = rt.block_on(next_event(&mut bob, "alice's offer", |e| matches!(e, Event::FileOffer { .. })));
+    let Event::FileOffer { file } = ev else { unreachable!() };
+    assert_eq!((file.name.as_str(), file.from.as_str(), file.size), ("slides.pdf", "alice", 300_000));
+    wait_for_text(&mut h, "You offered slides.pdf to bob");
+    rt.block_on(bob.client.answer_offer(file.id, false)).expect("bob declines");
+    wait_for_text(&mut h, "slides.pdf: bob declined");
+}
