@@ -320,7 +320,8 @@ impl ClassChatApp {
             }
             NetEvent::LoggedIn { addr, welcome, resumed, dm_contacts } => {
                 let reconnect = self.screen == Screen::Main && resumed;
-                if !self.model.is_me(&welcome.user) {
+                let same_user = self.model.is_me(&welcome.user);
+                if !same_user {
                     self.chat.clear();
                 }
                 self.model.on_welcome(&welcome);
@@ -351,6 +352,12 @@ impl ClassChatApp {
                     self.show_banner("Reconnected.", false);
                 }
                 self.request(Request::ListUsers);
+                if same_user {
+                    // Uploads and downloads the lost connection stopped go on where they were.
+                    for id in self.files.interrupted() {
+                        self.start_transfer(id, false);
+                    }
+                }
                 if let Some(Conv::Room { name }) = self.model.current.clone() {
                     self.request(Request::RoomMembers { name });
                 }

@@ -60,6 +60,8 @@ pub enum TransferUpdate {
     },
     Done(FileInfo),
     Failed(String),
+    /// Stopped because the connection went; it resumes by itself after the reconnect.
+    Interrupted(String),
     /// A download's destination exists: ask before replacing it.
     Exists,
     Cancelled,
@@ -131,6 +133,37 @@ impl Throttle {
     }
 }
 
+/// Why a transfer stopped, and whether a reconnect is all it needs to go on.
+#[derive(Debug)]
+struct Failure {
+    text: String,
+    interrupted: bool,
+}
+
+impl From<&WireError> for Failure {
+    fn from(e: &WireError) -> Self {
+        let interrupted = matches!(
+            e,
+            WireError::Io(_)
+                | WireError::Closed(_)
+                | WireError::ConnectTimeout(_)
+                | WireError::HandshakeTimeout(_)
+        );
+        Failure { text: error_text(e), interrupted }
+    }
+}
+
+impl From<Failure> for TransferUpdate {
+    fn from(f: Failure) -> Self {
+        if f.interrupted { TransferUpdate::Interrupted(f.text) } else { TransferUpdate::Failed(f.text) }
+    }
+}
+
+/// What a transfer started while offline reports.
+fn offline() -> TransferUpdate {
+    TransferUpdate::Interrupted("Offline: it goes on once connected.".into())
+}
+
 fn error_text(e: &WireError) -> String {
     match e {
         WireError::Server { code, message } => refusal_text(*code, message),
@@ -165,7 +198,7 @@ impl FileTasks {
             }
             FileCommand::Upload { id, conv, path } => {
                 let Some(client) = client else {
-                    return report(id, TransferUpdate::Failed("Offline: retry once connected.".into()));
+                    return report(id, offline());
                 };
                 let tickets = Arc::clone(&self.tickets);
                 let task = tokio::spawn(async move {
@@ -174,7 +207,7 @@ impl FileTasks {
                             lock(&tickets).remove(&id);
                             TransferUpdate::Done(file)
                         }
-                        Err(e) => TransferUpdate::Failed(e),
+                        Err(e) => e.into(),
                     };
                     report(id, update);
                 });
@@ -182,13 +215,13 @@ impl FileTasks {
             }
             FileCommand::Download { id, file, dest, replace } => {
                 let Some(client) = client else {
-                    return report(id, TransferUpdate::Failed("Offline: retry once connected.".into()));
+                    return report(id, offline());
                 };
                 let task = tokio::spawn(async move {
                     let update = match download(&client, id, &file, &dest, replace, &report).await {
                         Ok(Some(file)) => TransferUpdate::Done(file),
                         Ok(None) => TransferUpdate::Exists,
-                        Err(e) => TransferUpdate::Failed(e),
+                        Err(e) => e.into(),
                     };
                     report(id, update);
                 });
@@ -216,14 +249,17 @@ async fn upload(
     path: &Path,
     tickets: &Mutex<HashMap<TransferId, UploadTicket>>,
     report: &(impl Fn(TransferId, TransferUpdate) + Send + Sync),
-) -> Result<FileInfo, String> {
-    let size = tokio::fs::metadata(path).await.map_err(|e| format!("{}: {e}", path.display()))?.len();
+) -> Result<FileInfo, Failure> {
+    let size = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| Failure { text: format!("{}: {e}", path.display()), interrupted: false })?
+        .len();
     let kept = lock(tickets).get(&id).cloned();
     let ticket = match kept {
         Some(t) => t,
         None => {
             let name = sanitize_file_name(&path.file_name().unwrap_or_default().to_string_lossy());
-            let t = client.upload_file(conv, &name, size, None).await.map_err(|e| error_text(&e))?;
+            let t = client.upload_file(conv, &name, size, None).await.map_err(|e| Failure::from(&e))?;
             lock(tickets).insert(id, t.clone());
             t
         }
@@ -243,9 +279,9 @@ async fn upload(
             // The server no longer knows this upload (expired, or it went wrong): the
             // next retry starts over with a new one.
             lock(tickets).remove(&id);
-            Err(error_text(&e))
+            Err(Failure::from(&e))
         }
-        Err(e) => Err(error_text(&e)),
+        Err(e) => Err(Failure::from(&e)),
     }
 }
 
@@ -257,11 +293,11 @@ async fn download(
     dest: &Path,
     replace: bool,
     report: &(impl Fn(TransferId, TransferUpdate) + Send + Sync),
-) -> Result<Option<FileInfo>, String> {
+) -> Result<Option<FileInfo>, Failure> {
     if !replace && tokio::fs::try_exists(dest).await.unwrap_or(true) {
         return Ok(None);
     }
-    let ticket = client.download_file(file.id).await.map_err(|e| error_text(&e))?;
+    let ticket = client.download_file(file.id).await.map_err(|e| Failure::from(&e))?;
     let total = ticket.file.size;
     let mut throttle = Throttle::new();
     client
@@ -272,7 +308,7 @@ async fn download(
         })
         .await
         .map(Some)
-        .map_err(|e| error_text(&e))
+        .map_err(|e| Failure::from(&e))
 }
 
 /// Downloads a small image into `cache` (unless it is there) and decodes a thumbnail.
@@ -388,6 +424,8 @@ pub struct Transfer {
     pub total: u64,
     pub done: u64,
     pub state: TransferState,
+    /// Stopped by a lost connection: started again after the next login.
+    pub resume_on_reconnect: bool,
     /// Bytes per second, smoothed.
     pub speed: f64,
     last: Option<(Instant, u64)>,
@@ -510,6 +548,7 @@ impl Files {
             total,
             done: 0,
             state: TransferState::Running,
+            resume_on_reconnect: false,
             speed: 0.0,
             last: None,
         });
@@ -529,9 +568,15 @@ impl Files {
         self.transfers.retain(|t| t.id != id || t.is_running());
     }
 
+    /// Transfers a lost connection stopped, to start again once logged in.
+    pub fn interrupted(&self) -> Vec<TransferId> {
+        self.transfers.iter().filter(|t| t.resume_on_reconnect).map(|t| t.id).collect()
+    }
+
     pub fn restart(&mut self, id: TransferId) -> Option<&Transfer> {
         let t = self.transfer_mut(id)?;
         t.state = TransferState::Running;
+        t.resume_on_reconnect = false;
         t.speed = 0.0;
         t.last = None;
         Some(t)
@@ -561,6 +606,12 @@ impl Files {
             TransferUpdate::Failed(why) => {
                 if t.state == TransferState::Running {
                     t.state = TransferState::Failed(why);
+                }
+            }
+            TransferUpdate::Interrupted(why) => {
+                if t.state == TransferState::Running {
+                    t.state = TransferState::Failed(why);
+                    t.resume_on_reconnect = true;
                 }
             }
             TransferUpdate::Exists => t.state = TransferState::Exists,

@@ -238,3 +238,35 @@ fn offers_show_for_the_recipient_who_accepts_or_declines_and_the_sender_sees_the
     rt.block_on(bob.client.answer_offer(file.id, false)).expect("bob declines");
     wait_for_text(&mut h, "slides.pdf: bob declined");
 }
+
+#[test]
+fn a_transfer_stopped_by_a_lost_connection_goes_on_by_itself_after_the_reconnect() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server_dir = dir.path().join("server");
+    let mut server = TestServer::start(&rt, &server_dir, server_key(), any_port());
+    let addr = server.addr;
+    let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
+    register(&mut h, "alice", "correct horse");
+    wait_until(&mut h, "the lobby to be open", |h| h.state().model.current == Some(Conv::room("lobby")));
+
+    server.stop();
+    wait_for_text(&mut h, "Connection lost");
+    let notes = dir.path().join("notes.bin");
+    let bytes = content(300_000, 3);
+    std::fs::write(&notes, &bytes).expect("write");
+    drop_files(&mut h, &[&notes]);
+    wait_until(&mut h, "the upload to wait for the connection", |h| {
+        h.state().files.transfers().any(|t| t.resume_on_reconnect)
+    });
+    wait_for_text(&mut h, "goes on after the reconnect");
+
+    // The server comes back: the app reconnects and the upload goes on without a click.
+    let _server = TestServer::start(&rt, &server_dir, server_key(), addr);
+    wait_until(&mut h, "the upload to finish after the reconnect", |h| {
+        h.state().files.transfers().any(|t| t.state == TransferState::Done)
+    });
+    let file = h.state().files.transfers().find_map(|t| t.file.clone()).expect("the stored file");
+    let bob = rt.block_on(wire_user(&addr.to_string(), "bob"));
+    assert_eq!(rt.block_on(download(&bob, &file, &dir.path().join("bob-notes.bin"))), bytes);
+}

@@ -46,11 +46,15 @@ pub fn show(ui: &mut Ui, files: &Files) -> Vec<Action> {
                     s
                 }
                 TransferState::Done => format!("Done · {}", human_size(t.total)),
+                TransferState::Failed(why) if t.resume_on_reconnect => {
+                    format!("Paused ({why}); goes on after the reconnect")
+                }
                 TransferState::Failed(why) => format!("Failed: {why}"),
                 TransferState::Cancelled => "Cancelled".into(),
                 TransferState::Exists => format!("{} already exists.", t.path.display()),
             };
             let color = match t.state {
+                TransferState::Failed(_) if t.resume_on_reconnect => ui.visuals().warn_fg_color,
                 TransferState::Failed(_) => ui.visuals().error_fg_color,
                 TransferState::Exists => ui.visuals().warn_fg_color,
                 _ => ui.visuals().weak_text_color(),
