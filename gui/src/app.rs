@@ -167,6 +167,8 @@ pub struct ClassChatApp {
     title_unread: Option<u32>,
     /// LAN discovery while the connect screen shows (or why it could not start).
     nearby: Option<Result<Browser, String>>,
+    /// A DM to send once its recipient's new key is accepted: (peer, conversation, text).
+    send_after_accept: Option<(String, Conv, String)>,
     /// Transfers, offers, thumbnails.
     pub files: Files,
     /// Answers of the native file dialogs, which run on the tokio runtime.
@@ -256,6 +258,7 @@ impl ClassChatApp {
             known_dms: Default::default(),
             title_unread: None,
             nearby: None,
+            send_after_accept: None,
             files: Files::default(),
             picks_tx,
             picks,
@@ -389,7 +392,15 @@ impl ClassChatApp {
             }
             NetEvent::DmHistory { conv, msgs, more } => self.model.on_dm_history(&conv, msgs, more),
             NetEvent::Peer(info) => {
-                self.model.peers.insert(info.peer.to_ascii_lowercase(), info);
+                let peer = info.peer.to_ascii_lowercase();
+                let accepted = info.changed_to.is_none();
+                self.model.peers.insert(peer.clone(), info);
+                if accepted
+                    && self.send_after_accept.as_ref().is_some_and(|(p, ..)| *p == peer)
+                    && let Some((_, conv, text)) = self.send_after_accept.take()
+                {
+                    self.send(conv, text);
+                }
             }
             NetEvent::Verified { conv, results } => self.model.on_verified(&conv, results),
             NetEvent::KeyStatus(status) => {
@@ -779,7 +790,9 @@ impl ClassChatApp {
                 self.model.reload(&conv);
                 self.chat.forget(&conv);
                 if let Some(text) = then_send {
-                    self.send(conv, text);
+                    // Sent once the net task reports the key accepted (`NetEvent::Peer`):
+                    // sending at once could reach the engine before the acceptance does.
+                    self.send_after_accept = Some((peer.to_ascii_lowercase(), conv, text));
                 }
             }
             Action::MarkVerified { peer, verified } => {

@@ -413,11 +413,7 @@ fn quick_switcher_opens_a_dm_and_escape_closes_dialogs() {
 fn a_message_sent_as_the_server_stops_arrives_once_after_the_reconnect() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
-    let server_dir = dir.path().join("server");
-    let mut server = TestServer::start(&rt, &server_dir, server_key(), any_port());
-    let addr = server.addr;
-    let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
-    register(&mut h, "alice", "correct horse");
+    let RestartableLab { mut server, server_dir, addr, alice: mut h } = restartable_lab(&rt, dir.path());
 
     type_into(&mut h, "Message", "racing the shutdown");
     h.key_press(egui::Key::Enter);

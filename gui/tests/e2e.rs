@@ -281,11 +281,7 @@ fn a_substituted_directory_key_warns_and_the_app_asks_before_sending() {
 fn a_key_the_server_swaps_silently_in_its_directory_is_caught_when_the_dm_opens() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
-    let server_dir = dir.path().join("server");
-    let mut server = TestServer::start(&rt, &server_dir, server_key(), any_port());
-    let addr = server.addr;
-    let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
-    register(&mut h, "alice", "correct horse");
+    let RestartableLab { mut server, server_dir, addr, alice: mut h } = restartable_lab(&rt, dir.path());
     let mut bob = rt.block_on(wire_user(&addr.to_string(), "bob"));
     let _bob_keys = rt.block_on(bob.publish_key());
     open_dm(&mut h, "bob");

@@ -243,11 +243,7 @@ fn offers_show_for_the_recipient_who_accepts_or_declines_and_the_sender_sees_the
 fn a_transfer_stopped_by_a_lost_connection_goes_on_by_itself_after_the_reconnect() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
-    let server_dir = dir.path().join("server");
-    let mut server = TestServer::start(&rt, &server_dir, server_key(), any_port());
-    let addr = server.addr;
-    let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
-    register(&mut h, "alice", "correct horse");
+    let RestartableLab { mut server, server_dir, addr, alice: mut h } = restartable_lab(&rt, dir.path());
     wait_until(&mut h, "the lobby to be open", |h| h.state().model.current == Some(Conv::room("lobby")));
 
     server.stop();

@@ -314,3 +314,22 @@ impl WireUser {
         }
     }
 }
+
+/// A server on `dir/server` that a test can stop and start again on the same address,
+/// and alice registered in an app (data in `dir/alice`).
+pub struct RestartableLab {
+    pub server: TestServer,
+    pub server_dir: std::path::PathBuf,
+    pub addr: std::net::SocketAddr,
+    pub alice: Harness<'static, ClassChatApp>,
+}
+
+pub fn restartable_lab(rt: &tokio::runtime::Runtime, dir: &Path) -> RestartableLab {
+    let server_dir = dir.join("server");
+    let server =
+        TestServer::start(rt, &server_dir, server_key(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let addr = server.addr;
+    let mut alice = app(rt, &dir.join("alice"), &addr.to_string());
+    register(&mut alice, "alice", "correct horse");
+    RestartableLab { server, server_dir, addr, alice }
+}
