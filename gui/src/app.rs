@@ -488,7 +488,7 @@ impl ClassChatApp {
     }
 
     fn notify(&self, notice: &Notice) {
-        if self.focused || !self.settings.notifications || matches!(self.config.notifier, Notifier::Off) {
+        if self.focused || !self.settings.notifications {
             return;
         }
         let summary = match notice.reason {

@@ -8,10 +8,6 @@ use classchat_wire::{Conv, Request, Response};
 use common::*;
 use egui_kittest::kittest::{NodeT, Queryable};
 
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
 #[test]
 fn register_join_a_room_send_and_receive() {
     let rt = runtime();

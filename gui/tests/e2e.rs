@@ -3,18 +3,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use classchat::ui::dialogs::Dialog;
 use classchat_wire::e2e::{DmKey, Envelope, KeyGrant, PublicIdentity};
 use classchat_wire::{Conv, Request, Response};
 use common::*;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 /// Opens the DM with `user` through the Ctrl+K switcher.
 fn open_dm(h: &mut Harness<'static, classchat::ClassChatApp>, user: &str) {

@@ -4,17 +4,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use classchat::files::TransferState;
 use classchat_wire::{Body, Conv, Event, FileInfo};
 use common::*;
-
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 /// A file dropped on the window, as eframe hands it to egui.
 #[derive(Debug)]

@@ -315,6 +315,11 @@ impl WireUser {
     }
 }
 
+/// 127.0.0.1 on a port the system picks.
+pub fn any_port() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
 /// A server on `dir/server` that a test can stop and start again on the same address,
 /// and alice registered in an app (data in `dir/alice`).
 pub struct RestartableLab {
@@ -326,8 +331,7 @@ pub struct RestartableLab {
 
 pub fn restartable_lab(rt: &tokio::runtime::Runtime, dir: &Path) -> RestartableLab {
     let server_dir = dir.join("server");
-    let server =
-        TestServer::start(rt, &server_dir, server_key(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let server = TestServer::start(rt, &server_dir, server_key(), any_port());
     let addr = server.addr;
     let mut alice = app(rt, &dir.join("alice"), &addr.to_string());
     register(&mut alice, "alice", "correct horse");
