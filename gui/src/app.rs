@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, AdminOp};
 use crate::e2e::KeyStatus;
-use crate::files::{Direction, FileCommand, Files, Offer, OfferState, TransferId, TransferUpdate};
+use crate::files::{Direction, FileCommand, Files, Offer, OfferSeal, OfferState, TransferId, TransferUpdate};
 use crate::local::LocalStore;
 use crate::model::{Model, Notice, NoticeReason, Source};
 use crate::net::{self, Backoff, Command, ConnState, NetEvent, NetHandle, RequestError, TrustPrompt};
@@ -377,6 +377,7 @@ impl ClassChatApp {
                 self.dialog = None;
             }
             NetEvent::Server(ev) => self.on_server_event(ev),
+            NetEvent::Offer { file, seal } => self.on_offer(file, seal),
             NetEvent::Transfer { id, update } => self.on_transfer(id, update),
             NetEvent::Thumb(thumb) => self.files.on_thumb(&self.ctx, thumb),
             NetEvent::Reply { request, result } => self.on_reply(request, result),
@@ -465,14 +466,15 @@ impl ClassChatApp {
             Event::Disconnect { reason } => {
                 self.show_banner(format!("The server closed the connection: {reason}"), true)
             }
+            // The net task's E2E worker turns offers into `NetEvent::Offer`; one that
+            // came another way has not been opened.
             Event::FileOffer { file } => {
-                let peer = file.from.clone();
-                self.model.conversation_mut(&Conv::direct(peer.as_str()));
-                self.show_banner(
-                    format!("{peer} offers you {} ({}).", file.name, crate::files::human_size(file.size)),
-                    false,
-                );
-                self.files.add_offer(Offer { file, peer, incoming: true, state: OfferState::Pending });
+                let seal = if file.meta.is_some() {
+                    OfferSeal::Unverified("it was not opened".into())
+                } else {
+                    OfferSeal::Plain
+                };
+                self.on_offer(file, seal);
             }
             Event::OfferAnswered { file, user, accepted } => {
                 let state = if accepted { OfferState::Accepted } else { OfferState::Declined };
@@ -487,6 +489,24 @@ impl ClassChatApp {
         }
     }
 
+    /// A file offered to us: shown in the DM, counted unread there, and notified like a
+    /// direct message. An offer repeated at the next login changes nothing.
+    fn on_offer(&mut self, file: FileInfo, seal: OfferSeal) {
+        let peer = file.from.clone();
+        let conv = Conv::direct(peer.as_str());
+        let what = match &seal {
+            OfferSeal::Unverified(_) => "a file that could not be verified".to_owned(),
+            _ => format!("{} ({})", file.name, crate::files::human_size(file.size)),
+        };
+        let offer = Offer { file, peer: peer.clone(), incoming: true, state: OfferState::Pending, seal };
+        if !self.files.add_offer(offer) {
+            return;
+        }
+        self.model.on_offer(&conv);
+        self.show_banner(format!("{peer} offers you {what}."), false);
+        self.notify(&Notice { conv, from: peer, text: what, reason: NoticeReason::FileOffer });
+    }
+
     fn notify(&self, notice: &Notice) {
         if self.focused || !self.settings.notifications {
             return;
@@ -497,6 +517,7 @@ impl ClassChatApp {
                 format!("{} mentioned you in {}", notice.from, ui::conv_title(&notice.conv))
             }
             NoticeReason::Announcement => format!("Announcement from {}", notice.from),
+            NoticeReason::FileOffer => format!("{} offers you a file", notice.from),
         };
         let body: String = notice.text.chars().take(200).collect();
         match &self.config.notifier {
@@ -931,6 +952,7 @@ impl ClassChatApp {
                 peer: user.clone(),
                 incoming: false,
                 state: OfferState::Pending,
+                seal: OfferSeal::Encrypted,
             };
             self.files.add_offer(offer);
         }

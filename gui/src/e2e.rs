@@ -25,7 +25,8 @@ use classchat_wire::e2e::{
     DmKey, Envelope, IDENTITY_BITS, Identity, KEY_ID_LEN, KeyGrant, PublicIdentity, ROTATE_AFTER,
     SignatureCheck, open_backup, safety_number, seal_backup,
 };
-use classchat_wire::{Body, ChatMessage, Client, Conv, MessageId, Request, Response};
+use classchat_wire::sealed_file::FileSecret;
+use classchat_wire::{Body, ChatMessage, Client, Conv, FileInfo, MessageId, Request, Response};
 
 use crate::local::{LocalStore, PeerKeyState};
 use crate::model::{Content, Msg};
@@ -342,6 +343,43 @@ impl E2e {
     /// Encrypts and signs `text` for `peer`, starting (and storing on the server) a new
     /// conversation key when needed. The error is in words for the user.
     pub async fn seal(&self, client: &Client, peer: &str, text: &str) -> Result<Vec<u8>, String> {
+        self.seal_bytes(client, peer, text.as_bytes().to_vec()).await
+    }
+
+    /// The `meta` of a file sent to `peer`: its key, name and size, sealed like a direct
+    /// message (PROTOCOL.md section 15.5).
+    pub async fn seal_file(
+        &self,
+        client: &Client,
+        peer: &str,
+        secret: &FileSecret,
+    ) -> Result<Vec<u8>, String> {
+        self.seal_bytes(client, peer, secret.to_plaintext()).await
+    }
+
+    /// Opens the `meta` of a file `file.from` sent us, signature included: the key to
+    /// decrypt it with and its real name and size. The error is in words for the user.
+    pub async fn open_file(&self, client: &Client, file: &FileInfo) -> Result<FileSecret, String> {
+        let meta = file.meta.as_deref().ok_or("it was sent without end-to-end encryption")?;
+        let env = Envelope::from_bytes(meta).map_err(|_| "its description is malformed".to_owned())?;
+        let peer = file.from.as_str();
+        let mut e = self.0.lock().await;
+        if let Ok(id) = <[u8; KEY_ID_LEN]>::try_from(env.key_id.as_slice())
+            && !e.keys.contains_key(&id)
+            && !e.missing.contains(&id)
+        {
+            e.fetch_grants(client, &lc(peer), peer).await;
+        }
+        let (plaintext, check) = e.open_envelope(peer, peer, &env)?;
+        drop(e);
+        let ok = tokio::task::spawn_blocking(move || check.verify()).await.unwrap_or(false);
+        if !ok {
+            return Err("its signature does not check out".into());
+        }
+        FileSecret::from_plaintext(&plaintext, file.size).map_err(|e| e.to_string())
+    }
+
+    async fn seal_bytes(&self, client: &Client, peer: &str, plaintext: Vec<u8>) -> Result<Vec<u8>, String> {
         let mut e = self.0.lock().await;
         let identity = e.identity.clone().ok_or_else(|| {
             "This computer has no key for direct messages; log out and log in with your password.".to_owned()
@@ -388,12 +426,13 @@ impl E2e {
             }
         };
         e.sending.insert(key, Sending { key_id: dm_key.id, next_seq: seq + 1 });
-        let (me, to, text) = (e.me.clone(), peer.to_owned(), text.to_owned());
+        let (me, to) = (e.me.clone(), peer.to_owned());
         drop(e);
-        let envelope =
-            tokio::task::spawn_blocking(move || Envelope::seal(&dm_key, seq, &me, &to, &identity, &text))
-                .await
-                .map_err(|e| e.to_string())?;
+        let envelope = tokio::task::spawn_blocking(move || {
+            Envelope::seal_bytes(&dm_key, seq, &me, &to, &identity, &plaintext)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(envelope.to_bytes())
     }
 
@@ -598,43 +637,44 @@ impl Engine {
     /// that opened, its replay identity.
     fn open_one(&self, peer: &str, m: &ChatMessage, env: Option<&Envelope>) -> (Content, Option<SeenKey>) {
         let Some(env) = env else { return (unverified("not an encrypted message"), None) };
-        let Some(identity) = &self.identity else { return (unverified("no key on this computer"), None) };
+        let (bytes, check) = match self.open_envelope(peer, &m.from, env) {
+            Ok(opened) => opened,
+            Err(why) => return (unverified(&why), None),
+        };
+        let Ok(text) = String::from_utf8(bytes) else { return (unverified("not message text"), None) };
         let Ok(id) = <[u8; KEY_ID_LEN]>::try_from(env.key_id.as_slice()) else {
             return (unverified("malformed"), None);
         };
-        let Some(info) = self.keys.get(&id) else {
-            return (unverified("its key is unknown or was not made for this key of yours"), None);
-        };
+        let seen = (id, lc(&m.from), env.seq);
+        (Content::Sealed { text, check: Arc::new(check), requested: false }, Some(seen))
+    }
+
+    /// Checks the MAC of an envelope `from` sent in the conversation with `peer` and
+    /// decrypts it; the signature check is returned for later. The error says why.
+    fn open_envelope(
+        &self,
+        peer: &str,
+        sent_by: &str,
+        env: &Envelope,
+    ) -> Result<(Vec<u8>, PendingCheck), String> {
+        let identity = self.identity.as_ref().ok_or("no key on this computer")?;
+        let id = <[u8; KEY_ID_LEN]>::try_from(env.key_id.as_slice()).map_err(|_| "malformed")?;
+        let info = self.keys.get(&id).ok_or("its key is unknown or was not made for this key of yours")?;
         if info.peer != lc(peer) {
-            return (unverified("its key belongs to another conversation"), None);
+            return Err("its key belongs to another conversation".into());
         }
-        let from_me = m.from.eq_ignore_ascii_case(&self.me);
+        let from_me = sent_by.eq_ignore_ascii_case(&self.me);
         let (from, to) = if from_me { (self.me.as_str(), peer) } else { (peer, self.me.as_str()) };
-        if !from_me && !m.from.eq_ignore_ascii_case(peer) {
-            return (unverified("wrong sender"), None);
-        }
         let sender = if from_me {
             (identity.public().fingerprint().0[..] == info.my_fp[..]).then(|| identity.public().clone())
-        } else {
+        } else if sent_by.eq_ignore_ascii_case(peer) {
             self.peers.get(&lc(peer)).and_then(|p| p.key_with_fp(&info.peer_fp)).cloned()
+        } else {
+            return Err("wrong sender".into());
         };
-        let Some(sender) = sender else {
-            return (unverified("signed with a key you have not accepted"), None);
-        };
-        match env.open_unsigned(&info.key, from, to) {
-            Ok((text, check)) => {
-                let seen = (id, lc(&m.from), env.seq);
-                (
-                    Content::Sealed {
-                        text,
-                        check: Arc::new(PendingCheck { check, sender }),
-                        requested: false,
-                    },
-                    Some(seen),
-                )
-            }
-            Err(e) => (unverified(&e.to_string()), None),
-        }
+        let sender = sender.ok_or("signed with a key you have not accepted")?;
+        let (bytes, check) = env.open_unsigned_bytes(&info.key, from, to).map_err(|e| e.to_string())?;
+        Ok((bytes, PendingCheck { check, sender }))
     }
 }
 
@@ -814,6 +854,16 @@ impl WireSender {
     /// The envelope bytes of `text` to `to` (making and storing a key on first use and
     /// after every [`ROTATE_AFTER`] messages).
     pub async fn seal(&mut self, client: &Client, to: &str, text: &str) -> Result<Vec<u8>, String> {
+        self.seal_bytes(client, to, text.as_bytes()).await
+    }
+
+    /// [`WireSender::seal`] for bytes that are not text (a file's sealed `meta`).
+    pub async fn seal_bytes(
+        &mut self,
+        client: &Client,
+        to: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, String> {
         if self.keys.get(&lc(to)).is_none_or(|(_, seq)| *seq >= ROTATE_AFTER) {
             let der = match client.request(Request::GetKey { user: to.to_owned() }).await {
                 Ok(Response::Key { public_key: Some(der), .. }) => der,
@@ -832,7 +882,7 @@ impl WireSender {
         }
         let (key, seq) = self.keys.get_mut(&lc(to)).ok_or("no key")?;
         *seq += 1;
-        Ok(Envelope::seal(key, *seq, &self.name, to, &self.identity, text).to_bytes())
+        Ok(Envelope::seal_bytes(key, *seq, &self.name, to, &self.identity, plaintext).to_bytes())
     }
 
     /// Seals and sends.
@@ -844,6 +894,11 @@ impl WireSender {
 
     /// Reads a DM sent to this user (tests).
     pub async fn open(&self, client: &Client, from: &str, data: &[u8]) -> Result<String, String> {
+        String::from_utf8(self.open_bytes(client, from, data).await?).map_err(|e| e.to_string())
+    }
+
+    /// Opens an envelope sent to this user, signature checked (tests).
+    pub async fn open_bytes(&self, client: &Client, from: &str, data: &[u8]) -> Result<Vec<u8>, String> {
         let env = Envelope::from_bytes(data).map_err(|e| e.to_string())?;
         let grants = match client.request(Request::DmKeys { user: from.to_owned() }).await {
             Ok(Response::DmKeys { grants, .. }) => grants,
@@ -861,7 +916,10 @@ impl WireSender {
                 continue;
             }
             let key = grant.open(&self.name, &self.identity, &sender).map_err(|e| e.to_string())?;
-            return env.open(&key, from, &self.name, &sender).map_err(|e| e.to_string());
+            let (bytes, check) =
+                env.open_unsigned_bytes(&key, from, &self.name).map_err(|e| e.to_string())?;
+            check.verify(&sender).map_err(|e| e.to_string())?;
+            return Ok(bytes);
         }
         Err("no grant for this key".into())
     }

@@ -14,10 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use classchat_wire::e2e::Envelope;
 use classchat_wire::files::{UploadTicket, sanitize_file_name};
+use classchat_wire::sealed_file::{FileKey, FileSecret, sealed_size};
 use classchat_wire::{Client, Conv, Error as WireError, ErrorCode, FileId, FileInfo};
 use tokio::task::JoinHandle;
 
+use crate::e2e::E2e;
 use crate::net::{NetEvent, refusal_text};
 
 /// Progress events per transfer per second, at most.
@@ -98,11 +101,19 @@ pub enum FileCommand {
     },
 }
 
+/// An upload the server accepted, kept for a retry: its ticket and, for a file sent to
+/// a person, the key it is sealed with (a resume must seal with the same key).
+#[derive(Debug, Clone)]
+struct Kept {
+    ticket: UploadTicket,
+    secret: Option<FileSecret>,
+}
+
 /// The net task's file state: running transfers and the upload tickets kept for a retry.
 #[derive(Debug, Default)]
 pub struct FileTasks {
     running: HashMap<TransferId, JoinHandle<()>>,
-    tickets: Arc<Mutex<HashMap<TransferId, UploadTicket>>>,
+    tickets: Arc<Mutex<HashMap<TransferId, Kept>>>,
 }
 
 /// A decoded thumbnail, ready for a texture.
@@ -178,6 +189,7 @@ impl FileTasks {
         &mut self,
         cmd: FileCommand,
         client: Option<Client>,
+        e2e: Option<E2e>,
         send: impl Fn(NetEvent) + Clone + Send + Sync + 'static,
     ) {
         self.running.retain(|_, t| !t.is_finished());
@@ -202,7 +214,8 @@ impl FileTasks {
                 };
                 let tickets = Arc::clone(&self.tickets);
                 let task = tokio::spawn(async move {
-                    let update = match upload(&client, id, conv, &path, &tickets, &report).await {
+                    let update = match upload(&client, e2e.as_ref(), id, conv, &path, &tickets, &report).await
+                    {
                         Ok(file) => {
                             lock(&tickets).remove(&id);
                             TransferUpdate::Done(file)
@@ -218,11 +231,12 @@ impl FileTasks {
                     return report(id, offline());
                 };
                 let task = tokio::spawn(async move {
-                    let update = match download(&client, id, &file, &dest, replace, &report).await {
-                        Ok(Some(file)) => TransferUpdate::Done(file),
-                        Ok(None) => TransferUpdate::Exists,
-                        Err(e) => e.into(),
-                    };
+                    let update =
+                        match download(&client, e2e.as_ref(), id, &file, &dest, replace, &report).await {
+                            Ok(Some(file)) => TransferUpdate::Done(file),
+                            Ok(None) => TransferUpdate::Exists,
+                            Err(e) => e.into(),
+                        };
                     report(id, update);
                 });
                 self.running.insert(id, task);
@@ -242,12 +256,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Uploads `path` to `conv`. To a person the content is sealed end to end
+/// ([`classchat_wire::sealed_file`]): the server gets a neutral name and the sealed
+/// size, and the real ones travel in the sealed `meta`. Progress is in plaintext bytes.
 async fn upload(
     client: &Client,
+    e2e: Option<&E2e>,
     id: TransferId,
     conv: Conv,
     path: &Path,
-    tickets: &Mutex<HashMap<TransferId, UploadTicket>>,
+    tickets: &Mutex<HashMap<TransferId, Kept>>,
     report: &(impl Fn(TransferId, TransferUpdate) + Send + Sync),
 ) -> Result<FileInfo, Failure> {
     let size = tokio::fs::metadata(path)
@@ -255,24 +273,45 @@ async fn upload(
         .map_err(|e| Failure { text: format!("{}: {e}", path.display()), interrupted: false })?
         .len();
     let kept = lock(tickets).get(&id).cloned();
-    let ticket = match kept {
-        Some(t) => t,
+    let kept = match kept {
+        Some(k) => k,
         None => {
             let name = sanitize_file_name(&path.file_name().unwrap_or_default().to_string_lossy());
-            let t = client.upload_file(conv, &name, size, None).await.map_err(|e| Failure::from(&e))?;
-            lock(tickets).insert(id, t.clone());
-            t
+            let (name, sent_size, meta, secret) = match &conv {
+                Conv::Direct { user } => {
+                    let e2e = e2e.ok_or_else(|| Failure {
+                        text: "This computer has no key for direct messages; log out and log in with your password."
+                            .into(),
+                        interrupted: false,
+                    })?;
+                    let secret = FileSecret::new(&name, size, &FileKey::generate());
+                    let meta = e2e
+                        .seal_file(client, user, &secret)
+                        .await
+                        .map_err(|text| Failure { text, interrupted: false })?;
+                    (String::new(), sealed_size(size), Some(meta), Some(secret))
+                }
+                _ => (name, size, None, None),
+            };
+            let ticket =
+                client.upload_file(conv, &name, sent_size, meta).await.map_err(|e| Failure::from(&e))?;
+            let k = Kept { ticket, secret };
+            lock(tickets).insert(id, k.clone());
+            k
         }
     };
-    report(id, TransferUpdate::Started { file: ticket.file, total: size });
+    report(id, TransferUpdate::Started { file: kept.ticket.file, total: size });
     let mut throttle = Throttle::new();
-    let result = client
-        .upload_from(&ticket, path, |done| {
-            if throttle.due() {
-                report(id, TransferUpdate::Progress { done, total: size });
-            }
-        })
-        .await;
+    let sent_size = kept.secret.as_ref().map_or(size, |s| sealed_size(s.size));
+    let progress = |done: u64| {
+        if throttle.due() {
+            report(id, TransferUpdate::Progress { done: plain_part(done, size, sent_size), total: size });
+        }
+    };
+    let result = match &kept.secret {
+        Some(secret) => client.upload_sealed_from(&kept.ticket, path, secret, progress).await,
+        None => client.upload_from(&kept.ticket, path, progress).await,
+    };
     match result {
         Ok(file) => Ok(file),
         Err(e @ WireError::Server { code: ErrorCode::NoSuchTransfer | ErrorCode::HashMismatch, .. }) => {
@@ -285,9 +324,16 @@ async fn upload(
     }
 }
 
-/// `Ok(None)`: `dest` exists and `replace` was not given.
+/// `done` of `sent` (sealed) bytes, as plaintext bytes of a `plain`-byte file.
+fn plain_part(done: u64, plain: u64, sent: u64) -> u64 {
+    if sent == 0 { 0 } else { (u128::from(done) * u128::from(plain) / u128::from(sent)) as u64 }
+}
+
+/// `Ok(None)`: `dest` exists and `replace` was not given. A file sealed for us (its
+/// `meta` is an envelope) is opened with the conversation key and decrypted on the way.
 async fn download(
     client: &Client,
+    e2e: Option<&E2e>,
     id: TransferId,
     file: &FileInfo,
     dest: &Path,
@@ -298,16 +344,40 @@ async fn download(
         return Ok(None);
     }
     let ticket = client.download_file(file.id).await.map_err(|e| Failure::from(&e))?;
-    let total = ticket.file.size;
+    let sealed = ticket.file.meta.as_deref().is_some_and(|m| Envelope::from_bytes(m).is_ok());
+    let secret = match (sealed, e2e) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(Failure {
+                text: "This computer has no key to decrypt it.".into(),
+                interrupted: false,
+            });
+        }
+        (true, Some(e2e)) => Some(e2e.open_file(client, &ticket.file).await.map_err(|why| Failure {
+            text: format!("It could not be verified: {why}. It was not saved."),
+            interrupted: false,
+        })?),
+    };
+    let sent = ticket.file.size;
+    let total = secret.as_ref().map_or(sent, |s| s.size);
     let mut throttle = Throttle::new();
-    client
-        .download_to(&ticket, dest, |done| {
-            if throttle.due() {
-                report(id, TransferUpdate::Progress { done, total });
-            }
+    let progress = |done: u64| {
+        if throttle.due() {
+            report(id, TransferUpdate::Progress { done: plain_part(done, total, sent), total });
+        }
+    };
+    let result = match &secret {
+        Some(secret) => client.download_sealed_to(&ticket, dest, secret, progress).await,
+        None => client.download_to(&ticket, dest, progress).await,
+    };
+    result
+        .map(|info| {
+            Some(match &secret {
+                // What the app shows: the real name and size, not the server's.
+                Some(s) => FileInfo { name: sanitize_file_name(&s.name), size: s.size, ..info },
+                None => info,
+            })
         })
-        .await
-        .map(Some)
         .map_err(|e| Failure::from(&e))
 }
 
@@ -469,12 +539,26 @@ impl Transfer {
 /// An offer of a file to one person, seen by either side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
+    /// For an end-to-end encrypted offer made to us, the name and size are the real
+    /// ones, opened from its `meta`.
     pub file: FileInfo,
     /// The other person.
     pub peer: String,
     /// Made to us (we accept or decline) rather than by us.
     pub incoming: bool,
     pub state: OfferState,
+    pub seal: OfferSeal,
+}
+
+/// Whether an offer's content is end-to-end encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfferSeal {
+    /// Sealed for us; its description opened and its signature checked out.
+    Encrypted,
+    /// Sent without end-to-end encryption (by an older app).
+    Plain,
+    /// Claims to be sealed but does not open or verify: it cannot be accepted.
+    Unverified(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -631,12 +715,14 @@ impl Files {
 
     // ---- offers ----
 
-    pub fn add_offer(&mut self, offer: Offer) {
+    /// Adds an offer, or updates the one with its id. Returns whether it is new.
+    pub fn add_offer(&mut self, offer: Offer) -> bool {
         if let Some(o) =
             self.offers.iter_mut().find(|o| o.file.id == offer.file.id && o.incoming == offer.incoming)
         {
             o.file = offer.file;
-            return;
+            o.seal = offer.seal;
+            return false;
         }
         self.offers.push_back(offer);
         while self.offers.len() > MAX_OFFERS {
@@ -649,6 +735,7 @@ impl Files {
                 }
             }
         }
+        true
     }
 
     pub fn set_offer_state(&mut self, file: FileId, incoming: bool, state: OfferState) {

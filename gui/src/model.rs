@@ -115,6 +115,7 @@ pub enum NoticeReason {
     DirectMessage,
     Mention,
     Announcement,
+    FileOffer,
 }
 
 /// A conversation: a room, a DM, or the announcements.
@@ -305,6 +306,15 @@ impl Model {
             } else {
                 self.conversations.keys().next().cloned()
             };
+        }
+    }
+
+    /// A file offered in the DM `conv`: unread there unless it is open.
+    pub fn on_offer(&mut self, conv: &Conv) {
+        let is_current = self.current.as_ref() == Some(conv);
+        let c = self.conversation_mut(conv);
+        if !is_current {
+            c.unread += 1;
         }
     }
 

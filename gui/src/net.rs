@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use classchat_wire::{
-    Client, ClientConfig, Conv, Error as WireError, ErrorCode, Event, Fingerprint, MessageId, Request,
-    Response, Timestamp, TrustPolicy, Welcome,
+    Client, ClientConfig, Conv, Error as WireError, ErrorCode, Event, FileInfo, Fingerprint, MessageId,
+    Request, Response, Timestamp, TrustPolicy, Welcome, sanitize_file_name,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::e2e::{self, E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
-use crate::files::{FileCommand, FileTasks, Thumb, TransferId, TransferUpdate};
+use crate::files::{FileCommand, FileTasks, OfferSeal, Thumb, TransferId, TransferUpdate};
 use crate::local::{LocalStore, PeerKeyState};
 use crate::model::Msg;
 
@@ -101,6 +101,12 @@ pub enum NetEvent {
         reason: Option<String>,
     },
     Server(Event),
+    /// A file offered to us, its sealed description opened (the name and size are then
+    /// the real ones).
+    Offer {
+        file: FileInfo,
+        seal: OfferSeal,
+    },
     Reply {
         request: Request,
         result: Result<Response, RequestError>,
@@ -356,6 +362,20 @@ async fn e2e_worker(mut jobs: mpsc::Receiver<Job>, sink: Sink) {
             (Event::KeyChanged { user }, Some((e2e, client))) => {
                 let info = e2e.check_peer(&client, &user).await;
                 sink.send(NetEvent::Peer(info));
+            }
+            (Event::FileOffer { file }, ctx) => {
+                let (file, seal) = match (file.meta.is_some(), &ctx) {
+                    (false, _) => (file, OfferSeal::Plain),
+                    (true, None) => (file, OfferSeal::Unverified("no key on this computer".into())),
+                    (true, Some((e2e, client))) => match e2e.open_file(client, &file).await {
+                        Ok(secret) => (
+                            FileInfo { name: sanitize_file_name(&secret.name), size: secret.size, ..file },
+                            OfferSeal::Encrypted,
+                        ),
+                        Err(why) => (file, OfferSeal::Unverified(why)),
+                    },
+                };
+                sink.send(NetEvent::Offer { file, seal });
             }
             (event, _) => sink.send(NetEvent::Server(event)),
         }
@@ -668,7 +688,7 @@ impl NetTask {
                     _ => None,
                 };
                 let sink = self.sink.clone();
-                self.files.on_command(cmd, client, move |ev| sink.send(ev));
+                self.files.on_command(cmd, client, self.e2e.clone(), move |ev| sink.send(ev));
             }
         }
     }

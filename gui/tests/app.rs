@@ -392,7 +392,7 @@ fn quick_switcher_opens_a_dm_and_escape_closes_dialogs() {
     type_into(&mut h, "Message", "psst, bob");
     h.key_press(egui::Key::Enter);
     wait_until(&mut h, "the DM to be acknowledged", |h| h.state().model.pending_count() == 0);
-    let (from, data) = rt.block_on(bob.expect_dm());
+    let (from, data) = bob.expect_dm(&mut h);
     assert_eq!(from, "alice");
     assert_eq!(rt.block_on(bob_keys.open(&bob.client, "alice", &data)).as_deref(), Ok("psst, bob"));
     rt.block_on(bob_keys.send(&bob.client, "alice", "got it")).expect("bob answers");

@@ -10,21 +10,6 @@ use common::*;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 
-/// Opens the DM with `user` through the Ctrl+K switcher.
-fn open_dm(h: &mut Harness<'static, classchat::ClassChatApp>, user: &str) {
-    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::K);
-    wait_until(h, "the switcher to open", |h| matches!(h.state().dialog, Some(Dialog::Switcher(_))));
-    settle(h);
-    h.get_by_label("Jump to").type_text(user);
-    settle(h);
-    h.key_press(egui::Key::Enter);
-    wait_until(
-        h,
-        "the DM to open",
-        |h| matches!(&h.state().model.current, Some(Conv::Direct { user: u }) if u.eq_ignore_ascii_case(user)),
-    );
-}
-
 fn send(h: &mut Harness<'static, classchat::ClassChatApp>, text: &str) {
     type_into(h, "Message", text);
     h.key_press(egui::Key::Enter);
@@ -230,7 +215,7 @@ fn a_substituted_directory_key_warns_and_the_app_asks_before_sending() {
     let bob_keys = rt.block_on(bob.publish_key());
     open_dm(&mut h, "bob");
     send(&mut h, "first, to the real bob");
-    let (_, data) = rt.block_on(bob.expect_dm());
+    let (_, data) = bob.expect_dm(&mut h);
     assert_eq!(
         rt.block_on(bob_keys.open(&bob.client, "alice", &data)).as_deref(),
         Ok("first, to the real bob")
@@ -260,7 +245,7 @@ fn a_substituted_directory_key_warns_and_the_app_asks_before_sending() {
         matches!(h.state().dialog, Some(Dialog::ConfirmKeyChange { .. }))
     });
     click(&mut h, "Accept the new key and send");
-    let (_, data) = rt.block_on(bob.expect_dm());
+    let (_, data) = bob.expect_dm(&mut h);
     assert_eq!(
         rt.block_on(impostor.open(&bob.client, "alice", &data)).as_deref(),
         Ok("second, after the change")
@@ -280,7 +265,7 @@ fn a_key_the_server_swaps_silently_in_its_directory_is_caught_when_the_dm_opens(
     let _bob_keys = rt.block_on(bob.publish_key());
     open_dm(&mut h, "bob");
     send(&mut h, "to the real bob");
-    rt.block_on(bob.expect_dm());
+    bob.expect_dm(&mut h);
     drop(h);
     drop(bob);
 

@@ -196,9 +196,12 @@ fn offers_show_for_the_recipient_who_accepts_or_declines_and_the_sender_sees_the
     std::fs::write(&src, &bytes).expect("write");
     rt.block_on(bob.client.send_file(Conv::direct("alice"), &src, |_| {})).expect("bob offers");
     wait_for_text(&mut h, "bob offers you report.pdf (1.2 MB)");
-    click(&mut h, "@bob");
+    // The offer counts as unread in the DM, like a message.
+    click(&mut h, "@bob, 1 unread");
     wait_until(&mut h, "the DM with bob to open", |h| h.state().model.current == Some(Conv::direct("bob")));
     wait_for_text(&mut h, "bob offers you report.pdf (1.2 MB)");
+    // bob's wire client sent it without end-to-end encryption, and the row says so.
+    wait_for_text(&mut h, "report.pdf is not end-to-end encrypted");
 
     // Accepting saves identical bytes where she chose; bob hears it was accepted.
     click(&mut h, "Accept report.pdf");
@@ -221,6 +224,7 @@ fn offers_show_for_the_recipient_who_accepts_or_declines_and_the_sender_sees_the
 
     // Hovering over the DM names the person; dropping offers the file to bob, who
     // declines: alice sees the outcome.
+    rt.block_on(bob.publish_key());
     let mine = dir.path().join("slides.pdf");
     std::fs::write(&mine, content(300_000, 4)).expect("write");
     hover(&mut h, &mine);
@@ -228,10 +232,94 @@ fn offers_show_for_the_recipient_who_accepts_or_declines_and_the_sender_sees_the
     drop_files(&mut h, &[&mine]);
     let ev = rt.block_on(next_event(&mut bob, "alice's offer", |e| matches!(e, Event::FileOffer { .. })));
     let Event::FileOffer { file } = ev else { unreachable!() };
-    assert_eq!((file.name.as_str(), file.from.as_str(), file.size), ("slides.pdf", "alice", 300_000));
+    assert_eq!(file.from, "alice");
     wait_for_text(&mut h, "You offered slides.pdf to bob");
     rt.block_on(bob.client.answer_offer(file.id, false)).expect("bob declines");
     wait_for_text(&mut h, "slides.pdf: bob declined");
+}
+
+/// alice's app offers bob a file: the server sees neither its name nor its content, and
+/// bob, with his key, gets both exactly. bob offers one back, sealed: the app shows the
+/// real name and saves the decrypted bytes. An offer whose sealed description does not
+/// open cannot be accepted.
+#[test]
+fn files_offered_to_a_person_are_end_to_end_encrypted_both_ways() {
+    use classchat::files::OfferSeal;
+    use classchat_wire::sealed_file::{FileKey, FileSecret, sealed_size};
+
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mut bob, mut h, saves) = server_bob_and_alice(&rt, dir.path());
+    let mut bob_keys = rt.block_on(bob.publish_key());
+
+    // Text that would be easy to find in the server's store if it were kept in the clear.
+    let secret_text = b"Grades draft: do not share (secret-marker-5521)\n".repeat(20_000);
+    let mine = dir.path().join("grades-draft.txt");
+    std::fs::write(&mine, &secret_text).expect("write");
+    open_dm(&mut h, "bob");
+    drop_files(&mut h, &[&mine]);
+    let ev = rt.block_on(next_event(&mut bob, "alice's offer", |e| matches!(e, Event::FileOffer { .. })));
+    let Event::FileOffer { file } = ev else { unreachable!() };
+    assert_ne!(file.name, "grades-draft.txt", "the server is not told the name");
+    assert_eq!(file.size, sealed_size(secret_text.len() as u64));
+    let meta = file.meta.clone().expect("the sealed description");
+    let opened = rt.block_on(bob_keys.open_bytes(&bob.client, "alice", &meta)).expect("bob opens it");
+    let described = FileSecret::from_plaintext(&opened, file.size).expect("a file secret");
+    assert_eq!((described.name.as_str(), described.size), ("grades-draft.txt", secret_text.len() as u64));
+    wait_until(&mut h, "the upload to finish", |h| {
+        h.state().files.transfers().any(|t| t.state == TransferState::Done)
+    });
+    let ticket = rt.block_on(bob.client.download_file(file.id)).expect("bob accepts");
+    let dest = dir.path().join("bob-grades.txt");
+    rt.block_on(bob.client.download_sealed_to(&ticket, &dest, &described, |_| {})).expect("bob downloads");
+    assert_eq!(std::fs::read(&dest).expect("saved"), secret_text);
+    wait_for_text(&mut h, "grades-draft.txt: bob accepted");
+    for entry in std::fs::read_dir(dir.path().join("server/files")).expect("store").flatten() {
+        if entry.path().is_file() {
+            let stored = std::fs::read(entry.path()).expect("stored file");
+            let needle = b"secret-marker-5521";
+            assert!(!stored.windows(needle.len()).any(|w| w == needle), "plaintext on the server");
+        }
+    }
+
+    // bob offers alice a sealed file through his wire client.
+    let theirs = dir.path().join("lab-data.csv");
+    let data = content(200_000, 9);
+    std::fs::write(&theirs, &data).expect("write");
+    let described = FileSecret::new("lab-data.csv", data.len() as u64, &FileKey::generate());
+    let meta =
+        rt.block_on(bob_keys.seal_bytes(&bob.client, "alice", &described.to_plaintext())).expect("seal");
+    let ticket = rt
+        .block_on(bob.client.upload_file(
+            Conv::direct("alice"),
+            "",
+            sealed_size(data.len() as u64),
+            Some(meta),
+        ))
+        .expect("offer");
+    rt.block_on(bob.client.upload_sealed_from(&ticket, &theirs, &described, |_| {})).expect("upload");
+    wait_for_text(&mut h, "bob offers you lab-data.csv (");
+    let shown = h.state().files.offers().find(|o| o.file.name == "lab-data.csv").map(|o| o.file.size);
+    assert_eq!(shown, Some(data.len() as u64), "the real size, not the sealed one");
+    assert!(!has_text(&h, "lab-data.csv is not end-to-end encrypted"));
+    click(&mut h, "Accept lab-data.csv");
+    wait_until(&mut h, "the download to finish", |h| {
+        h.state().files.transfers().filter(|t| t.state == TransferState::Done).count() == 2
+    });
+    assert_eq!(std::fs::read(saves.join("lab-data.csv")).expect("saved"), data);
+
+    // A description sealed for someone else (here: garbage) is refused, never accepted.
+    let ticket = rt
+        .block_on(bob.client.upload_file(Conv::direct("alice"), "", 48, Some(b"not an envelope".to_vec())))
+        .expect("offer");
+    wait_until(&mut h, "the unverified offer", |h| {
+        h.state()
+            .files
+            .offers()
+            .any(|o| o.file.id == ticket.file && matches!(o.seal, OfferSeal::Unverified(_)))
+    });
+    wait_for_text(&mut h, "bob offered a file that could not be verified");
+    assert!(has_text(&h, "Decline the unverified file"));
 }
 
 #[test]

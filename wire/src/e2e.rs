@@ -388,8 +388,22 @@ fn envelope_aad(key_id: &[u8], from: &str, to: &str, seq: u64) -> Vec<u8> {
 impl Envelope {
     /// Encrypts and signs `text` from `from` to `to` under `key`.
     pub fn seal(key: &DmKey, seq: u64, from: &str, to: &str, sender: &Identity, text: &str) -> Self {
+        Self::seal_bytes(key, seq, from, to, sender, text.as_bytes())
+    }
+
+    /// [`Envelope::seal`] for bytes that are not message text, such as a
+    /// [`crate::sealed_file::FileSecret`]. They share the sender's `seq` counter, so the
+    /// replay check covers both.
+    pub fn seal_bytes(
+        key: &DmKey,
+        seq: u64,
+        from: &str,
+        to: &str,
+        sender: &Identity,
+        plaintext: &[u8],
+    ) -> Self {
         let aad = envelope_aad(&key.id, from, to, seq);
-        let (iv, ct, mac) = seal_parts(&key.enc, &key.mac, &aad, text.as_bytes());
+        let (iv, ct, mac) = seal_parts(&key.enc, &key.mac, &aad, plaintext);
         let sig = sender.sign(&transcript("", &[&aad, &iv, &ct, &mac]));
         Envelope { v: VERSION, key_id: key.id.to_vec(), seq, iv: iv.to_vec(), ct, mac, sig }
     }
@@ -418,14 +432,25 @@ impl Envelope {
         from: &str,
         to: &str,
     ) -> Result<(String, SignatureCheck), E2eError> {
+        let (pt, check) = self.open_unsigned_bytes(key, from, to)?;
+        let text = String::from_utf8(pt).map_err(|_| E2eError::Malformed)?;
+        Ok((text, check))
+    }
+
+    /// [`Envelope::open_unsigned`] for bytes that are not message text.
+    pub fn open_unsigned_bytes(
+        &self,
+        key: &DmKey,
+        from: &str,
+        to: &str,
+    ) -> Result<(Vec<u8>, SignatureCheck), E2eError> {
         if self.v != VERSION || self.key_id[..] != key.id[..] {
             return Err(E2eError::Malformed);
         }
         let aad = envelope_aad(&self.key_id, from, to, self.seq);
         let pt = open_parts(&key.enc, &key.mac, &aad, &self.iv, &self.ct, &self.mac)?;
-        let text = String::from_utf8(pt).map_err(|_| E2eError::Malformed)?;
         let signed = transcript("", &[&aad, &self.iv, &self.ct, &self.mac]);
-        Ok((text, SignatureCheck { signed, sig: self.sig.clone() }))
+        Ok((pt, SignatureCheck { signed, sig: self.sig.clone() }))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -63,6 +63,11 @@ pub enum Error {
     #[error("{name} arrived damaged (its SHA-256 does not match); it was not saved")]
     HashMismatch { name: String },
 
+    /// An end-to-end encrypted download failed its integrity check (a record's MAC, or
+    /// its length); the partial file was deleted.
+    #[error("{name} arrived damaged or altered (its encryption check failed); it was not saved")]
+    SealedMismatch { name: String },
+
     #[error("known-servers store {path}: {reason}")]
     KnownServers { path: String, reason: String },
 }

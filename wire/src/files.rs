@@ -9,6 +9,9 @@
 //! - [`upload_path`] / [`download_path`]: a whole file from or to disk, resuming where
 //!   an earlier attempt stopped, with reading, hashing and writing on a blocking thread
 //!   so they overlap with the sealing and the network.
+//! - [`upload_sealed_path`] / [`download_sealed_path`]: the same for a file sent to a
+//!   person end to end encrypted ([`crate::sealed_file`]): sealed record by record on the
+//!   way up, checked and decrypted on the way down.
 //! - `Client::upload_file`, `Client::download_file`, `Client::answer_offer`,
 //!   `Client::send_file`, `Client::upload_from`, `Client::download_to`: the same through
 //!   a logged-in [`Client`].
@@ -29,6 +32,10 @@ use crate::error::{Error, Result};
 use crate::message::{
     ClientMsg, Conv, FileId, FileInfo, MAX_CHUNK_LEN, MAX_FILE_NAME_LEN, Request, RequestId, Response,
     ServerMsg,
+};
+use crate::sealed_file::{
+    FileKey, FileSecret, RECORD_LEN, SEALED_RECORD_LEN, record_count, record_plain_len, sealed_record_len,
+    sealed_size,
 };
 
 /// Chunks waiting between the disk thread and the network task, each way. With
@@ -275,20 +282,94 @@ pub async fn upload_path(
     config: &ClientConfig,
     token: &[u8],
     path: &Path,
+    progress: impl FnMut(u64) + Send,
+) -> Result<FileInfo> {
+    let path = path.to_owned();
+    upload_with(config, token, progress, move |start, tx| read_and_hash(&path, start, tx)).await
+}
+
+/// [`upload_path`] for a file sent end to end encrypted: the content of `path` (the
+/// first `sealed.size` bytes, as announced) goes up sealed under `sealed`'s key
+/// ([`crate::sealed_file`]), announced with [`sealed_size`] bytes. Sealing is
+/// deterministic, so a second call resumes where the server's copy ends.
+pub async fn upload_sealed_path(
+    config: &ClientConfig,
+    token: &[u8],
+    path: &Path,
+    sealed: &FileSecret,
+    progress: impl FnMut(u64) + Send,
+) -> Result<FileInfo> {
+    let key = sealed.file_key().map_err(|e| Error::Protocol(e.to_string()))?;
+    let (path, size) = (path.to_owned(), sealed.size);
+    upload_with(config, token, progress, move |start, tx| seal_and_hash(&path, &key, size, start, tx)).await
+}
+
+/// Attaches to the upload, runs `produce` on a blocking thread to make the chunks from
+/// the server's offset on (it returns the SHA-256 of everything uploaded), and sends them.
+async fn upload_with(
+    config: &ClientConfig,
+    token: &[u8],
     mut progress: impl FnMut(u64) + Send,
+    produce: impl FnOnce(u64, &mpsc::Sender<std::io::Result<Vec<u8>>>) -> Result<[u8; 32]> + Send + 'static,
 ) -> Result<FileInfo> {
     let mut up = Uploader::attach(config, token).await?;
     let start = up.offset();
     progress(start);
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(PIPELINE_DEPTH);
-    let path = path.to_owned();
-    let reader = tokio::task::spawn_blocking(move || read_and_hash(&path, start, &tx));
+    let reader = tokio::task::spawn_blocking(move || produce(start, &tx));
     while let Some(chunk) = rx.recv().await {
         up.send(chunk?).await?;
         progress(up.offset());
     }
     let sha256 = reader.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
     up.finish(&sha256).await
+}
+
+/// Seals the first `size` bytes of `path` record by record, hashes all of the sealed
+/// bytes, and sends those from `start` on in chunks of whole records (the first one cut
+/// at `start`). Returns the hash of the whole sealed content.
+fn seal_and_hash(
+    path: &Path,
+    key: &FileKey,
+    size: u64,
+    start: u64,
+    tx: &mpsc::Sender<std::io::Result<Vec<u8>>>,
+) -> Result<[u8; 32]> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut plain = vec![0u8; RECORD_LEN];
+    let mut out = Vec::with_capacity(MAX_CHUNK_LEN);
+    // Sealed bytes before `out[0]`.
+    let mut at = 0u64;
+    let records = record_count(size);
+    for index in 0..records {
+        let want = record_plain_len(size, index);
+        let n = read_full(&mut file, &mut plain[..want])?;
+        if n != want {
+            return Err(Error::Protocol(format!("{} got shorter while it was being sent", path.display())));
+        }
+        let before = out.len();
+        key.seal_record(index, index + 1 == records, &plain[..n], &mut out);
+        hasher.update(&out[before..]);
+        if at + (out.len() as u64) <= start {
+            // The server holds this record already; it was sealed only to be hashed.
+            at += out.len() as u64;
+            out.clear();
+        } else if at < start {
+            let skip = (start - at) as usize;
+            out.drain(..skip);
+            at = start;
+        }
+        if out.len() + SEALED_RECORD_LEN > MAX_CHUNK_LEN || index + 1 == records {
+            let chunk = std::mem::replace(&mut out, Vec::with_capacity(MAX_CHUNK_LEN));
+            at += chunk.len() as u64;
+            if !chunk.is_empty() && tx.blocking_send(Ok(chunk)).is_err() {
+                // The network side gave up; its error is the one reported.
+                break;
+            }
+        }
+    }
+    Ok(hasher.finalize().into())
 }
 
 /// Hashes the first `start` bytes of `path`, then sends the rest in chunks while hashing
@@ -356,13 +437,70 @@ pub async fn download_path(
     config: &ClientConfig,
     token: &[u8],
     dest: &Path,
-    mut progress: impl FnMut(u64) + Send,
+    progress: impl FnMut(u64) + Send,
 ) -> Result<FileInfo> {
     let part = part_path(dest);
+    let writer_part = part.clone();
+    let (file, written) =
+        download_with(config, token, progress, move |start, rx| write_and_hash(&writer_part, start, rx))
+            .await?;
+    let (len, sha256) = written;
+    if len != file.size || sha256.as_slice() != file.sha256.as_slice() {
+        let _ = std::fs::remove_file(&part);
+        return Err(Error::HashMismatch { name: file.name });
+    }
+    std::fs::rename(&part, dest)?;
+    Ok(file)
+}
+
+/// [`download_path`] for an end-to-end encrypted file: the sealed records are checked and
+/// decrypted as they arrive, and the part file holds plaintext, whole records only, so a
+/// later call resumes at the last whole record. `sealed` is the sender's description
+/// (opened from the file's `meta`); it must match the server's size. A record that fails
+/// its check deletes the part file and is [`Error::SealedMismatch`]. `progress` sees
+/// sealed bytes, from the start of the file.
+pub async fn download_sealed_path(
+    config: &ClientConfig,
+    token: &[u8],
+    dest: &Path,
+    sealed: &FileSecret,
+    progress: impl FnMut(u64) + Send,
+) -> Result<FileInfo> {
+    let part = part_path(dest);
+    let key = sealed.file_key().map_err(|e| Error::Protocol(e.to_string()))?;
+    let (writer_part, size) = (part.clone(), sealed.size);
+    let sealed_total = sealed_size(size);
+    let result = download_with(config, token, progress, move |start, rx| {
+        open_and_write(&writer_part, &key, size, start, rx)
+    })
+    .await;
+    let name = sanitize_file_name(&sealed.name);
+    match result {
+        Ok((file, len)) if len == size && file.size == sealed_total => {
+            std::fs::rename(&part, dest)?;
+            Ok(file)
+        }
+        Ok(_) | Err(Error::SealedMismatch { .. }) => {
+            let _ = std::fs::remove_file(&part);
+            Err(Error::SealedMismatch { name })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `write` on a blocking thread: it opens (or continues) the part file, says through
+/// its oneshot from which offset to download, and consumes the chunks. Attaches at that
+/// offset and feeds it the file's chunks. Returns the server's description and what
+/// `write` returned.
+async fn download_with<T: Send + 'static>(
+    config: &ClientConfig,
+    token: &[u8],
+    mut progress: impl FnMut(u64) + Send,
+    write: impl FnOnce(tokio::sync::oneshot::Sender<u64>, mpsc::Receiver<Vec<u8>>) -> Result<T> + Send + 'static,
+) -> Result<(FileInfo, T)> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
     let (start_tx, start_rx) = tokio::sync::oneshot::channel();
-    let writer_part = part.clone();
-    let writer = tokio::task::spawn_blocking(move || write_and_hash(&writer_part, start_tx, rx));
+    let writer = tokio::task::spawn_blocking(move || write(start_tx, rx));
     let Ok(start) = start_rx.await else {
         // The writer could not open the part file; its error says why.
         return Err(writer
@@ -385,14 +523,64 @@ pub async fn download_path(
         }
     };
     drop(tx);
-    let (len, sha256) = writer.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let written = writer.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let file = file.ok_or_else(|| Error::Protocol("the download writer stopped".into()))?;
-    if len != file.size || sha256.as_slice() != file.sha256.as_slice() {
-        let _ = std::fs::remove_file(&part);
-        return Err(Error::HashMismatch { name: file.name });
+    Ok((file, written))
+}
+
+/// Continues the plaintext part file of a sealed download at its last whole record,
+/// reports the sealed offset to download from, then opens and writes each record as it
+/// completes. Returns the plaintext length written.
+fn open_and_write(
+    part: &Path,
+    key: &FileKey,
+    size: u64,
+    start: tokio::sync::oneshot::Sender<u64>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) -> Result<u64> {
+    let sealed_total = sealed_size(size);
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(part)?;
+    // Redo the last record even when all are there: the download then always ends with
+    // the record sealed as the last, which is what proves nothing was cut off.
+    let mut index = (file.metadata()?.len() / RECORD_LEN as u64).min(record_count(size) - 1);
+    let mut len = index * RECORD_LEN as u64;
+    file.set_len(len)?;
+    file.seek(SeekFrom::Start(len))?;
+    if start.send(index * SEALED_RECORD_LEN as u64).is_err() {
+        return Ok(len);
     }
-    std::fs::rename(&part, dest)?;
-    Ok(file)
+    let mut out = std::io::BufWriter::with_capacity(FILE_BUFFER, file);
+    let mut pending: Vec<u8> = Vec::with_capacity(MAX_CHUNK_LEN + SEALED_RECORD_LEN);
+    let mut plain = Vec::with_capacity(RECORD_LEN + 16);
+    let damaged = || Error::SealedMismatch { name: part.display().to_string() };
+    while let Some(data) = rx.blocking_recv() {
+        pending.extend_from_slice(&data);
+        let mut used = 0;
+        loop {
+            let Some((rlen, last)) = sealed_record_len(sealed_total, index) else {
+                if used < pending.len() {
+                    // More bytes than the size allows.
+                    return Err(damaged());
+                }
+                break;
+            };
+            if pending.len() - used < rlen {
+                break;
+            }
+            plain.clear();
+            key.open_record(index, last, &pending[used..used + rlen], &mut plain).map_err(|_| damaged())?;
+            out.write_all(&plain)?;
+            len += plain.len() as u64;
+            used += rlen;
+            index += 1;
+        }
+        pending.drain(..used);
+    }
+    out.flush()?;
+    if index != record_count(size) {
+        return Err(Error::Protocol("the download ended before the file did".into()));
+    }
+    Ok(len)
 }
 
 /// Opens (or continues) the part file, reports its length through `start`, then writes
@@ -444,6 +632,19 @@ impl Client {
         upload_path(self.bulk_config(), &ticket.token, path, progress).await
     }
 
+    /// Sends (or resumes sending) the file at `path` end to end encrypted under
+    /// `sealed`'s key. The ticket must have been asked for with
+    /// [`crate::sealed_file::sealed_size`]`(sealed.size)` bytes. See [`upload_sealed_path`].
+    pub async fn upload_sealed_from(
+        &self,
+        ticket: &UploadTicket,
+        path: &Path,
+        sealed: &FileSecret,
+        progress: impl FnMut(u64) + Send,
+    ) -> Result<FileInfo> {
+        upload_sealed_path(self.bulk_config(), &ticket.token, path, sealed, progress).await
+    }
+
     /// Announces and uploads the file at `path` in one go, named after its last path
     /// component. To be able to resume after a failure, use [`Client::upload_file`] and
     /// [`Client::upload_from`] and keep the ticket.
@@ -476,6 +677,21 @@ impl Client {
         progress: impl FnMut(u64) + Send,
     ) -> Result<FileInfo> {
         download_path(self.bulk_config(), &ticket.token, dest, progress).await
+    }
+
+    /// Downloads (or resumes downloading) an end-to-end encrypted file to `dest`,
+    /// decrypting it on the way. See [`download_sealed_path`].
+    pub async fn download_sealed_to(
+        &self,
+        ticket: &DownloadTicket,
+        dest: &Path,
+        sealed: &FileSecret,
+        progress: impl FnMut(u64) + Send,
+    ) -> Result<FileInfo> {
+        if ticket.file.size != sealed_size(sealed.size) {
+            return Err(Error::SealedMismatch { name: sanitize_file_name(&sealed.name) });
+        }
+        download_sealed_path(self.bulk_config(), &ticket.token, dest, sealed, progress).await
     }
 
     /// Accepts or declines an offer (`AnswerOffer`). Declining deletes the file.

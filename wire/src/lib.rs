@@ -13,6 +13,7 @@
 //! - [`invite`]: `classchat://host:port#fingerprint` links.
 //! - [`discovery`]: mDNS announcements and browsing (`_classchat._tcp`).
 //! - [`e2e`]: end-to-end encryption of direct messages: identity keys, key grants, envelopes.
+//! - [`sealed_file`]: end-to-end encrypted file content for files sent to a person.
 //! - [`auth`]: password-derived keys (Argon2id) every client computes the same way.
 //! - [`connection`]: frames and sealed messages over any `AsyncRead + AsyncWrite`.
 //! - [`client`]: the async client.
@@ -31,6 +32,7 @@ pub mod fingerprint;
 pub mod frame;
 pub mod invite;
 pub mod message;
+pub mod sealed_file;
 
 pub use client::{Client, ClientConfig, TrustPolicy};
 pub use error::{CryptoError, Error, Result};

@@ -15,7 +15,7 @@ use classchat_wire::{Conv, MessageId, Timestamp};
 use egui::{Align, FontId, Layout, RichText, Sense, TextStyle, TextWrapMode, Ui, UiBuilder, vec2};
 
 use crate::action::{Action, AdminOp};
-use crate::files::{Direction, Files, Offer, OfferState, TransferState, human_size};
+use crate::files::{Direction, Files, Offer, OfferSeal, OfferState, TransferState, human_size};
 use crate::model::{Content, Conversation, GROUP_WINDOW_MS, Model, Msg, PendingState};
 use crate::ui::dialogs::{Dialog, RoomSettingsForm};
 use crate::ui::{a11y_label, conv_title, name_color};
@@ -882,8 +882,25 @@ fn show_offer_row(ui: &mut Ui, o: &Offer, files: &Files, online: bool, actions: 
     let f = &o.file;
     let size = human_size(f.size);
     if o.incoming {
+        if let OfferSeal::Unverified(why) = &o.seal {
+            let text = format!("⚠ {} offered a file that could not be verified ({why})", o.peer);
+            let r = ui.label(RichText::new(&text).color(ui.visuals().warn_fg_color));
+            a11y_label(&r, text);
+            if o.state == OfferState::Pending {
+                let decline = ui.add_enabled(online, egui::Button::new("Decline").small());
+                a11y_label(&decline, "Decline the unverified file");
+                if decline.clicked() {
+                    actions.push(Action::DeclineOffer(f.clone()));
+                }
+            }
+            return;
+        }
         let r = ui.label(RichText::new(format!("📎 {} offers you {} ({size})", o.peer, f.name)).strong());
         a11y_label(&r, format!("{} offers you {} ({size})", o.peer, f.name));
+        if o.seal == OfferSeal::Plain {
+            let r = ui.label(RichText::new("not end-to-end encrypted").small().weak());
+            a11y_label(&r, format!("{} is not end-to-end encrypted", f.name));
+        }
         match o.state {
             OfferState::Pending => {
                 let accept = ui.add_enabled(online, egui::Button::new("Accept…").small());

@@ -281,18 +281,24 @@ impl WireUser {
             .expect("publish key")
     }
 
-    /// Waits for a direct message; returns its sender and envelope bytes.
-    pub async fn expect_dm(&mut self) -> (String, Vec<u8>) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
+    /// Waits for a direct message while the app keeps running (what it sends may wait
+    /// for a frame, e.g. after a key was accepted); returns its sender and envelope bytes.
+    pub fn expect_dm(&mut self, h: &mut Harness<'static, ClassChatApp>) -> (String, Vec<u8>) {
+        let deadline = Instant::now() + DEADLINE;
         loop {
-            let ev = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .unwrap_or_else(|_| panic!("{} never got a DM", self.name))
-                .unwrap_or_else(|| panic!("{}'s connection closed", self.name));
-            if let Event::Message { message } = ev
-                && let classchat_wire::Body::Opaque { data } = message.body
-            {
-                return (message.from, data);
+            match self.events.try_recv() {
+                Ok(Event::Message { message }) => {
+                    if let classchat_wire::Body::Opaque { data } = message.body {
+                        return (message.from, data);
+                    }
+                }
+                Ok(_) => {}
+                Err(mpsc::error::TryRecvError::Disconnected) => panic!("{}'s connection closed", self.name),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    assert!(Instant::now() < deadline, "{} never got a DM", self.name);
+                    h.step();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
         }
     }
@@ -336,4 +342,21 @@ pub fn restartable_lab(rt: &tokio::runtime::Runtime, dir: &Path) -> RestartableL
     let mut alice = app(rt, &dir.join("alice"), &addr.to_string());
     register(&mut alice, "alice", "correct horse");
     RestartableLab { server, server_dir, addr, alice }
+}
+
+/// Opens the DM with `user` through the Ctrl+K switcher.
+pub fn open_dm(h: &mut Harness<'static, classchat::ClassChatApp>, user: &str) {
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::K);
+    wait_until(h, "the switcher to open", |h| {
+        matches!(h.state().dialog, Some(classchat::ui::dialogs::Dialog::Switcher(_)))
+    });
+    settle(h);
+    h.get_by_label("Jump to").type_text(user);
+    settle(h);
+    h.key_press(egui::Key::Enter);
+    wait_until(
+        h,
+        "the DM to open",
+        |h| matches!(&h.state().model.current, Some(classchat_wire::Conv::Direct { user: u }) if u.eq_ignore_ascii_case(user)),
+    );
 }
