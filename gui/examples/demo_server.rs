@@ -274,13 +274,13 @@ fn pseudo_random(len: usize) -> Vec<u8> {
 
 /// Messages that arrive while the app is open.
 async fn live(online: &mut Online, user: &str) -> anyhow::Result<()> {
-    let [(prof, _), (bob, _), (carol, carol_key)] = online.as_mut_slice() else { return Ok(()) };
+    let [(prof, _), (bob, bob_key), (carol, carol_key)] = online.as_mut_slice() else { return Ok(()) };
     say(bob, "random", "Quiz night is at 19:00 in the common room").await?;
     say(bob, "random", "Bring snacks!").await?;
     say(carol, "lobby", &format!("@{user} are you coming to the seminar?")).await?;
     dm(carol_key, carol, user, "Thanks for swapping!").await?;
     let sheet = demo_file("lab-sheet-week-7.pdf", &pseudo_random(180_000))?;
-    bob.send_file(Conv::direct(user), &sheet, |_| {}).await?;
+    bob_key.offer_file(bob, user, &sheet).await.map_err(anyhow::Error::msg)?;
     prof.request(Request::Broadcast { text: "The lab is closed on Monday for maintenance.".into() }).await?;
     Ok(())
 }

@@ -25,7 +25,7 @@ use classchat_wire::e2e::{
     DmKey, Envelope, IDENTITY_BITS, Identity, KEY_ID_LEN, KeyGrant, PublicIdentity, ROTATE_AFTER,
     SignatureCheck, open_backup, safety_number, seal_backup,
 };
-use classchat_wire::sealed_file::FileSecret;
+use classchat_wire::sealed_file::{FileKey, FileSecret, sealed_size};
 use classchat_wire::{Body, ChatMessage, Client, Conv, FileInfo, MessageId, Request, Response};
 
 use crate::local::{LocalStore, PeerKeyState};
@@ -883,6 +883,25 @@ impl WireSender {
         let (key, seq) = self.keys.get_mut(&lc(to)).ok_or("no key")?;
         *seq += 1;
         Ok(Envelope::seal_bytes(key, *seq, &self.name, to, &self.identity, plaintext).to_bytes())
+    }
+
+    /// Offers the file at `path` to `to`, end to end encrypted as the app does it.
+    pub async fn offer_file(
+        &mut self,
+        client: &Client,
+        to: &str,
+        path: &std::path::Path,
+    ) -> Result<FileInfo, String> {
+        let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+        let name =
+            classchat_wire::sanitize_file_name(&path.file_name().unwrap_or_default().to_string_lossy());
+        let secret = FileSecret::new(&name, size, &FileKey::generate());
+        let meta = self.seal_bytes(client, to, &secret.to_plaintext()).await?;
+        let ticket = client
+            .upload_file(Conv::direct(to), "", sealed_size(size), Some(meta))
+            .await
+            .map_err(|e| e.to_string())?;
+        client.upload_sealed_from(&ticket, path, &secret, |_| {}).await.map_err(|e| e.to_string())
     }
 
     /// Seals and sends.

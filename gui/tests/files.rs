@@ -245,7 +245,7 @@ fn offers_show_for_the_recipient_who_accepts_or_declines_and_the_sender_sees_the
 #[test]
 fn files_offered_to_a_person_are_end_to_end_encrypted_both_ways() {
     use classchat::files::OfferSeal;
-    use classchat_wire::sealed_file::{FileKey, FileSecret, sealed_size};
+    use classchat_wire::sealed_file::{FileSecret, sealed_size};
 
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -286,18 +286,7 @@ fn files_offered_to_a_person_are_end_to_end_encrypted_both_ways() {
     let theirs = dir.path().join("lab-data.csv");
     let data = content(200_000, 9);
     std::fs::write(&theirs, &data).expect("write");
-    let described = FileSecret::new("lab-data.csv", data.len() as u64, &FileKey::generate());
-    let meta =
-        rt.block_on(bob_keys.seal_bytes(&bob.client, "alice", &described.to_plaintext())).expect("seal");
-    let ticket = rt
-        .block_on(bob.client.upload_file(
-            Conv::direct("alice"),
-            "",
-            sealed_size(data.len() as u64),
-            Some(meta),
-        ))
-        .expect("offer");
-    rt.block_on(bob.client.upload_sealed_from(&ticket, &theirs, &described, |_| {})).expect("upload");
+    rt.block_on(bob_keys.offer_file(&bob.client, "alice", &theirs)).expect("bob offers");
     wait_for_text(&mut h, "bob offers you lab-data.csv (");
     let shown = h.state().files.offers().find(|o| o.file.name == "lab-data.csv").map(|o| o.file.size);
     assert_eq!(shown, Some(data.len() as u64), "the real size, not the sealed one");
