@@ -34,6 +34,9 @@ pub const MAX_OFFERS: usize = 500;
 pub const MAX_THUMBS: usize = 64;
 /// Images larger than this get no thumbnail (it would mean downloading them).
 pub const MAX_THUMB_SOURCE: u64 = 16 * 1024 * 1024;
+/// The images downloaded for thumbnails are kept on disk up to this total; past it the
+/// least recently used go (and are downloaded again if they come back into view).
+pub const MAX_THUMB_CACHE: u64 = 128 * 1024 * 1024;
 /// Thumbnails fit in a square this many pixels wide.
 pub const THUMB_SIZE: u32 = 160;
 /// Images whose width or height is over this are not decoded (a decompression bomb).
@@ -392,7 +395,41 @@ async fn thumbnail(client: &Client, file: &FileInfo, cache: &Path) -> Option<egu
         let ticket = client.download_file(file.id).await.ok()?;
         client.download_to(&ticket, &path, |_| {}).await.ok()?;
     }
-    tokio::task::spawn_blocking(move || decode_thumbnail(&path)).await.ok().flatten()
+    let cache = cache.to_owned();
+    tokio::task::spawn_blocking(move || {
+        // Touch it, so pruning sees it as recently used.
+        if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        prune_cache(&cache, MAX_THUMB_CACHE);
+        decode_thumbnail(&path)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Deletes the least recently modified files in `dir` until the rest total at most
+/// `max` bytes. Blocking.
+pub fn prune_cache(dir: &Path, max: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            meta.is_file().then(|| (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= max {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
+    }
 }
 
 /// Decodes an image file (png, jpeg, gif, webp only) into a thumbnail of at most
@@ -787,6 +824,28 @@ impl Files {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_thumbnail_cache_keeps_the_newest_files_within_its_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = std::time::SystemTime::now();
+        for (i, name) in ["old", "middle", "new"].iter().enumerate() {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![0u8; 1000]).expect("write");
+            let f = std::fs::File::options().append(true).open(&path).expect("open");
+            f.set_modified(now - Duration::from_secs(100 - 10 * i as u64)).expect("mtime");
+        }
+        prune_cache(dir.path(), 2500);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["middle", "new"]);
+        prune_cache(dir.path(), 5000);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("read").count(), 2, "under the bound nothing goes");
+    }
 
     #[test]
     fn sizes_and_durations_read_well() {
