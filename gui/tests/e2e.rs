@@ -31,23 +31,6 @@ fn shown_safety_number(h: &mut Harness<'static, classchat::ClassChatApp>, user: 
         .expect("safety number")
 }
 
-fn all_bytes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(all_bytes(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path, bytes));
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[test]
 fn two_apps_exchange_dms_the_server_stores_no_plaintext_and_safety_numbers_match() {
     let rt = runtime();

@@ -338,3 +338,57 @@ fn a_transfer_stopped_by_a_lost_connection_goes_on_by_itself_after_the_reconnect
     let bob = rt.block_on(wire_user(&addr.to_string(), "bob"));
     assert_eq!(rt.block_on(download(&bob, &file, &dir.path().join("bob-notes.bin"))), bytes);
 }
+
+/// The whole path between two people's apps: alice drops a file on her DM with bob; bob,
+/// whose window is in the background, is notified, sees the real name, accepts, and gets
+/// the exact bytes. The server never held the name or the content.
+#[test]
+fn a_file_dropped_on_a_dm_reaches_the_other_app_decrypted_and_notifies() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let mut alice = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut alice, "alice", "correct horse");
+    let saves = dir.path().join("bob-saves");
+    std::fs::create_dir_all(&saves).expect("saves dir");
+    let shown = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut bob = app_with(&rt, &dir.path().join("bob"), |c| {
+        c.server = Some(addr.clone());
+        c.save_dir_for_tests = Some(saves.clone());
+        c.notifier = classchat::app::Notifier::Record(shown.clone());
+    });
+    register(&mut bob, "bob", "battery staple");
+    bob.input_mut().focused = false;
+
+    let bytes = content(2_500_000, 11);
+    let path = dir.path().join("thesis-chapter-2.pdf");
+    std::fs::write(&path, &bytes).expect("write");
+    open_dm(&mut alice, "bob");
+    drop_files(&mut alice, &[&path]);
+    wait_for_text(&mut bob, "alice offers you thesis-chapter-2.pdf (");
+    wait_until(&mut bob, "the notification", |_| shown.lock().map(|s| s.len()).unwrap_or_default() == 1);
+    let (summary, body) = shown.lock().expect("list")[0].clone();
+    assert_eq!(summary, "alice offers you a file");
+    assert!(body.starts_with("thesis-chapter-2.pdf ("), "{body}");
+    assert!(has_text(&bob, "@alice, 1 unread"));
+
+    open_dm(&mut bob, "alice");
+    click(&mut bob, "Accept thesis-chapter-2.pdf");
+    wait_until(&mut bob, "the download to finish", |h| {
+        h.state().files.transfers().any(|t| t.state == TransferState::Done)
+    });
+    assert_eq!(std::fs::read(saves.join("thesis-chapter-2.pdf")).expect("saved"), bytes);
+    wait_for_text(&mut alice, "thesis-chapter-2.pdf: bob accepted");
+
+    drop(server);
+    let stored = all_bytes(&dir.path().join("server"));
+    assert!(
+        stored.iter().any(|(p, _)| p.to_string_lossy().contains("classchat.db")),
+        "the database is there"
+    );
+    for (path, data) in &stored {
+        assert!(!contains(data, b"thesis-chapter-2"), "the name is in {}", path.display());
+        assert!(!contains(data, &bytes[..4096]), "the content is in {}", path.display());
+    }
+}

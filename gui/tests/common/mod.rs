@@ -360,3 +360,22 @@ pub fn open_dm(h: &mut Harness<'static, classchat::ClassChatApp>, user: &str) {
         |h| matches!(&h.state().model.current, Some(classchat_wire::Conv::Direct { user: u }) if u.eq_ignore_ascii_case(user)),
     );
 }
+
+/// Every file under `dir`, read whole.
+pub fn all_bytes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
