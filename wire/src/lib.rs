@@ -32,7 +32,7 @@ pub mod frame;
 pub mod invite;
 pub mod message;
 
-pub use client::{Client, ClientConfig, TrustPolicy};
+pub use client::{Client, ClientConfig, RawSession, TrustPolicy};
 pub use error::{CryptoError, Error, Result};
 pub use files::{DownloadTicket, UploadTicket, sanitize_file_name};
 pub use fingerprint::{Fingerprint, KnownServers, Trust};
