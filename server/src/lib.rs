@@ -7,12 +7,14 @@
 //! - `handlers/`: one file per area of requests.
 //! - `state`: shared in-memory state (accounts, rooms, online sessions) and fan-out.
 //! - `store`: SQLite, written by one thread with group commit.
+//! - `cursors`: delivery cursors (`ack`s) coalesced in memory, written once a second.
 //! - `keys`: the server key on disk and Argon2id hashes of secrets.
 //! - `files`: shared files: registry, content store, bulk connections, retention.
 //! - [`admin`]: the admin console and the admin socket.
 
 pub mod admin;
 pub mod config;
+mod cursors;
 mod files;
 mod handlers;
 mod keys;

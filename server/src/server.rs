@@ -104,6 +104,7 @@ pub async fn serve(
         "serving"
     );
     tracker.spawn(crate::files::sweep_task(state.clone()));
+    tracker.spawn(crate::cursors::flush_task(state.clone()));
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -141,6 +142,7 @@ pub async fn serve(
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
         tracing::warn!("some connections did not close in time");
     }
+    crate::cursors::flush(&state, None).await;
     state.store.flush().await.map_err(|e| anyhow::anyhow!("final store flush failed: {e}"))?;
     let _ = std::fs::remove_file(admin::socket_path(&state.config.data_dir));
     tracing::info!("stopped");

@@ -18,8 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::handlers::{self, ApiError, Reply};
 use crate::state::{Lc, Outgoing, SessionId, State};
 
-/// Frames the writer seals before writing them out together.
-const WRITE_BATCH: usize = 256;
+/// Sealed bytes the writer gathers before it writes them out together. Bounds the
+/// writer's buffer (which keeps its capacity; see BENCHMARKS.md, connect) while letting
+/// one `write` carry ~150 typical deliveries of ~210 bytes. One frame may take it past
+/// this by at most `max_frame_len`.
+const WRITE_BATCH_BYTES: usize = 32 * 1024;
 
 /// Per-connection state owned by the reader.
 #[derive(Debug)]
@@ -131,6 +134,13 @@ pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
         }
     }
     handlers::account::end_session(&state, &session);
+    // Its cursors go to the store now, not at the next tick (a login reads the pending
+    // ones as well until they are committed). At shutdown the server writes all at once.
+    if let Some(user) = &session.user
+        && !state.shutdown.is_cancelled()
+    {
+        crate::cursors::flush(&state, Some((user, &session.device))).await;
+    }
     match outcome {
         // Tell the client why, if it is still listening; then let the writer drain.
         End::Tell(reason) => {
@@ -240,30 +250,31 @@ async fn write_loop(
                 () = kill.cancelled() => return Ok(()),
                 item = rx.recv() => item,
             };
-            let Some(mut item) = item else { break };
-            let mut closing = None;
-            for _ in 0..WRITE_BATCH {
-                match item {
-                    Outgoing::Frame(bytes) => writer.queue_encoded(&bytes)?,
-                    Outgoing::Close(reason) => {
-                        writer.queue(&ServerMsg::Event {
-                            event: Event::Disconnect { reason: reason.clone() },
-                        })?;
-                        closing = Some(reason);
-                        break;
-                    }
+            let Some(item) = item else { break };
+            let mut closing = seal(&mut writer, item)?;
+            if !closing {
+                closing = drain(&mut writer, &mut rx)?;
+            }
+            // Write coalescing, the way an event loop flushes once per pass: before
+            // writing, let every other runnable task run (the other writers of this
+            // delivery round) and the I/O driver be polled once. A tokio `yield_now`
+            // resumes only when the worker has nothing else to do, so on a busy server
+            // the next commits' frames arrive meanwhile and this connection writes once
+            // per round instead of once per frame; on an idle one it costs a poll.
+            if !closing && writer.queued_len() < WRITE_BATCH_BYTES {
+                tokio::select! {
+                    biased;
+                    () = kill.cancelled() => return Ok(()),
+                    () = tokio::task::yield_now() => {}
                 }
-                match rx.try_recv() {
-                    Ok(next) => item = next,
-                    Err(_) => break,
-                }
+                closing = drain(&mut writer, &mut rx)?;
             }
             tokio::select! {
                 biased;
                 () = kill.cancelled() => return Ok(()),
                 r = writer.flush() => r?,
             }
-            if closing.is_some() {
+            if closing {
                 break;
             }
         }
@@ -275,4 +286,29 @@ async fn write_loop(
     }
     // Stops the reader too, whichever side ended first.
     kill.cancel();
+}
+
+/// Seals one queued item; `true` when it was the goodbye and nothing may follow.
+fn seal(writer: &mut SecureWriter<OwnedWriteHalf>, item: Outgoing) -> classchat_wire::Result<bool> {
+    match item {
+        Outgoing::Frame(bytes) => writer.queue_encoded(&bytes).map(|()| false),
+        Outgoing::Close(reason) => {
+            writer.queue(&ServerMsg::Event { event: Event::Disconnect { reason } })?;
+            Ok(true)
+        }
+    }
+}
+
+/// Seals what is already queued, up to [`WRITE_BATCH_BYTES`]; `true` after a goodbye.
+fn drain(
+    writer: &mut SecureWriter<OwnedWriteHalf>,
+    rx: &mut mpsc::Receiver<Outgoing>,
+) -> classchat_wire::Result<bool> {
+    while writer.queued_len() < WRITE_BATCH_BYTES {
+        let Ok(item) = rx.try_recv() else { break };
+        if seal(writer, item)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

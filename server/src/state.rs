@@ -124,6 +124,8 @@ pub struct Shared {
     pub files: crate::files::Files,
     pub key: ServerKey,
     pub store: Store,
+    /// Delivery cursors waiting to be written.
+    pub cursors: crate::cursors::Cursors,
     pub shutdown: CancellationToken,
     /// The address the server listens on, once it does (for invite links).
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
@@ -211,6 +213,7 @@ impl State {
             config,
             key,
             store,
+            cursors: crate::cursors::Cursors::default(),
             shutdown: CancellationToken::new(),
             local_addr: std::sync::OnceLock::new(),
             inner: Mutex::new(inner),

@@ -237,10 +237,15 @@ pub struct FileRow {
 /// write of the job, in order, or why the commit failed.
 pub type Committed = Result<Vec<(MessageId, Timestamp)>, String>;
 
+/// What runs once a job is committed (or failed): it gets the outcome and the job's own
+/// writes back, so the fan-out can move the messages out of them instead of cloning them
+/// up front (BENCHMARKS.md, durable).
+pub type Done = Box<dyn FnOnce(Committed, Vec<Write>) + Send>;
+
 /// A unit of work for the writer: all of `writes` commit together (with other jobs).
 pub struct Job {
     pub writes: Vec<Write>,
-    pub done: Option<Box<dyn FnOnce(Committed) + Send>>,
+    pub done: Option<Done>,
 }
 
 /// A stored message as read back.
@@ -377,7 +382,7 @@ impl Store {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(Job {
             writes,
-            done: Some(Box::new(move |r| {
+            done: Some(Box::new(move |r, _| {
                 let _ = tx.send(r);
             })),
         })
@@ -578,7 +583,7 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>, batch: 
         let _gather = crate::state::Gather::begin();
         for (job, result) in jobs.drain(..).zip(results) {
             if let Some(done) = job.done {
-                done(result);
+                done(result, job.writes);
             }
         }
     }

@@ -34,7 +34,7 @@ pub mod invite;
 pub mod message;
 pub mod sealed_file;
 
-pub use client::{Client, ClientConfig, TrustPolicy};
+pub use client::{Client, ClientConfig, RawSession, TrustPolicy};
 pub use error::{CryptoError, Error, Result};
 pub use files::{DownloadTicket, UploadTicket, sanitize_file_name};
 pub use fingerprint::{Fingerprint, KnownServers, Trust};

@@ -289,11 +289,17 @@ async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, dev
 
     let cap = state.config.max_catch_up_per_conversation;
     let (user, dev) = (lc.clone(), device.clone());
+    // Cursors acknowledged but not written yet count too (a quick reconnect).
+    let pending = state.cursors.of_device(&lc, &device);
     let missed = state
         .store
         .read(move |c| {
-            let cursors: std::collections::HashMap<String, u64> =
+            let mut cursors: std::collections::HashMap<String, u64> =
                 Store::cursors(c, &user, &dev)?.into_iter().collect();
+            for (conv, id) in pending {
+                let e = cursors.entry(conv).or_insert(id);
+                *e = (*e).max(id);
+            }
             let mut out = Vec::new();
             for (key, conv, joined) in convs {
                 let after = cursors.get(&key).copied().unwrap_or(0).max(joined.saturating_sub(1));

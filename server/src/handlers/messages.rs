@@ -197,12 +197,12 @@ pub fn conv_key(state: &State, me: &Lc, conv: &Conv) -> ApiResult<String> {
     }
 }
 
-/// Moves this device's delivered cursor. Ignored when not logged in or not allowed.
+/// Moves this device's delivered cursor (in memory; see `cursors`). Ignored when not
+/// logged in or not allowed.
 pub async fn ack(state: &State, session: &Session, conv: Conv, up_to: MessageId) {
     let Some(me) = session.user.clone() else { return };
     let Ok(key) = conv_key(state, &me, &conv) else { return };
-    let write = Write::Cursor { user: me, device: session.device.clone(), conv: key, up_to };
-    if let Err(e) = state.store.submit(crate::store::Job { writes: vec![write], done: None }).await {
-        tracing::warn!(error = %e, "could not store a delivery cursor");
+    if state.cursors.ack(me, session.device.clone(), key, up_to) {
+        crate::cursors::flush(state, None).await;
     }
 }

@@ -148,20 +148,19 @@ pub fn job(
     except: Option<SessionId>,
     then: impl FnOnce(&Committed) + Send + 'static,
 ) -> Job {
-    let messages: Vec<(String, String, classchat_wire::Body)> = writes
-        .iter()
-        .filter_map(|w| match w {
-            Write::Message { conv, sender, body } => Some((conv.clone(), sender.clone(), body.clone())),
-            _ => None,
-        })
-        .collect();
     let state = state.clone();
     Job {
         writes,
-        done: Some(Box::new(move |result: Committed| {
+        // The messages are moved out of the job's writes once they are committed: no copy
+        // of the conversation, sender and body per message.
+        done: Some(Box::new(move |result: Committed, writes: Vec<Write>| {
             if let Ok(ids) = &result {
-                for ((conv, sender, body), (id, ts)) in messages.into_iter().zip(ids) {
-                    state.deliver(&StoredMessage { id: *id, conv, sender, ts: *ts, body }, except);
+                let messages = writes.into_iter().filter_map(|w| match w {
+                    Write::Message { conv, sender, body } => Some((conv, sender, body)),
+                    _ => None,
+                });
+                for ((conv, sender, body), &(id, ts)) in messages.zip(ids) {
+                    state.deliver(&StoredMessage { id, conv, sender, ts, body }, except);
                 }
             }
             // After the gathered deliveries are out: a reply follows its events.

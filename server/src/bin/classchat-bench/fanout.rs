@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::conn;
 use crate::irc::{self, IrcOpts};
+use crate::lean;
 use crate::load::{self, Recorder};
 use crate::procstat;
 use crate::stats::{Row, now_ns, round3};
@@ -54,6 +55,10 @@ pub struct Args {
     /// Only run against InspIRCd.
     #[arg(long)]
     pub irc_only: bool,
+    /// Receive with the full `Client` on every connection, not only the senders' (the
+    /// default reads the other receivers' frames with the lean path in `lean`).
+    #[arg(long)]
+    pub full_client: bool,
 }
 
 /// How one side's senders send.
@@ -306,9 +311,16 @@ pub async fn run(opts: &ServerOpts, irc_opts: &IrcOpts, a: &Args) -> anyhow::Res
         let target = Target::start(opts, &data).await?;
         let rec = Recorder::new();
         let setup = Instant::now();
+        // Senders need the full client (requests and replies); the other receivers use the
+        // lean path unless told otherwise.
+        let full = if a.full_client { users } else { a.senders };
+        let (with_client, lean_only) = accounts.split_at_mut(full);
         let clients =
-            conn::login_all(&target.addr_string(), &mut accounts, 1, 32, 4096, chat_receiver(rec.clone()))
+            conn::login_all(&target.addr_string(), with_client, 1, 32, 4096, chat_receiver(rec.clone()))
                 .await?;
+        let rooms = a.rooms;
+        lean::login_all(&target.addr_string(), lean_only, full, 32, |i| format!("room{}", i % rooms), &rec)
+            .await?;
         eprintln!("fanout (classchat): {users} clients logged in in {:.1} s", setup.elapsed().as_secs_f64());
         let mut senders = Senders::Chat {
             clients: (0..a.senders).map(|k| (clients[k].clone(), format!("room{}", k % a.rooms))).collect(),

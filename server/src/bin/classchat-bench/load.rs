@@ -17,6 +17,18 @@ struct Shard {
     last_ns: u64,
 }
 
+impl Shard {
+    fn add(&mut self, (step, sent): (u32, u64), current: u32, now: u64) {
+        if step == current {
+            self.hist.record_us(now.saturating_sub(sent) / 1000);
+            self.count += 1;
+            self.last_ns = now;
+        } else {
+            self.stale += 1;
+        }
+    }
+}
+
 /// Shared by all receivers of one run.
 #[derive(Debug)]
 pub struct Recorder {
@@ -55,16 +67,16 @@ impl Recorder {
         let now = now_ns();
         let current = self.step.load(Ordering::Relaxed);
         let mut s = lock(&self.shards[who % SHARDS]);
-        for text in texts {
-            let Some((step, sent)) = parse(text) else { continue };
-            if step == current {
-                s.hist.record_us(now.saturating_sub(sent) / 1000);
-                s.count += 1;
-                s.last_ns = now;
-            } else {
-                s.stale += 1;
-            }
+        for stamp in texts.filter_map(parse) {
+            s.add(stamp, current, now);
         }
+    }
+
+    /// Records one delivery of the message stamped `(step, sent_ns)` (see [`parse`]).
+    pub fn record_stamp(&self, who: usize, stamp: (u32, u64)) {
+        let now = now_ns();
+        let current = self.step.load(Ordering::Relaxed);
+        lock(&self.shards[who % SHARDS]).add(stamp, current, now);
     }
 
     /// Starts counting `step`, forgetting what came before.
@@ -101,7 +113,8 @@ pub fn text(step: u32, len: usize) -> String {
     t
 }
 
-fn parse(text: &str) -> Option<(u32, u64)> {
+/// `(step, sent_ns)` of a bench message text.
+pub fn parse(text: &str) -> Option<(u32, u64)> {
     let rest = text.strip_prefix('b')?;
     let mut parts = rest.splitn(3, ':');
     let step = parts.next()?.parse().ok()?;

@@ -15,6 +15,8 @@
 //! - `procstat`: CPU and RSS of a process from /proc.
 //! - `stats`: latency histograms, the shared clock, the table.
 //! - `load`: what fan-out receivers record (shared by ClassChat and IRC).
+//! - `lean`: the fan-out receivers' lean receive path (the real handshake and login, then
+//!   frames decoded into just what is recorded).
 //! - `connect`, `fanout`, `dm`, `durable`, `history`: the scenarios.
 //! - `irc`: InspIRCd and plain IRC clients for the fan-out comparison.
 
@@ -26,6 +28,7 @@ mod fanout;
 mod file;
 mod history;
 mod irc;
+mod lean;
 mod load;
 mod procstat;
 mod stats;
@@ -126,6 +129,7 @@ async fn suite(opts: &ServerOpts, irc: &irc::IrcOpts, rows: &mut Vec<Row>) -> an
         text_len: 64,
         irc: true,
         irc_only: false,
+        full_client: false,
     };
     let runs: Vec<(&str, Scenario)> = vec![
         (
