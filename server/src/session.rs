@@ -102,7 +102,9 @@ pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
             id,
             body: body @ (Request::AttachUpload { .. } | Request::AttachDownload { .. }),
         }))) => {
-            crate::files::serve_bulk(&state, reader, writer, id, body).await;
+            // Boxed: unboxed, the transfer's state would be part of every chat connection's
+            // task too (BENCHMARKS.md, connect).
+            Box::pin(crate::files::serve_bulk(&state, reader, writer, id, body)).await;
             return;
         }
         Ok(Ok(Some(msg))) => Some(msg),

@@ -4,6 +4,9 @@
 //! (server) or [`Connection::connect`] (client) turn it into a [`SecureConnection`], whose
 //! [`SecureReader`] and [`SecureWriter`] halves can live in different tasks.
 
+use std::future::Future;
+use std::task::Poll;
+
 use bytes::BytesMut;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,13 +17,31 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::{frame, message};
 
-/// How much the read buffer grows by when it needs room and no frame length is known yet.
+/// How much the read buffer grows by when it needs room and no frame length is known yet,
+/// and what it starts with when bytes keep coming.
 const READ_CHUNK: usize = 4096;
+/// What a reader with nothing buffered reads first, into an array in its own future (so in
+/// the connection's task: every connection pays this much, allocated or not). It holds a
+/// whole sealed chat request, ack or pong (about 80–200 bytes), so most frames that arrive
+/// on an idle connection take one read and one allocation of their own size.
+const IDLE_READ: usize = 256;
+/// The most a [`SecureWriter`] keeps allocated between flushes: room for a few sealed chat
+/// frames (a delivery is about 210 bytes), so a connection that sends one at a time does not
+/// allocate for each, while a large batch (a login's catch-up, a burst) is not kept for the
+/// connection's life.
+pub const WRITE_BUF_KEEP: usize = 1024;
 /// Frame limit while handshaking: the hello and key frames are under 2 KiB even with an
 /// 8192-bit key, so a peer that has proved nothing yet cannot make us reserve 1 MiB.
 pub const HANDSHAKE_MAX_FRAME_LEN: usize = 16 * 1024;
 
 /// Reads whole frames from a byte stream.
+///
+/// An idle connection holds no read buffer. When the frames read have all been taken and
+/// the stream has nothing more ready, the buffer is let go; the wait for the next bytes
+/// reads into a small array ([`IDLE_READ`]) and then allocates what the arriving frame
+/// needs. While frames stream in back to back, one buffer serves many of them. (A 4 KiB
+/// buffer held for the connection's life was a third of the server's memory per idle
+/// connection; BENCHMARKS.md, connect.)
 #[derive(Debug)]
 pub struct FrameReader<R> {
     io: R,
@@ -41,18 +62,69 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(body) = frame::decode(&mut self.buf, self.max_frame_len)? {
                 return Ok(Some(body));
             }
+            if self.buf.is_empty() {
+                // Between frames. Bytes that are already there go into the buffer in hand;
+                // if there are none, the buffer goes, and the wait holds nothing.
+                if self.buf.capacity() > 0 {
+                    match self.read_ready().await {
+                        Some(Ok(0)) => return Ok(None),
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return Err(e.into()),
+                        None => self.buf = BytesMut::new(),
+                    }
+                }
+                if !self.read_idle().await? {
+                    return Ok(None);
+                }
+                continue;
+            }
             if self.buf.capacity() == self.buf.len() {
                 self.buf.reserve(READ_CHUNK);
             }
             if self.io.read_buf(&mut self.buf).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed mid-frame")
-                        .into())
-                };
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed mid-frame",
+                )
+                .into());
             }
         }
+    }
+
+    /// Reads into the buffer's spare room what the stream has ready; `None`, having read
+    /// nothing, if that is nothing. Never waits.
+    async fn read_ready(&mut self) -> Option<std::io::Result<usize>> {
+        let mut read = std::pin::pin!(self.io.read_buf(&mut self.buf));
+        // Dropping a read that is not ready loses nothing: tokio's reads are cancel-safe.
+        std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    }
+
+    /// With nothing buffered: waits for bytes without holding a buffer, then allocates for
+    /// what arrived. `false` at a clean end of stream.
+    async fn read_idle(&mut self) -> Result<bool> {
+        let mut first = [0u8; IDLE_READ];
+        let n = self.io.read(&mut first).await?;
+        let Some(got) = first.get(..n).filter(|got| !got.is_empty()) else {
+            return Ok(false);
+        };
+        // The length is checked before anything is allocated for the frame.
+        let frame_len = frame::total_len(got, self.max_frame_len)?.unwrap_or(frame::HEADER_LEN);
+        // A full first read means more is probably waiting: room to stream. Otherwise room for
+        // this frame (or for what arrived, if that was more than one frame).
+        let capacity = if n == IDLE_READ { frame_len.max(READ_CHUNK) } else { frame_len.max(n) };
+        self.buf = BytesMut::with_capacity(capacity);
+        self.buf.extend_from_slice(got);
+        Ok(true)
+    }
+
+    /// What the read buffer holds allocated: 0 while a reader waits between frames with
+    /// nothing ready.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     pub fn max_frame_len(&self) -> usize {
@@ -212,14 +284,23 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
         self.buf.len()
     }
 
-    /// Writes everything queued.
+    /// Writes everything queued. A buffer that grew past [`WRITE_BUF_KEEP`] is let go
+    /// afterwards, so a connection keeps the memory of a large batch only while it sends one.
     pub async fn flush(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
             self.io.write_all(&self.buf).await?;
             self.buf.clear();
         }
+        if self.buf.capacity() > WRITE_BUF_KEEP {
+            self.buf = BytesMut::new();
+        }
         self.io.flush().await?;
         Ok(())
+    }
+
+    /// What the write buffer holds allocated.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Queues and writes one message.
@@ -237,5 +318,159 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
 
     pub fn max_frame_len(&self) -> usize {
         self.max_frame_len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use tokio::io::{AsyncWriteExt, DuplexStream, duplex};
+
+    use super::*;
+    use crate::frame::MAX_FRAME_LEN;
+
+    /// Polls `fut` once: what a reader does when nothing more arrives.
+    fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
+        pin!(fut).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        frame::encode(body, &mut out, MAX_FRAME_LEN).expect("frame");
+        out.to_vec()
+    }
+
+    fn body(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    }
+
+    /// A reader over one end of a pipe with room for `pipe` bytes, and the other end.
+    fn reader(pipe: usize) -> (FrameReader<DuplexStream>, DuplexStream) {
+        let (ours, theirs) = duplex(pipe);
+        (FrameReader::new(ours, MAX_FRAME_LEN), theirs)
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_between_frames_holds_no_buffer() {
+        let (mut frames, mut peer) = reader(1 << 20);
+        assert_eq!(frames.buffer_capacity(), 0, "nothing before the first read");
+        // Smaller than the first read, larger, and larger than a read chunk.
+        for len in [150, IDLE_READ - frame::HEADER_LEN, 700, 3 * READ_CHUNK] {
+            let sent = body(len, len as u8);
+            peer.write_all(&framed(&sent)).await.expect("write");
+            let got = frames.read_frame().await.expect("read").expect("a frame");
+            assert_eq!(&got[..], &sent[..], "{len} bytes");
+            assert!(poll_once(frames.read_frame()).is_pending(), "nothing more was sent");
+            assert_eq!(frames.buffer_capacity(), 0, "idle after a {len}-byte frame");
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_streaming_in_back_to_back_share_one_buffer() {
+        let (mut frames, mut peer) = reader(1 << 20);
+        let sent: Vec<Vec<u8>> = (0..60).map(|i| body(100 + i, i as u8)).collect();
+        peer.write_all(&sent.iter().flat_map(|b| framed(b)).collect::<Vec<u8>>()).await.expect("write");
+        let mut got = Vec::new();
+        for _ in &sent {
+            got.push(frames.read_frame().await.expect("read").expect("a frame"));
+            assert!(frames.buffer_capacity() > 0 || got.len() == sent.len(), "kept while bytes are waiting");
+        }
+        assert_eq!(got.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), sent);
+        // A body that starts right after the previous one (and its successor's prefix) was cut
+        // from the same allocation: no allocation or copy for it.
+        let fresh = got
+            .windows(2)
+            .filter(|w| w[0].as_ptr().wrapping_add(w[0].len() + frame::HEADER_LEN) != w[1].as_ptr())
+            .count();
+        let bytes: usize = sent.iter().map(|b| b.len() + frame::HEADER_LEN).sum();
+        assert!(fresh <= bytes / READ_CHUNK + 1, "{fresh} allocations for {bytes} bytes");
+        assert!(poll_once(frames.read_frame()).is_pending());
+        assert_eq!(frames.buffer_capacity(), 0, "idle once they are all read");
+    }
+
+    #[tokio::test]
+    async fn a_frame_split_across_many_tiny_reads_decodes() {
+        // The pipe passes at most 3 bytes at a time.
+        let (mut frames, mut peer) = reader(3);
+        let sent = [body(1000, 1), body(0, 0), body(90, 2), body(IDLE_READ * 2, 3)];
+        let wire: Vec<u8> = sent.iter().flat_map(|b| framed(b)).collect();
+        let writer = tokio::spawn(async move {
+            for piece in wire.chunks(7) {
+                peer.write_all(piece).await.expect("write");
+            }
+        });
+        for expected in &sent {
+            let got = frames.read_frame().await.expect("read").expect("a frame");
+            assert_eq!(&got[..], &expected[..]);
+        }
+        writer.await.expect("writer");
+        assert!(frames.read_frame().await.expect("clean end").is_none());
+        assert_eq!(frames.buffer_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_prefix_on_an_idle_reader_allocates_nothing() {
+        let (ours, mut peer) = duplex(64);
+        let mut frames = FrameReader::new(ours, 1000);
+        peer.write_all(&1001u32.to_be_bytes()).await.expect("write");
+        let err = frames.read_frame().await.expect_err("over the limit");
+        assert!(matches!(err, Error::FrameTooLarge { size: 1001, max: 1000 }), "{err:?}");
+        assert_eq!(frames.buffer_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_after_buffered_frames_is_clean_and_inside_one_is_not() {
+        let (mut frames, mut peer) = reader(1 << 16);
+        let sent = [body(300, 1), body(300, 2)];
+        peer.write_all(&sent.iter().flat_map(|b| framed(b)).collect::<Vec<u8>>()).await.expect("write");
+        drop(peer);
+        for expected in &sent {
+            assert_eq!(&frames.read_frame().await.expect("read").expect("a frame")[..], &expected[..]);
+        }
+        assert!(frames.read_frame().await.expect("clean end").is_none());
+
+        let (mut frames, mut peer) = reader(1 << 16);
+        let mut wire = framed(&body(300, 1));
+        wire.extend_from_slice(&framed(&body(300, 2))[..200]);
+        peer.write_all(&wire).await.expect("write");
+        drop(peer);
+        assert!(frames.read_frame().await.expect("read").is_some());
+        let err = frames.read_frame().await.expect_err("cut inside the second frame");
+        assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof), "{err:?}");
+    }
+
+    fn secure_pair() -> (SecureWriter<DuplexStream>, SecureReader<DuplexStream>) {
+        let keys = crypto::derive_keys(&[1; 32], &[2; 32], &[3; 32]);
+        let (sealer, _) = keys.split(Role::Client);
+        let (_, opener) = keys.split(Role::Server);
+        let (a, b) = duplex(1 << 20);
+        let writer = SecureWriter { io: a, sealer, buf: BytesMut::new(), max_frame_len: MAX_FRAME_LEN };
+        (writer, SecureReader { frames: FrameReader::new(b, MAX_FRAME_LEN), opener })
+    }
+
+    #[tokio::test]
+    async fn a_writer_keeps_a_small_buffer_and_lets_a_large_batch_go() {
+        let (mut writer, mut reader) = secure_pair();
+        writer.queue_encoded(&[1; 100]).expect("queue");
+        writer.flush().await.expect("flush");
+        let small = writer.buffer_capacity();
+        assert!(small > 0 && small <= WRITE_BUF_KEEP, "one small frame's room is kept: {small}");
+
+        for _ in 0..40 {
+            writer.queue_encoded(&[2; 200]).expect("queue");
+        }
+        assert!(writer.buffer_capacity() > WRITE_BUF_KEEP);
+        writer.flush().await.expect("flush");
+        assert_eq!(writer.buffer_capacity(), 0, "the batch's buffer is gone after the flush");
+
+        // Everything arrived, in order.
+        let first: Vec<u8> = reader.frames.read_frame().await.expect("read").expect("frame").to_vec();
+        assert_eq!(reader.opener.open(&mut first.clone()).expect("open"), &[1; 100][..]);
+        for _ in 0..40 {
+            let mut frame = reader.frames.read_frame().await.expect("read").expect("frame");
+            assert_eq!(reader.opener.open(&mut frame).expect("open"), &[2; 200][..]);
+        }
     }
 }

@@ -23,20 +23,29 @@ pub const HEADER_LEN: usize = 4;
 /// than `max` bytes: the body is never buffered. When only a prefix has arrived, `buf` is
 /// grown just enough to hold the frame, so the caller's next read fills it in one go.
 pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>> {
-    let Some(header) = buf.get(..HEADER_LEN) else {
+    let Some(total) = total_len(buf, max)? else {
         return Ok(None);
     };
-    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if len > max {
-        return Err(Error::FrameTooLarge { size: len, max });
-    }
-    let total = HEADER_LEN + len;
     if buf.len() < total {
         buf.reserve(total - buf.len());
         return Ok(None);
     }
     buf.advance(HEADER_LEN);
-    Ok(Some(buf.split_to(len)))
+    Ok(Some(buf.split_to(total - HEADER_LEN)))
+}
+
+/// The length of the frame at the front of `bytes`, prefix included, once the prefix has
+/// arrived (`Ok(None)` before that). [`Error::FrameTooLarge`] if the body would exceed
+/// `max`, so a caller can size a buffer from the answer.
+pub fn total_len(bytes: &[u8], max: usize) -> Result<Option<usize>> {
+    let Some(&[a, b, c, d]) = bytes.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if len > max {
+        return Err(Error::FrameTooLarge { size: len, max });
+    }
+    Ok(Some(HEADER_LEN + len))
 }
 
 /// Appends `body` to `dst` as one frame.
