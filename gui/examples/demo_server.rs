@@ -11,15 +11,15 @@
 //! `classchat --data-dir /tmp/demo/ada --server 127.0.0.1:7431 --user ada` logs straight in.
 //! It prints `READY` when seeded, then serves until stdin closes or Ctrl+C.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 use classchat::e2e::WireSender;
-use classchat::local::LocalStore;
-use classchat_wire::crypto::ServerKey;
-use classchat_wire::{Client, ClientConfig, Conv, Request, TrustPolicy};
+use classchat_wire::{Client, Conv, Request};
+use common::{Server, connect, prepare_app, pseudo_random, publish_key};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -33,22 +33,9 @@ struct Args {
     user: String,
 }
 
-const PASSWORD: &str = "demo-password";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    std::fs::create_dir_all(&args.data)?;
-    let key_path = args.data.join("server_key.der");
-    if !key_path.exists() {
-        // 2048 bits: generated in a second rather than several.
-        let key = tokio::task::spawn_blocking(|| ServerKey::generate(2048)).await??;
-        std::fs::write(&key_path, key.to_pkcs8_der()?)?;
-    }
-    let fingerprint = *ServerKey::from_pkcs8_der(&std::fs::read(&key_path)?)?.fingerprint();
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.context("bind")?;
-    let addr = listener.local_addr()?.to_string();
-    let port = listener.local_addr()?.port();
     let config = classchat_server::Config {
         server_name: "Physics Lab 2".into(),
         data_dir: args.data.clone(),
@@ -56,14 +43,12 @@ async fn main() -> anyhow::Result<()> {
         admins: vec!["prof".into()],
         ..Default::default()
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(classchat_server::run(listener, config, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = Server::start(&args.listen, config).await?;
+    let (addr, port, fingerprint) = (server.addr.clone(), server.port, server.fingerprint);
 
     let (mut online, me_key) = seed(&addr, &args.user).await?;
     if let Some(dir) = &args.app_data {
-        prepare_app(dir, &addr, &args.user, fingerprint, &me_key).await?;
+        prepare_app(dir, &addr, &args.user, fingerprint, &me_key, &["bob", "carol"]).await?;
     }
     // Heard by apps started with `--discovery loopback` (this computer only).
     let _announcement = classchat_wire::discovery::announce(
@@ -98,23 +83,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(online);
-    let _ = stop_tx.send(());
-    server.await??;
-    Ok(())
-}
-
-async fn connect(addr: &str, name: &str, device: &str) -> anyhow::Result<Client> {
-    let (client, mut events) = Client::connect(ClientConfig::new(addr, TrustPolicy::AnyKey)).await?;
-    // Nobody reads these; drain them so the server never sees a stalled client.
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let key = {
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&name, PASSWORD)).await??
-    };
-    if client.register(name, &key, device).await.is_err() {
-        client.login(name, &key, device).await?;
-    }
-    Ok(client)
+    server.stop().await
 }
 
 async fn say(client: &Client, room: &str, text: &str) -> anyhow::Result<()> {
@@ -126,10 +95,6 @@ async fn say(client: &Client, room: &str, text: &str) -> anyhow::Result<()> {
 
 /// Clients that stay online, with their keys for end-to-end encrypted DMs.
 type Online = Vec<(Client, WireSender)>;
-
-async fn key(client: &Client, name: &str) -> anyhow::Result<WireSender> {
-    WireSender::publish(client, name, PASSWORD, 2048).await.map_err(anyhow::Error::msg)
-}
 
 async fn dm(from: &mut WireSender, client: &Client, to: &str, text: &str) -> anyhow::Result<()> {
     from.send(client, to, text).await.map_err(anyhow::Error::msg)?;
@@ -207,10 +172,10 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<(Online, WireSender)> {
     say(&me, "exam-prep", "Is question 4 from 2023 in scope this year?").await?;
     say(&prof, "exam-prep", "Yes, all of chapter 7 is.").await?;
 
-    let mut me_key = key(&me, user).await?;
-    let mut bob_key = key(&bob, "bob").await?;
-    let mut carol_key = key(&carol, "carol").await?;
-    let prof_key = key(&prof, "prof").await?;
+    let mut me_key = publish_key(&me, user).await?;
+    let mut bob_key = publish_key(&bob, "bob").await?;
+    let mut carol_key = publish_key(&carol, "carol").await?;
+    let prof_key = publish_key(&prof, "prof").await?;
     for text in ["Hey, did you get the lab sheet?", "The link in the email is broken for me."] {
         dm(&mut bob_key, &bob, user, text).await?;
     }
@@ -260,18 +225,6 @@ fn demo_file(name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 /// Messages that arrive while the app is open.
 async fn live(online: &mut Online, user: &str) -> anyhow::Result<()> {
     let [(prof, _), (bob, bob_key), (carol, carol_key)] = online.as_mut_slice() else { return Ok(()) };
@@ -282,40 +235,5 @@ async fn live(online: &mut Online, user: &str) -> anyhow::Result<()> {
     let sheet = demo_file("lab-sheet-week-7.pdf", &pseudo_random(180_000))?;
     bob_key.offer_file(bob, user, &sheet).await.map_err(anyhow::Error::msg)?;
     prof.request(Request::Broadcast { text: "The lab is closed on Monday for maintenance.".into() }).await?;
-    Ok(())
-}
-
-/// Puts the files the app would have after a first login into `dir`.
-async fn prepare_app(
-    dir: &std::path::Path,
-    addr: &str,
-    user: &str,
-    fingerprint: classchat_wire::Fingerprint,
-    me_key: &WireSender,
-) -> anyhow::Result<()> {
-    let identity = me_key.identity.to_pkcs8_der().map_err(anyhow::Error::msg)?;
-    let store = LocalStore::new(dir);
-    let device = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.device_id()).await??
-    };
-    // Log in once on this device to get its resume token.
-    let key = {
-        let user = user.to_owned();
-        tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&user, PASSWORD)).await??
-    };
-    let (client, _events) = Client::connect(ClientConfig::new(addr, TrustPolicy::AnyKey)).await?;
-    let welcome = client.login(user, &key, &device).await?;
-    client.close().await;
-    let (addr, user) = (addr.to_owned(), user.to_owned());
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        store.known_servers()?.trust(&addr, fingerprint)?;
-        store.set_resume_token(&addr, &user, Some(&welcome.resume_token))?;
-        store.set_identity(&addr, &user, &identity)?;
-        store.add_dm_contact(&addr, &user, "bob")?;
-        store.add_dm_contact(&addr, &user, "carol")?;
-        Ok(())
-    })
-    .await??;
     Ok(())
 }
