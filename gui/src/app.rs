@@ -469,7 +469,7 @@ impl ClassChatApp {
             // The net task's E2E worker turns offers into `NetEvent::Offer`; one that
             // came another way has not been opened.
             Event::FileOffer { file } => {
-                let seal = if file.meta.is_some() {
+                let seal = if crate::files::claims_sealed(&file) {
                     OfferSeal::Unverified("it was not opened".into())
                 } else {
                     OfferSeal::Plain
@@ -976,9 +976,13 @@ impl ClassChatApp {
         let Some(t) = self.files.restart(id) else { return };
         let cmd = match (t.dir, &t.file) {
             (Direction::Up, _) => FileCommand::Upload { id, conv: t.conv.clone(), path: t.path.clone() },
-            (Direction::Down, Some(file)) => {
-                FileCommand::Download { id, file: file.clone(), dest: t.path.clone(), replace }
-            }
+            (Direction::Down, Some(file)) => FileCommand::Download {
+                id,
+                conv: t.conv.clone(),
+                file: file.clone(),
+                dest: t.path.clone(),
+                replace,
+            },
             (Direction::Down, None) => return,
         };
         self.net.send(Command::Files(cmd));

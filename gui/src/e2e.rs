@@ -31,6 +31,9 @@ use classchat_wire::{Body, ChatMessage, Client, Conv, FileInfo, MessageId, Reque
 use crate::local::{LocalStore, PeerKeyState};
 use crate::model::{Content, Msg};
 
+/// Why nothing can be sealed: this computer holds no identity key for the account.
+pub const NO_IDENTITY: &str =
+    "This computer has no key for direct messages; log out and log in with your password.";
 /// What a message that failed a check says instead of its text.
 pub const UNVERIFIED: &str = "This message could not be verified";
 /// Most `(key, sender, seq)` triples remembered for replay detection (about 40 bytes each).
@@ -381,9 +384,7 @@ impl E2e {
 
     async fn seal_bytes(&self, client: &Client, peer: &str, plaintext: Vec<u8>) -> Result<Vec<u8>, String> {
         let mut e = self.0.lock().await;
-        let identity = e.identity.clone().ok_or_else(|| {
-            "This computer has no key for direct messages; log out and log in with your password.".to_owned()
-        })?;
+        let identity = e.identity.clone().ok_or_else(|| NO_IDENTITY.to_owned())?;
         let key = lc(peer);
         // Asked once a session, and again while they have no key (they may have made
         // one since).

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use classchat_wire::e2e::Envelope;
 use classchat_wire::files::{UploadTicket, sanitize_file_name};
 use classchat_wire::sealed_file::{FileKey, FileSecret, sealed_size};
 use classchat_wire::{Client, Conv, Error as WireError, ErrorCode, FileId, FileInfo};
@@ -82,10 +81,11 @@ pub enum FileCommand {
         conv: Conv,
         path: PathBuf,
     },
-    /// Download `file` to `dest`; with `replace` false an existing `dest` is left alone
-    /// and reported as [`TransferUpdate::Exists`].
+    /// Download `file` of `conv` to `dest`; with `replace` false an existing `dest` is
+    /// left alone and reported as [`TransferUpdate::Exists`].
     Download {
         id: TransferId,
+        conv: Conv,
         file: FileInfo,
         dest: PathBuf,
         replace: bool,
@@ -229,19 +229,22 @@ impl FileTasks {
                 });
                 self.running.insert(id, task);
             }
-            FileCommand::Download { id, file, dest, replace } => {
+            FileCommand::Download { id, conv, file, dest, replace } => {
                 let Some(client) = client else {
                     return report(id, offline());
                 };
-                let task = tokio::spawn(async move {
-                    let update =
-                        match download(&client, e2e.as_ref(), id, &file, &dest, replace, &report).await {
-                            Ok(Some(file)) => TransferUpdate::Done(file),
-                            Ok(None) => TransferUpdate::Exists,
-                            Err(e) => e.into(),
-                        };
-                    report(id, update);
-                });
+                let task =
+                    tokio::spawn(async move {
+                        let update =
+                            match download(&client, e2e.as_ref(), id, &conv, &file, &dest, replace, &report)
+                                .await
+                            {
+                                Ok(Some(file)) => TransferUpdate::Done(file),
+                                Ok(None) => TransferUpdate::Exists,
+                                Err(e) => e.into(),
+                            };
+                        report(id, update);
+                    });
                 self.running.insert(id, task);
             }
             FileCommand::Thumbnail { file, cache } => {
@@ -283,8 +286,7 @@ async fn upload(
             let (name, sent_size, meta, secret) = match &conv {
                 Conv::Direct { user } => {
                     let e2e = e2e.ok_or_else(|| Failure {
-                        text: "This computer has no key for direct messages; log out and log in with your password."
-                            .into(),
+                        text: crate::e2e::NO_IDENTITY.into(),
                         interrupted: false,
                     })?;
                     let secret = FileSecret::new(&name, size, &FileKey::generate());
@@ -332,12 +334,14 @@ fn plain_part(done: u64, plain: u64, sent: u64) -> u64 {
     if sent == 0 { 0 } else { (u128::from(done) * u128::from(plain) / u128::from(sent)) as u64 }
 }
 
-/// `Ok(None)`: `dest` exists and `replace` was not given. A file sealed for us (its
-/// `meta` is an envelope) is opened with the conversation key and decrypted on the way.
+/// `Ok(None)`: `dest` exists and `replace` was not given. A file a person sealed for us
+/// ([`claims_sealed`]) is opened with the conversation key and decrypted on the way.
+#[expect(clippy::too_many_arguments)]
 async fn download(
     client: &Client,
     e2e: Option<&E2e>,
     id: TransferId,
+    conv: &Conv,
     file: &FileInfo,
     dest: &Path,
     replace: bool,
@@ -347,7 +351,7 @@ async fn download(
         return Ok(None);
     }
     let ticket = client.download_file(file.id).await.map_err(|e| Failure::from(&e))?;
-    let sealed = ticket.file.meta.as_deref().is_some_and(|m| Envelope::from_bytes(m).is_ok());
+    let sealed = matches!(conv, Conv::Direct { .. }) && claims_sealed(&ticket.file);
     let secret = match (sealed, e2e) {
         (false, _) => None,
         (true, None) => {
@@ -373,15 +377,7 @@ async fn download(
         Some(secret) => client.download_sealed_to(&ticket, dest, secret, progress).await,
         None => client.download_to(&ticket, dest, progress).await,
     };
-    result
-        .map(|info| {
-            Some(match &secret {
-                // What the app shows: the real name and size, not the server's.
-                Some(s) => FileInfo { name: sanitize_file_name(&s.name), size: s.size, ..info },
-                None => info,
-            })
-        })
-        .map_err(|e| Failure::from(&e))
+    result.map(Some).map_err(|e| Failure::from(&e))
 }
 
 /// Downloads a small image into `cache` (unless it is there) and decodes a thumbnail.
@@ -585,6 +581,13 @@ pub struct Offer {
     pub incoming: bool,
     pub state: OfferState,
     pub seal: OfferSeal,
+}
+
+/// Whether a file sent to a person claims to be end-to-end encrypted: it carries a sealed
+/// description in `meta` (PROTOCOL.md 15.5). One whose description does not open is
+/// unverified, never plain.
+pub fn claims_sealed(file: &FileInfo) -> bool {
+    file.meta.is_some()
 }
 
 /// Whether an offer's content is end-to-end encrypted.

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use classchat_wire::{
     Client, ClientConfig, Conv, Error as WireError, ErrorCode, Event, FileInfo, Fingerprint, MessageId,
-    Request, Response, Timestamp, TrustPolicy, Welcome, sanitize_file_name,
+    Request, Response, Timestamp, TrustPolicy, Welcome,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::e2e::{self, E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
-use crate::files::{FileCommand, FileTasks, OfferSeal, Thumb, TransferId, TransferUpdate};
+use crate::files::{FileCommand, FileTasks, OfferSeal, Thumb, TransferId, TransferUpdate, claims_sealed};
 use crate::local::{LocalStore, PeerKeyState};
 use crate::model::Msg;
 
@@ -364,14 +364,11 @@ async fn e2e_worker(mut jobs: mpsc::Receiver<Job>, sink: Sink) {
                 sink.send(NetEvent::Peer(info));
             }
             (Event::FileOffer { file }, ctx) => {
-                let (file, seal) = match (file.meta.is_some(), &ctx) {
+                let (file, seal) = match (claims_sealed(&file), &ctx) {
                     (false, _) => (file, OfferSeal::Plain),
                     (true, None) => (file, OfferSeal::Unverified("no key on this computer".into())),
                     (true, Some((e2e, client))) => match e2e.open_file(client, &file).await {
-                        Ok(secret) => (
-                            FileInfo { name: sanitize_file_name(&secret.name), size: secret.size, ..file },
-                            OfferSeal::Encrypted,
-                        ),
+                        Ok(secret) => (secret.reveal(file), OfferSeal::Encrypted),
                         Err(why) => (file, OfferSeal::Unverified(why)),
                     },
                 };

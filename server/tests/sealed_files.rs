@@ -67,7 +67,8 @@ async fn a_sealed_file_is_stored_as_ciphertext_and_arrives_as_plaintext() {
     let grant = bob.client.download_file(info.id).await.expect("accept");
     assert_eq!(grant.file.meta.as_deref(), Some(&b"opaque to the server"[..]));
     let dest = tmp.path().join("bob-notes.txt");
-    bob.client.download_sealed_to(&grant, &dest, &secret, |_| {}).await.expect("download");
+    let got = bob.client.download_sealed_to(&grant, &dest, &secret, |_| {}).await.expect("download");
+    assert_eq!((got.name.as_str(), got.size), ("notes.txt", plain.len() as u64), "the real name and size");
     assert_eq!(std::fs::read(&dest).expect("saved"), plain);
     assert!(!part_path(&dest).exists());
     server.stop().await;

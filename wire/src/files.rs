@@ -458,7 +458,8 @@ pub async fn download_path(
 /// later call resumes at the last whole record. `sealed` is the sender's description
 /// (opened from the file's `meta`); it must match the server's size. A record that fails
 /// its check deletes the part file and is [`Error::SealedMismatch`]. `progress` sees
-/// sealed bytes, from the start of the file.
+/// sealed bytes, from the start of the file. Returns the file with its real name and size
+/// ([`FileSecret::reveal`]).
 pub async fn download_sealed_path(
     config: &ClientConfig,
     token: &[u8],
@@ -478,7 +479,7 @@ pub async fn download_sealed_path(
     match result {
         Ok((file, len)) if len == size && file.size == sealed_total => {
             std::fs::rename(&part, dest)?;
-            Ok(file)
+            Ok(sealed.reveal(file))
         }
         Ok(_) | Err(Error::SealedMismatch { .. }) => {
             let _ = std::fs::remove_file(&part);

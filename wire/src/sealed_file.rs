@@ -23,6 +23,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::message::FileInfo;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Plaintext bytes per record: large enough that the per-record MAC, IV and padding
@@ -241,6 +243,11 @@ pub struct FileSecret {
 impl FileSecret {
     pub fn new(name: &str, size: u64, key: &FileKey) -> Self {
         FileSecret { v: VERSION, name: name.to_owned(), size, key: key.as_bytes().to_vec() }
+    }
+
+    /// `file` (as the server describes it) with the real name, sanitised, and size.
+    pub fn reveal(&self, file: FileInfo) -> FileInfo {
+        FileInfo { name: crate::files::sanitize_file_name(&self.name), size: self.size, ..file }
     }
 
     pub fn file_key(&self) -> Result<FileKey, SealedFileError> {
