@@ -41,6 +41,9 @@ pub const IV_LEN: usize = 16;
 pub const MAC_LEN: usize = 32;
 /// Smallest possible sealed body: IV, one padding block, MAC.
 pub const MIN_SEALED_LEN: usize = IV_LEN + 16 + MAC_LEN;
+/// What a record reserves in front of its plaintext for [`Sealer::seal_record`]: the frame's
+/// length prefix and the IV.
+pub const RECORD_HEAD: usize = frame::HEADER_LEN + IV_LEN;
 /// Default RSA modulus size for server keys.
 pub const DEFAULT_RSA_BITS: usize = 3072;
 /// Smallest RSA modulus a client accepts from a server.
@@ -225,7 +228,8 @@ impl Sealer {
     }
 
     /// Appends one whole frame (length prefix + sealed body) for `plaintext` to `dst`,
-    /// with a fresh random IV. Fails if the sealed body would exceed `max_frame_len`.
+    /// with a fresh random IV. Fails, leaving `dst` as it was, if the sealed body would
+    /// exceed `max_frame_len`.
     pub fn seal_frame(&mut self, plaintext: &[u8], dst: &mut BytesMut, max_frame_len: usize) -> Result<()> {
         let mut iv = [0u8; IV_LEN];
         rand::rng().fill_bytes(&mut iv);
@@ -243,25 +247,61 @@ impl Sealer {
         max_frame_len: usize,
     ) -> Result<()> {
         let body_len = sealed_len(plaintext.len());
-        let prefix = frame::check_len(body_len, max_frame_len)?;
-        let seq = self.seq;
-        self.seq = seq.checked_add(1).ok_or(Error::Protocol("sequence number exhausted".into()))?;
-
+        frame::check_len(body_len, max_frame_len)?;
+        let start = dst.len();
         dst.reserve(frame::HEADER_LEN + body_len);
-        dst.put_u32(prefix);
-        dst.extend_from_slice(iv);
-        let ct_start = dst.len();
+        dst.put_bytes(0, RECORD_HEAD);
         dst.extend_from_slice(plaintext);
-        dst.resize(ct_start + body_len - IV_LEN - MAC_LEN, 0);
+        self.seal_record_with_iv(dst, start, iv, max_frame_len)
+    }
+
+    /// Seals, in place, the record that starts at `dst[start]`: [`RECORD_HEAD`] reserved
+    /// bytes (for the length prefix and the IV) followed by the plaintext, which runs to the
+    /// end of `dst`. Afterwards `dst[start..]` is one whole frame. This is how a writer puts
+    /// several messages in one frame without copying them: it appends each one's encoding
+    /// after the head and seals once. On an error the record is removed from `dst`.
+    pub fn seal_record(&mut self, dst: &mut BytesMut, start: usize, max_frame_len: usize) -> Result<()> {
+        let mut iv = [0u8; IV_LEN];
+        rand::rng().fill_bytes(&mut iv);
+        self.seal_record_with_iv(dst, start, &iv, max_frame_len)
+    }
+
+    fn seal_record_with_iv(
+        &mut self,
+        dst: &mut BytesMut,
+        start: usize,
+        iv: &[u8; IV_LEN],
+        max_frame_len: usize,
+    ) -> Result<()> {
+        let pt_start = start + RECORD_HEAD;
+        let Some(pt_len) = dst.len().checked_sub(pt_start) else {
+            return Err(Error::Protocol("a record shorter than its head".into()));
+        };
+        let body_len = sealed_len(pt_len);
+        let sealed = frame::check_len(body_len, max_frame_len).and_then(|prefix| {
+            let seq = self.seq;
+            self.seq = seq.checked_add(1).ok_or(Error::Protocol("sequence number exhausted".into()))?;
+            Ok((prefix, seq))
+        });
+        let (prefix, seq) = match sealed {
+            Ok(v) => v,
+            Err(e) => {
+                dst.truncate(start);
+                return Err(e);
+            }
+        };
+        dst[start..start + frame::HEADER_LEN].copy_from_slice(&prefix.to_be_bytes());
+        dst[start + frame::HEADER_LEN..pt_start].copy_from_slice(iv);
+        dst.resize(start + frame::HEADER_LEN + body_len - MAC_LEN, 0);
         let enc = CbcEnc::inner_iv_init(self.cipher.clone(), iv.into());
-        let ct_len = enc
-            .encrypt_padded::<Pkcs7>(&mut dst[ct_start..], plaintext.len())
-            .map_err(|_| CryptoError::BadPadding)?
-            .len();
-        debug_assert_eq!(ct_len, body_len - IV_LEN - MAC_LEN);
+        // The buffer was sized for the padding just above, so this cannot fail.
+        if enc.encrypt_padded::<Pkcs7>(&mut dst[pt_start..], pt_len).is_err() {
+            dst.truncate(start);
+            return Err(CryptoError::BadPadding.into());
+        }
         let mut m = self.mac.clone();
         m.update(&seq.to_be_bytes());
-        m.update(&dst[ct_start - IV_LEN..]);
+        m.update(&dst[start + frame::HEADER_LEN..]);
         let tag = m.finalize().into_bytes();
         dst.extend_from_slice(&tag);
         Ok(())
@@ -284,6 +324,11 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     pub fn new(enc_key: &[u8; 32], mac_key: &[u8; 32]) -> Self {
         Self { cipher: cipher(enc_key), mac: mac(mac_key), seq: 0 }
+    }
+
+    /// Frames opened so far (the sequence number the next one must carry).
+    pub fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// Verifies (in constant time) and decrypts `body` in place, returning the plaintext.

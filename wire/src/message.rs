@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 
 /// Version of the protocol spoken inside the session. Sent in the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Chosen by the client; echoed in the one reply to that request.
 pub type RequestId = u32;
@@ -627,6 +627,14 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>> {
 /// Decodes a MessagePack message.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
     Ok(rmp_serde::from_slice(bytes)?)
+}
+
+/// Decodes the first of the messages packed back to back in `bytes` (a sealed frame's
+/// plaintext, PROTOCOL.md section 4): the message and how many bytes it took.
+pub fn decode_first<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    let mut rest = bytes;
+    let msg = rmp_serde::from_read(&mut rest)?;
+    Ok((msg, bytes.len() - rest.len()))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use classchat_wire::crypto::{self, ClientKey, Role, ServerHello, ServerKey};
 use classchat_wire::message::{decode, encode};
 use classchat_wire::{
     Body, ChatMessage, ClientMsg, Conv, ErrorCode, Event, Fingerprint, MAX_FRAME_LEN, PROTOCOL_VERSION,
-    Request, Response, ServerMsg, auth, frame,
+    Request, Response, ServerMsg, auth, frame, message,
 };
 use common::samples;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -161,6 +161,9 @@ const EXAMPLES: &[&str] = &[
     "s2c_plaintext",
     "s2c_iv",
     "s2c_frame",
+    "s2c_plaintext_1",
+    "s2c_iv_1",
+    "s2c_frame_1",
     "msg_join_room",
     "msg_send_direct",
     "msg_err",
@@ -282,6 +285,19 @@ fn worked_example_sealed_frames_match_the_code() {
     let mut frame2 = BytesMut::new();
     server_sealer.seal_frame_with_iv(&reply, &iv2, &mut frame2, MAX_FRAME_LEN).expect("seal");
     check.hex("s2c_frame", &frame2);
+
+    // Server to client, seq 1: two messages in one frame.
+    let two = [
+        encode(&ServerMsg::Ping { nonce: 7 }).expect("encode"),
+        encode(&ServerMsg::Event { event: Event::CaughtUp }).expect("encode"),
+    ]
+    .concat();
+    check.hex("s2c_plaintext_1", &two);
+    let iv3: [u8; 16] = counting(0x90, 16).try_into().expect("16 bytes");
+    check.hex("s2c_iv_1", &iv3);
+    let mut frame3 = BytesMut::new();
+    server_sealer.seal_frame_with_iv(&two, &iv3, &mut frame3, MAX_FRAME_LEN).expect("seal");
+    check.hex("s2c_frame_1", &frame3);
     check.finish();
 
     // The document's frames open on the other side, in order, to the document's plaintexts.
@@ -292,6 +308,14 @@ fn worked_example_sealed_frames_match_the_code() {
     }
     let mut wire = doc_hex("s2c_frame");
     assert_eq!(client_opener.open(&mut wire[frame::HEADER_LEN..]).expect("open"), doc_hex("s2c_plaintext"));
+    // The two-message frame opens once and decodes as the two messages, in order.
+    let mut wire = doc_hex("s2c_frame_1");
+    let plaintext = client_opener.open(&mut wire[frame::HEADER_LEN..]).expect("open");
+    let (first, used): (ServerMsg, usize) = message::decode_first(plaintext).expect("the first message");
+    assert_eq!(first, ServerMsg::Ping { nonce: 7 });
+    let (second, rest): (ServerMsg, usize) = message::decode_first(&plaintext[used..]).expect("the second");
+    assert_eq!(second, ServerMsg::Event { event: Event::CaughtUp });
+    assert_eq!(used + rest, plaintext.len(), "nothing after the second message");
 }
 
 #[test]

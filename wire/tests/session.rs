@@ -186,10 +186,10 @@ async fn relay_session(
     });
 
     let mut client = connect_session(&relay_addr).await;
+    // One frame each: queued together they would share a frame (PROTOCOL.md section 4).
     for i in 0..n {
-        client.writer.queue(&nth_msg(i)).expect("queue");
+        client.writer.send(&nth_msg(i)).await.expect("send");
     }
-    client.writer.flush().await.expect("flush");
 
     let bodies = within("relay", relay).await.expect("relay task");
     let outcome = within("server", server).await.expect("server task");
