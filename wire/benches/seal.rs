@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use classchat_wire::MAX_FRAME_LEN;
-use classchat_wire::crypto::{Opener, Role, Sealer, derive_keys};
+use classchat_wire::crypto::{Opener, RECORD_HEAD, Role, Sealer, derive_keys};
 use classchat_wire::frame::HEADER_LEN;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
@@ -105,6 +105,50 @@ fn seal_open<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     group.finish();
 }
 
+/// Messages queued for one connection, sealed the way a writer does it (PROTOCOL.md section
+/// 4): `BATCH` chat lines of 128 bytes as one frame each, or together as one frame
+/// (`Sealer::seal_record`, what `SecureWriter` does with everything queued at a flush), and
+/// each opened again. Throughput counts the `BATCH` × 128 plaintext bytes.
+fn batch<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    const BATCH: usize = 64;
+    const LINE: usize = 128;
+    let mut group = c.benchmark_group(format!("{clock}/batch of {BATCH} × {LINE} B"));
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Bytes((BATCH * LINE) as u64));
+    let line = vec![0x5a; LINE];
+    let mut out = BytesMut::with_capacity(BATCH * (LINE + 128));
+    let (mut sealer, mut opener) = halves();
+    group.bench_function("one frame each, seal + open", |b| {
+        b.iter(|| {
+            out.clear();
+            for _ in 0..BATCH {
+                sealer.seal_frame(black_box(&line), &mut out, MAX_FRAME_LEN).expect("seal");
+            }
+            let mut at = 0;
+            while at < out.len() {
+                let end = at + HEADER_LEN + classchat_wire::crypto::sealed_len(LINE);
+                black_box(opener.open(&mut out[at + HEADER_LEN..end]).expect("open"));
+                at = end;
+            }
+        });
+    });
+    let (mut sealer, mut opener) = halves();
+    group.bench_function("one frame for all, seal + open", |b| {
+        b.iter(|| {
+            out.clear();
+            out.resize(RECORD_HEAD, 0);
+            for _ in 0..BATCH {
+                out.extend_from_slice(black_box(&line));
+            }
+            sealer.seal_record(&mut out, 0, MAX_FRAME_LEN).expect("seal");
+            let opened = opener.open(&mut out[HEADER_LEN..]).expect("open");
+            assert_eq!(opened.len(), BATCH * LINE);
+            black_box(opened);
+        });
+    });
+    group.finish();
+}
+
 /// The two primitives alone, on 64 KiB, to show where sealing spends its time. CBC
 /// encryption is inherently serial (each block needs the previous ciphertext), so it runs
 /// at the latency of AES-NI rather than its throughput; the MAC then reads the data again.
@@ -139,12 +183,14 @@ fn parts<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
 fn wall(c: &mut Criterion) {
     seal(c, "wall");
     seal_open(c, "wall");
+    batch(c, "wall");
     parts(c, "wall");
 }
 
 fn cpu(c: &mut Criterion<ThreadCpuTime>) {
     seal(c, "cpu");
     seal_open(c, "cpu");
+    batch(c, "cpu");
     parts(c, "cpu");
 }
 

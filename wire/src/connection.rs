@@ -576,7 +576,8 @@ mod tests {
             writer.sealer.seal_frame(&plaintext, &mut writer.buf, MAX_FRAME_LEN).expect("seal");
             writer.flush().await.expect("flush");
             if !plaintext.is_empty() {
-                let first: (u32, serde_bytes::ByteBuf) = reader.recv().await.expect("read").expect("the good one");
+                let first: (u32, serde_bytes::ByteBuf) =
+                    reader.recv().await.expect("read").expect("the good one");
                 assert_eq!(first, msg(1, 5));
             }
             assert!(reader.recv::<(u32, serde_bytes::ByteBuf)>().await.is_err(), "{plaintext:?}");
