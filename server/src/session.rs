@@ -1,8 +1,9 @@
 //! One client connection: handshake, login deadline, heartbeat, and the reader and
 //! writer halves.
 //!
-//! The reader handles requests in order. The writer owns the bounded outbound queue and
-//! seals what it drains in batches, so a burst of deliveries costs one write.
+//! The reader handles requests in order. The writer owns the receiving end of the
+//! bounded outbound queue ([`crate::outbound`]) and seals what it drains in batches, so a
+//! burst of deliveries costs one write.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,11 +12,11 @@ use classchat_wire::connection::{Connection, SecureReader, SecureWriter};
 use classchat_wire::{ClientMsg, ErrorCode, Event, Request, ServerMsg};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, ApiError, Reply};
+use crate::outbound;
 use crate::state::{Lc, Outgoing, SessionId, State};
 
 /// Sealed bytes the writer gathers before it writes them out together. Bounds the
@@ -32,7 +33,7 @@ pub struct Session {
     /// Set once logged in.
     pub user: Option<Lc>,
     pub device: String,
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: outbound::Sender<Outgoing>,
     pub kill: CancellationToken,
 }
 
@@ -50,7 +51,7 @@ impl Session {
     /// Queues with back-pressure (for bulk sends such as the login catch-up).
     pub async fn send_wait(&self, msg: &ServerMsg) -> bool {
         match State::encode(msg) {
-            Some(frame) => self.tx.send(Outgoing::Frame(frame)).await.is_ok(),
+            Some(frame) => self.tx.send_wait(Outgoing::Frame(frame)).await.is_ok(),
             None => true,
         }
     }
@@ -122,7 +123,7 @@ pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
             return;
         }
     };
-    let (tx, rx) = mpsc::channel(state.config.outbound_queue);
+    let (tx, rx) = outbound::channel(state.config.outbound_queue);
     let kill = CancellationToken::new();
     let writer_task = tokio::spawn(write_loop(writer, rx, kill.clone()));
     let mut session =
@@ -242,7 +243,7 @@ async fn read_loop(
 
 async fn write_loop(
     mut writer: SecureWriter<OwnedWriteHalf>,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut rx: outbound::Receiver<Outgoing>,
     kill: CancellationToken,
 ) {
     let result: classchat_wire::Result<()> = async {
@@ -304,10 +305,10 @@ fn seal(writer: &mut SecureWriter<OwnedWriteHalf>, item: Outgoing) -> classchat_
 /// Seals what is already queued, up to [`WRITE_BATCH_BYTES`]; `true` after a goodbye.
 fn drain(
     writer: &mut SecureWriter<OwnedWriteHalf>,
-    rx: &mut mpsc::Receiver<Outgoing>,
+    rx: &mut outbound::Receiver<Outgoing>,
 ) -> classchat_wire::Result<bool> {
     while writer.queued_len() < WRITE_BATCH_BYTES {
-        let Ok(item) = rx.try_recv() else { break };
+        let Some(item) = rx.try_recv() else { break };
         if seal(writer, item)? {
             return Ok(true);
         }
