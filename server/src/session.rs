@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::time::Duration;
 
 use classchat_wire::connection::{Connection, SecureReader, SecureWriter};
@@ -205,22 +206,36 @@ async fn read_loop(
     let heartbeat = state.config.heartbeat_timeout();
     let ping_every = heartbeat / 3;
     let mut last_heard = Instant::now();
+    let mut last_ping = last_heard;
     let mut nonce = 0u64;
+    // One timer for the ping tick and the login deadline, pinned once and re-armed when
+    // it fires, not at every message: the `select!` used to hold two new `Sleep`s (112
+    // bytes each, part of the idle task), registered and dropped for every message.
+    let mut timer = pin!(tokio::time::sleep_until(login_deadline.min(last_heard + ping_every)));
     loop {
-        let logged_in = session.user.is_some();
         let msg = tokio::select! {
             biased;
             () = session.kill.cancelled() => return End::Clean,
             () = state.shutdown.cancelled() => return End::Tell("the server is shutting down".into()),
-            () = tokio::time::sleep_until(login_deadline), if !logged_in => {
-                return End::Tell("login did not complete in time".into());
-            }
-            () = tokio::time::sleep(ping_every) => {
-                if last_heard.elapsed() >= heartbeat {
-                    return End::Tell(format!("no sign of life for {heartbeat:?}"));
+            () = &mut timer => {
+                let now = Instant::now();
+                let logged_in = session.user.is_some();
+                if !logged_in && now >= login_deadline {
+                    return End::Tell("login did not complete in time".into());
                 }
-                nonce += 1;
-                session.send(&ServerMsg::Ping { nonce });
+                // A ping goes out after `ping_every` without a word from the client or a
+                // ping; at such a tick, `heartbeat` of silence ends the connection.
+                let mut next_ping = last_heard.max(last_ping) + ping_every;
+                if now >= next_ping {
+                    if now.duration_since(last_heard) >= heartbeat {
+                        return End::Tell(format!("no sign of life for {heartbeat:?}"));
+                    }
+                    nonce += 1;
+                    session.send(&ServerMsg::Ping { nonce });
+                    last_ping = now;
+                    next_ping = now + ping_every;
+                }
+                timer.as_mut().reset(if logged_in { next_ping } else { next_ping.min(login_deadline) });
                 continue;
             }
             // Matched here, where the read's result goes out of scope at once: matched
