@@ -4,6 +4,7 @@
 //! - [`config`]: every limit, from TOML.
 //! - [`server`]: accept loop, connection permits, graceful shutdown ([`run`]).
 //! - `session`: one connection: handshake, login deadline, heartbeat, reader and writer.
+//! - `outbound`: a session's bounded outbound queue, from the fan-out to its writer.
 //! - `handlers/`: one file per area of requests.
 //! - `state`: shared in-memory state (accounts, rooms, online sessions) and fan-out.
 //! - `store`: SQLite, written by one thread with group commit.
@@ -18,6 +19,7 @@ mod cursors;
 mod files;
 mod handlers;
 mod keys;
+mod outbound;
 pub mod server;
 mod session;
 mod state;

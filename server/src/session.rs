@@ -1,21 +1,28 @@
 //! One client connection: handshake, login deadline, heartbeat, and the reader and
 //! writer halves.
 //!
-//! The reader handles requests in order. The writer owns the bounded outbound queue and
-//! seals what it drains in batches, so a burst of deliveries costs one write.
+//! The reader handles requests in order. The writer owns the receiving end of the
+//! bounded outbound queue ([`crate::outbound`]) and seals what it drains in batches, so a
+//! burst of deliveries costs one write.
+//!
+//! Every idle connection keeps two task futures for its whole life (`serve` and
+//! `write_loop`), so their sizes are per-connection memory: the test `future_sizes`
+//! prints them, and the comments below say what was done to keep them small.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::time::Duration;
 
 use classchat_wire::connection::{Connection, SecureReader, SecureWriter};
 use classchat_wire::{ClientMsg, ErrorCode, Event, Request, ServerMsg};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, ApiError, Reply};
+use crate::outbound;
 use crate::state::{Lc, Outgoing, SessionId, State};
 
 /// Sealed bytes the writer gathers before it writes them out together. Bounds the
@@ -32,7 +39,7 @@ pub struct Session {
     /// Set once logged in.
     pub user: Option<Lc>,
     pub device: String,
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: outbound::Sender<Outgoing>,
     pub kill: CancellationToken,
 }
 
@@ -50,7 +57,7 @@ impl Session {
     /// Queues with back-pressure (for bulk sends such as the login catch-up).
     pub async fn send_wait(&self, msg: &ServerMsg) -> bool {
         match State::encode(msg) {
-            Some(frame) => self.tx.send(Outgoing::Frame(frame)).await.is_ok(),
+            Some(frame) => self.tx.send_wait(Outgoing::Frame(frame)).await.is_ok(),
             None => true,
         }
     }
@@ -65,70 +72,24 @@ impl Session {
 
 /// Serves one accepted connection to the end.
 pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
-    let _ = stream.set_nodelay(true);
     let login_deadline = Instant::now() + state.config.login_timeout();
-    let (r, w) = stream.into_split();
-    let conn = Connection::from_parts(r, w, state.config.max_frame_len);
-    let handshake =
-        tokio::time::timeout_at(login_deadline, conn.accept(&state.key, &state.config.server_name));
-    // A shutdown must not wait for a handshake that may never finish: without this, one
-    // half-open connection held the drain for its full timeout.
-    let handshake = tokio::select! {
-        r = handshake => r,
-        () = state.shutdown.cancelled() => {
-            tracing::debug!(%addr, "shutting down during the handshake");
-            return;
-        }
+    // Boxed (one allocation, freed once the connection is set up): the handshake's state
+    // is larger than everything that follows, and unboxed it stayed part of the
+    // connection's task for its whole life (the handshake's result alone, 1,392 bytes).
+    let Some((mut reader, writer, first)) = Box::pin(establish(&state, stream, addr, login_deadline)).await
+    else {
+        return;
     };
-    let secure = match handshake {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%addr, error = %e, "handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%addr, "handshake timed out");
-            return;
-        }
-    };
-    let (mut reader, writer) = secure.split();
-    // A bulk connection (file transfer) says so in its first request.
-    let first = tokio::select! {
-        r = tokio::time::timeout_at(login_deadline, reader.recv::<ClientMsg>()) => r,
-        () = state.shutdown.cancelled() => return,
-    };
-    let first = match first {
-        Ok(Ok(Some(ClientMsg::Request {
-            id,
-            body: body @ (Request::AttachUpload { .. } | Request::AttachDownload { .. }),
-        }))) => {
-            // Boxed: unboxed, the transfer's state would be part of every chat connection's
-            // task too (BENCHMARKS.md, connect).
-            Box::pin(crate::files::serve_bulk(&state, reader, writer, id, body)).await;
-            return;
-        }
-        Ok(Ok(Some(msg))) => Some(msg),
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            tracing::debug!(%addr, error = %e, "bad first frame");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%addr, "nothing sent after the handshake");
-            let mut writer = writer;
-            let reason = "login did not complete in time".to_owned();
-            let _ = writer.send(&ServerMsg::Event { event: Event::Disconnect { reason } }).await;
-            let _ = writer.shutdown().await;
-            return;
-        }
-    };
-    let (tx, rx) = mpsc::channel(state.config.outbound_queue);
+    let (tx, rx) = outbound::channel(state.config.outbound_queue);
     let kill = CancellationToken::new();
     let writer_task = tokio::spawn(write_loop(writer, rx, kill.clone()));
     let mut session =
         Session { id: state.next_session_id(), addr, user: None, device: String::new(), tx, kill };
 
-    let outcome = read_loop(&state, &mut session, &mut reader, login_deadline, first).await;
+    let outcome = match handle(&state, &mut session, first).await {
+        Some(end) => end,
+        None => read_loop(&state, &mut session, &mut reader, login_deadline).await,
+    };
     match &outcome {
         End::Clean => tracing::debug!(%addr, user = ?session.user, "connection closed"),
         End::Tell(reason) | End::Silent(reason) => {
@@ -160,6 +121,73 @@ pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
     }
 }
 
+/// The handshake and the first message, which must come before `login_deadline`.
+/// `None` when the connection ended there, or was a bulk transfer (served to its end here).
+async fn establish(
+    state: &State,
+    stream: TcpStream,
+    addr: SocketAddr,
+    login_deadline: Instant,
+) -> Option<(SecureReader<OwnedReadHalf>, SecureWriter<OwnedWriteHalf>, ClientMsg)> {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let conn = Connection::from_parts(r, w, state.config.max_frame_len);
+    let handshake =
+        tokio::time::timeout_at(login_deadline, conn.accept(&state.key, &state.config.server_name));
+    // A shutdown must not wait for a handshake that may never finish: without this, one
+    // half-open connection held the drain for its full timeout.
+    let handshake = tokio::select! {
+        r = handshake => r,
+        () = state.shutdown.cancelled() => {
+            tracing::debug!(%addr, "shutting down during the handshake");
+            return None;
+        }
+    };
+    let secure = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "handshake timed out");
+            return None;
+        }
+    };
+    let (mut reader, writer) = secure.split();
+    // A bulk connection (file transfer) says so in its first request.
+    let first = tokio::select! {
+        r = tokio::time::timeout_at(login_deadline, reader.recv::<ClientMsg>()) => r,
+        () = state.shutdown.cancelled() => return None,
+    };
+    let first = match first {
+        Ok(Ok(Some(ClientMsg::Request {
+            id,
+            body: body @ (Request::AttachUpload { .. } | Request::AttachDownload { .. }),
+        }))) => {
+            // Boxed: unboxed, the transfer's state would be part of every chat connection's
+            // handshake too.
+            Box::pin(crate::files::serve_bulk(state, reader, writer, id, body)).await;
+            return None;
+        }
+        Ok(Ok(Some(msg))) => msg,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "bad first frame");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "nothing sent after the handshake");
+            let mut writer = writer;
+            let reason = "login did not complete in time".to_owned();
+            let _ = writer.send(&ServerMsg::Event { event: Event::Disconnect { reason } }).await;
+            let _ = writer.shutdown().await;
+            return None;
+        }
+    };
+    Some((reader, writer, first))
+}
+
 /// How a connection ended.
 enum End {
     Clean,
@@ -174,47 +202,70 @@ async fn read_loop(
     session: &mut Session,
     reader: &mut SecureReader<OwnedReadHalf>,
     login_deadline: Instant,
-    mut first: Option<ClientMsg>,
 ) -> End {
     let heartbeat = state.config.heartbeat_timeout();
     let ping_every = heartbeat / 3;
     let mut last_heard = Instant::now();
+    let mut last_ping = last_heard;
     let mut nonce = 0u64;
+    // One timer for the ping tick and the login deadline, pinned once and re-armed when
+    // it fires, not at every message: the `select!` used to hold two new `Sleep`s (112
+    // bytes each, part of the idle task), registered and dropped for every message.
+    let mut timer = pin!(tokio::time::sleep_until(login_deadline.min(last_heard + ping_every)));
     loop {
-        let logged_in = session.user.is_some();
-        let msg = if let Some(msg) = first.take() {
-            Ok(Some(msg))
-        } else {
-            tokio::select! {
+        let msg = tokio::select! {
             biased;
             () = session.kill.cancelled() => return End::Clean,
             () = state.shutdown.cancelled() => return End::Tell("the server is shutting down".into()),
-            () = tokio::time::sleep_until(login_deadline), if !logged_in => {
-                return End::Tell("login did not complete in time".into());
-            }
-            () = tokio::time::sleep(ping_every) => {
-                if last_heard.elapsed() >= heartbeat {
-                    return End::Tell(format!("no sign of life for {heartbeat:?}"));
+            () = &mut timer => {
+                let now = Instant::now();
+                let logged_in = session.user.is_some();
+                if !logged_in && now >= login_deadline {
+                    return End::Tell("login did not complete in time".into());
                 }
-                nonce += 1;
-                session.send(&ServerMsg::Ping { nonce });
+                // A ping goes out after `ping_every` without a word from the client or a
+                // ping; at such a tick, `heartbeat` of silence ends the connection.
+                let mut next_ping = last_heard.max(last_ping) + ping_every;
+                if now >= next_ping {
+                    if now.duration_since(last_heard) >= heartbeat {
+                        return End::Tell(format!("no sign of life for {heartbeat:?}"));
+                    }
+                    nonce += 1;
+                    session.send(&ServerMsg::Ping { nonce });
+                    last_ping = now;
+                    next_ping = now + ping_every;
+                }
+                timer.as_mut().reset(if logged_in { next_ping } else { next_ping.min(login_deadline) });
                 continue;
             }
-            msg = reader.recv::<ClientMsg>() => msg,
-            }
+            // Matched here, where the read's result goes out of scope at once: matched
+            // after the `select!`, it stayed part of the future across the handling.
+            msg = reader.recv::<ClientMsg>() => match msg {
+                Ok(Some(m)) => m,
+                Ok(None) => return End::Clean,
+                // Bad MAC, bad padding, garbage, oversized frame, unknown message type:
+                // the session is over, and the client is not told which.
+                Err(e) => return End::Silent(format!("bad frame: {e}")),
+            },
         };
         last_heard = Instant::now();
-        let msg = match msg {
-            Ok(Some(m)) => m,
-            Ok(None) => return End::Clean,
-            // Bad MAC, bad padding, garbage, oversized frame, unknown message type: the
-            // session is over, and the client is not told which.
-            Err(e) => return End::Silent(format!("bad frame: {e}")),
-        };
+        // Not inline: a message's handling and the idle `select!` take turns in the
+        // future's memory instead of both being part of it.
+        if let Some(end) = handle(state, session, msg).await {
+            return end;
+        }
+    }
+}
+
+/// Handles one message from the client; `Some` when the connection is to end. Not an
+/// `async fn`, which would keep `msg` twice (see [`write_loop`]).
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+fn handle(state: &State, session: &mut Session, msg: ClientMsg) -> impl Future<Output = Option<End>> {
+    async move {
         match msg {
             ClientMsg::Pong { .. } => {}
             // File bytes belong on bulk connections only.
-            ClientMsg::Chunk { .. } => return End::Silent("a chunk on a chat connection".into()),
+            ClientMsg::Chunk { .. } => return Some(End::Silent("a chunk on a chat connection".into())),
             ClientMsg::Ack { conv, up_to } => handlers::messages::ack(state, session, conv, up_to).await,
             ClientMsg::Request { id, body } => {
                 if state.shutdown.is_cancelled() {
@@ -222,72 +273,80 @@ async fn read_loop(
                         id,
                         Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down")),
                     );
-                    continue;
+                    return None;
                 }
-                // Boxed (one allocation per request): unboxed, the largest handler's state
-                // is part of every connection's task for its whole life, idle or not. This
-                // took the task from 4,176 to 3,232 bytes (BENCHMARKS.md, connect).
+                // Boxed (one allocation per request): unboxed, the largest handler's
+                // state is part of every connection's task for its whole life, idle or
+                // not. This took the task from 4,176 to 3,232 bytes (BENCHMARKS.md,
+                // connect).
                 match Box::pin(handlers::dispatch(state, session, id, body)).await {
                     Reply::Now(result) => session.reply(id, result),
                     Reply::Later => {}
                     Reply::Close(result) => {
                         session.reply(id, result);
-                        return End::Clean;
+                        return Some(End::Clean);
                     }
                 }
             }
         }
+        None
     }
 }
 
-async fn write_loop(
+/// The writer task. Not an `async fn`: those keep their arguments twice in the future
+/// (as arguments, and as the locals they are moved into), and the `SecureWriter` is 704
+/// bytes. An `async move` block keeps what it captures once.
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+fn write_loop(
     mut writer: SecureWriter<OwnedWriteHalf>,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut rx: outbound::Receiver<Outgoing>,
     kill: CancellationToken,
-) {
-    let result: classchat_wire::Result<()> = async {
-        loop {
-            let item = tokio::select! {
-                biased;
-                () = kill.cancelled() => return Ok(()),
-                item = rx.recv() => item,
-            };
-            let Some(item) = item else { break };
-            let mut closing = seal(&mut writer, item)?;
-            if !closing {
-                closing = drain(&mut writer, &mut rx)?;
-            }
-            // Write coalescing, the way an event loop flushes once per pass: before
-            // writing, let every other runnable task run (the other writers of this
-            // delivery round) and the I/O driver be polled once. A tokio `yield_now`
-            // resumes only when the worker has nothing else to do, so on a busy server
-            // the next commits' frames arrive meanwhile and this connection writes once
-            // per round instead of once per frame; on an idle one it costs a poll.
-            if !closing && writer.queued_len() < WRITE_BATCH_BYTES {
+) -> impl Future<Output = ()> {
+    async move {
+        let result: classchat_wire::Result<()> = async {
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    () = kill.cancelled() => return Ok(()),
+                    item = rx.recv() => item,
+                };
+                let Some(item) = item else { break };
+                let mut closing = seal(&mut writer, item)?;
+                if !closing {
+                    closing = drain(&mut writer, &mut rx)?;
+                }
+                // Write coalescing, the way an event loop flushes once per pass: before
+                // writing, let every other runnable task run (the other writers of this
+                // delivery round) and the I/O driver be polled once. A tokio `yield_now`
+                // resumes only when the worker has nothing else to do, so on a busy server
+                // the next commits' frames arrive meanwhile and this connection writes once
+                // per round instead of once per frame; on an idle one it costs a poll.
+                if !closing && writer.queued_len() < WRITE_BATCH_BYTES {
+                    tokio::select! {
+                        biased;
+                        () = kill.cancelled() => return Ok(()),
+                        () = tokio::task::yield_now() => {}
+                    }
+                    closing = drain(&mut writer, &mut rx)?;
+                }
                 tokio::select! {
                     biased;
                     () = kill.cancelled() => return Ok(()),
-                    () = tokio::task::yield_now() => {}
+                    r = writer.flush() => r?,
                 }
-                closing = drain(&mut writer, &mut rx)?;
+                if closing {
+                    break;
+                }
             }
-            tokio::select! {
-                biased;
-                () = kill.cancelled() => return Ok(()),
-                r = writer.flush() => r?,
-            }
-            if closing {
-                break;
-            }
+            writer.shutdown().await
         }
-        writer.shutdown().await
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "writer stopped");
+        }
+        // Stops the reader too, whichever side ended first.
+        kill.cancel();
     }
-    .await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "writer stopped");
-    }
-    // Stops the reader too, whichever side ended first.
-    kill.cancel();
 }
 
 /// Seals one queued item; `true` when it was the goodbye and nothing may follow.
@@ -304,13 +363,44 @@ fn seal(writer: &mut SecureWriter<OwnedWriteHalf>, item: Outgoing) -> classchat_
 /// Seals what is already queued, up to [`WRITE_BATCH_BYTES`]; `true` after a goodbye.
 fn drain(
     writer: &mut SecureWriter<OwnedWriteHalf>,
-    rx: &mut mpsc::Receiver<Outgoing>,
+    rx: &mut outbound::Receiver<Outgoing>,
 ) -> classchat_wire::Result<bool> {
     while writer.queued_len() < WRITE_BATCH_BYTES {
-        let Ok(item) = rx.try_recv() else { break };
+        let Some(item) = rx.try_recv() else { break };
         if seal(writer, item)? {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Size of the future `f` returns, without making one (the arguments would need a
+    /// live connection).
+    fn future_size<A, B, C, D, F: Future>(_: &impl FnOnce(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every idle connection keeps its `serve` future (its task, holding `read_loop`'s)
+    /// and its writer's for its whole life, so these are per-connection memory
+    /// (BENCHMARKS.md, connect). The limits leave room for compiler changes; a step past
+    /// them means something large became part of an idle connection again.
+    #[test]
+    fn future_sizes() {
+        let serve = future_size(&|s: State, t: TcpStream, a: SocketAddr, (): ()| serve(s, t, a));
+        let read = future_size(&|s: &'static State,
+                                 sess: &'static mut Session,
+                                 r: &'static mut SecureReader<OwnedReadHalf>,
+                                 d| { read_loop(s, sess, r, d) });
+        let write = future_size(&|w: SecureWriter<OwnedWriteHalf>,
+                                  rx: outbound::Receiver<Outgoing>,
+                                  k: CancellationToken,
+                                  (): ()| { write_loop(w, rx, k) });
+        eprintln!("serve {serve} B, read_loop {read} B, write_loop {write} B");
+        assert!(serve <= 2304, "serve's future is {serve} bytes");
+        assert!(write <= 1152, "write_loop's future is {write} bytes");
+    }
 }

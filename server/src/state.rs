@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use classchat_wire::crypto::ServerKey;
 use classchat_wire::{Body, ChatMessage, Conv, Event, Limits, ServerMsg};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::keys::SecretHash;
+use crate::outbound::{self, TrySendError};
 use crate::store::{Snapshot, Store, StoredMessage};
 
 /// Lowercased name: the key of users and rooms.
@@ -47,7 +47,7 @@ pub enum Outgoing {
 pub struct SessionHandle {
     pub user: Lc,
     pub device: String,
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: outbound::Sender<Outgoing>,
     pub kill: CancellationToken,
 }
 
@@ -510,7 +510,7 @@ pub fn after_gather(f: impl FnOnce() + 'static) {
 }
 
 fn push_to(s: &SessionHandle, frame: Bytes) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(Outgoing::Frame(frame)) {
+    if let Err(TrySendError::Full(_)) = s.tx.try_send(Outgoing::Frame(frame)) {
         tracing::info!(user = %s.user, "outbound queue full; disconnecting the slow client");
         s.kill.cancel();
     }
