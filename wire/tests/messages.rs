@@ -189,3 +189,86 @@ fn every_truncation_of_every_message_is_a_decode_error() {
         }
     }
 }
+
+/// Every message, packed back to back the way a sealed frame carries several (PROTOCOL.md
+/// section 4), decodes one after another to exactly what was packed; `value_len` finds each
+/// one's end, and a plaintext cut short anywhere inside the last one fails to decode
+/// instead of producing a message.
+#[test]
+fn messages_packed_back_to_back_decode_in_order_and_a_cut_one_fails() {
+    use classchat_wire::message::{decode_first, value_len};
+    let server: Vec<ServerMsg> = samples::server_msgs();
+    let client: Vec<ClientMsg> = samples::client_msgs();
+    let server_bytes: Vec<Vec<u8>> = server.iter().map(|m| encode(m).expect("encode")).collect();
+    let client_bytes: Vec<Vec<u8>> = client.iter().map(|m| encode(m).expect("encode")).collect();
+    for (one, bytes) in server_bytes.iter().zip(&server).map(|(b, m)| (m, b)) {
+        assert_eq!(value_len(bytes).expect("a whole value"), bytes.len(), "{one:?}");
+        for cut in 0..bytes.len() {
+            assert!(decode_first::<ServerMsg>(&bytes[..cut]).is_err(), "{one:?} cut at {cut}");
+        }
+    }
+    let packed = server_bytes.concat();
+    let mut rest = &packed[..];
+    for expected in &server {
+        let (got, used) = decode_first::<ServerMsg>(rest).expect("the next message");
+        assert_eq!(&got, expected);
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty());
+    let packed = client_bytes.concat();
+    let mut rest = &packed[..];
+    for expected in &client {
+        let (got, used) = decode_first::<ClientMsg>(rest).expect("the next message");
+        assert_eq!(&got, expected);
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty());
+}
+
+/// `value_len` against every MessagePack form, including the ones no message uses (floats,
+/// ext, 16- and 32-bit lengths), and hostile length fields.
+#[test]
+fn value_len_knows_every_messagepack_form() {
+    use classchat_wire::message::value_len;
+    let long = "x".repeat(70_000);
+    let forms: Vec<Vec<u8>> = vec![
+        encode(&0u8).expect("fixint"),
+        encode(&-5i8).expect("negative fixint"),
+        encode(&200u8).expect("u8"),
+        encode(&70_000u32).expect("u32"),
+        encode(&u64::MAX).expect("u64"),
+        encode(&i64::MIN).expect("i64"),
+        encode(&1.5f32).expect("f32"),
+        encode(&1.5f64).expect("f64"),
+        encode(&()).expect("nil"),
+        encode(&true).expect("bool"),
+        encode(&"é").expect("fixstr"),
+        encode(&"y".repeat(40)).expect("str8"),
+        encode(&&long[..300]).expect("str16"),
+        encode(&long).expect("str32"),
+        encode(&serde_bytes::ByteBuf::from(vec![1; 300])).expect("bin16"),
+        encode(&vec![1u32; 20]).expect("array16"),
+        encode(&(0..20).map(|i| (i, vec![i])).collect::<BTreeMap<u32, Vec<u32>>>()).expect("map16"),
+        vec![0xd4, 1, 9],                                              // fixext 1
+        vec![0xd8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], // fixext 16
+        vec![0xc7, 2, 5, 0xaa, 0xbb],                                  // ext 8
+    ];
+    for form in &forms {
+        assert_eq!(value_len(form).expect("whole"), form.len(), "{form:02x?}");
+        let mut padded = form.clone();
+        padded.extend_from_slice(&[0x90, 0xc0]);
+        assert_eq!(value_len(&padded).expect("whole"), form.len(), "followed by more: {form:02x?}");
+        for cut in 0..form.len() {
+            assert!(value_len(&form[..cut]).is_err(), "{form:02x?} cut at {cut}");
+        }
+    }
+    for hostile in [
+        &[0xc1][..],                               // reserved marker
+        &[0xdd, 0xff, 0xff, 0xff, 0xff, 0x90][..], // 4 billion elements in 6 bytes
+        &[0xdf, 0xff, 0xff, 0xff, 0xff][..],       // a map of 4 billion entries
+        &[0xdb, 0xff, 0xff, 0xff, 0xff, b'a'][..], // a 4 GiB string
+        &[0xc9, 0xff, 0xff, 0xff, 0xff, 1][..],    // a 4 GiB ext
+    ] {
+        assert!(value_len(hostile).is_err(), "{hostile:02x?}");
+    }
+}

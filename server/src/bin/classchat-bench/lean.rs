@@ -109,7 +109,10 @@ pub async fn receive(who: usize, session: RawSession, room: String, rec: Arc<Rec
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut newest, mut acked) = (0u64, 0u64);
     loop {
+        // The reader first: while a frame's messages are being handed out it is ready at
+        // once, and the tick's timer is only looked at when the reader has to wait.
         let msg = tokio::select! {
+            biased;
             msg = reader.recv::<Msg>() => msg,
             _ = tick.tick() => {
                 if newest > acked {
