@@ -107,6 +107,16 @@ pub struct Sender<T> {
 impl<T> Sender<T> {
     /// Queues `item` unless the queue is full or the receiver is gone.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        if let Some(w) = self.push(item, false)? {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// As [`Sender::try_send`], but a parked writer is not woken: its waker is handed back
+    /// for the caller to wake once it has queued everything else it has for this round
+    /// (the fan-out of a commit), so the writer finds all of it at once.
+    pub fn try_send_quiet(&self, item: T) -> Result<Option<Waker>, TrySendError<T>> {
         self.push(item, false)
     }
 
@@ -117,7 +127,12 @@ impl<T> Sender<T> {
             // Registered before looking, so room made in between is not missed.
             room.as_mut().enable();
             match self.push(item, true) {
-                Ok(()) => return Ok(()),
+                Ok(waker) => {
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                    return Ok(());
+                }
                 Err(TrySendError::Closed(back)) => return Err(SendError(back)),
                 Err(TrySendError::Full(back)) => item = back,
             }
@@ -125,23 +140,19 @@ impl<T> Sender<T> {
         }
     }
 
-    fn push(&self, item: T, want_room: bool) -> Result<(), TrySendError<T>> {
-        let waker = {
-            let mut q = self.shared.lock();
-            if q.receiver_gone {
-                return Err(TrySendError::Closed(item));
-            }
-            if q.items.len() + q.taken >= self.shared.capacity {
-                q.room_wanted |= want_room;
-                return Err(TrySendError::Full(item));
-            }
-            q.items.push_back(item);
-            q.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+    /// Queues `item`; the parked receiver's waker, if it was parked, to be woken outside
+    /// the lock.
+    fn push(&self, item: T, want_room: bool) -> Result<Option<Waker>, TrySendError<T>> {
+        let mut q = self.shared.lock();
+        if q.receiver_gone {
+            return Err(TrySendError::Closed(item));
         }
-        Ok(())
+        if q.items.len() + q.taken >= self.shared.capacity {
+            q.room_wanted |= want_room;
+            return Err(TrySendError::Full(item));
+        }
+        q.items.push_back(item);
+        Ok(q.waker.take())
     }
 }
 
@@ -371,6 +382,37 @@ mod tests {
         tx.try_send(7).expect("room");
         let got = tokio::time::timeout(Duration::from_secs(5), got).await.expect("woken").expect("task");
         assert_eq!(got, Some(7));
+    }
+
+    /// A waker that counts its wakes.
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_quiet_push_hands_back_the_parked_receivers_waker_instead_of_waking_it() {
+        let (tx, mut rx) = channel::<u32>(10);
+        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        assert!(rx.poll_recv(&mut Context::from_waker(&waker)).is_pending(), "parked");
+        let handed = tx.try_send_quiet(1).expect("room").expect("the parked receiver's waker");
+        assert_eq!(tx.try_send_quiet(2).expect("room").map(|_| ()), None, "handed back once");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "nobody was woken yet");
+        handed.wake();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!((rx.try_recv(), rx.try_recv()), (Some(1), Some(2)), "both were queued, in order");
+        assert!(
+            matches!(tx.try_send_quiet(3), Ok(None)),
+            "a receiver that is not parked has no waker to hand"
+        );
+        for i in 4..=10 {
+            let _ = tx.try_send_quiet(i).expect("room");
+        }
+        assert!(matches!(tx.try_send_quiet(11), Err(TrySendError::Full(11))), "bounded like try_send");
     }
 
     #[tokio::test]

@@ -310,13 +310,7 @@ impl State {
     /// (the session that sent it, which gets the `Sent` reply instead).
     pub fn deliver(&self, msg: &StoredMessage, except: Option<SessionId>) {
         let inner = self.lock();
-        let gathering = GATHERED.with(|g| {
-            let mut g = g.borrow_mut();
-            if g.active && g.state.is_none() {
-                g.state = Some(self.clone());
-            }
-            g.active
-        });
+        let gathering = GATHERED.with(|g| g.borrow().active);
         let sender = msg.sender.clone();
         let make = |conv: Conv| {
             Self::encode(&ServerMsg::Event {
@@ -347,7 +341,11 @@ impl State {
                         }
                         let Some(f) = frame.as_ref() else { return };
                         if gathering {
-                            GATHERED.with(|g| g.borrow_mut().frames.push((*sid, f.clone())));
+                            if let Some(s) = inner.sessions.get(sid)
+                                && let Some(waker) = push_quietly(s, f.clone())
+                            {
+                                GATHERED.with(|g| g.borrow_mut().wakers.push(waker));
+                            }
                         } else {
                             Self::push(&inner, *sid, f.clone());
                         }
@@ -440,9 +438,9 @@ impl State {
 #[derive(Default)]
 struct Gathered {
     active: bool,
-    state: Option<State>,
-    /// (session, frame) in the order `deliver` produced them.
-    frames: Vec<(SessionId, Bytes)>,
+    /// The writers that frames were queued for while they were parked, to wake when the
+    /// commit's fan-out is all queued.
+    wakers: Vec<std::task::Waker>,
     /// Work to run once the frames are out (completions' replies).
     after: Vec<Box<dyn FnOnce()>>,
 }
@@ -452,11 +450,14 @@ thread_local! {
 }
 
 /// Batches the fan-out of one group commit per connection. While the guard lives,
-/// [`State::deliver`] on this thread only records its frames; when it drops, they are
-/// handed to the writers grouped by session (in order), so a connection that receives
-/// several messages of one commit gets them back to back and its writer sends them in
-/// one write instead of waking, sealing and writing once per frame. Work registered with
-/// [`after_gather`] runs after that, so a reply never overtakes the events it follows.
+/// [`State::deliver`] on this thread queues its frames without waking the writers; when it
+/// drops, it wakes each writer that was parked, once. A connection that receives several
+/// messages of one commit thus finds them all queued when its writer runs, and sends them
+/// in one frame and one write instead of waking, sealing and writing once per message.
+/// (Each queue keeps its own order, so nothing needs sorting: this replaced gathering the
+/// frames and sorting them by session, which was 5.7% of the server's CPU in a 1,000-member
+/// room.) Work registered with [`after_gather`] runs after the wakes, so a reply never
+/// overtakes the events it follows.
 ///
 /// The store's writer thread holds one around the completions of each commit.
 pub struct Gather(());
@@ -470,21 +471,16 @@ impl Gather {
 
 impl Drop for Gather {
     fn drop(&mut self) {
-        let (state, mut frames, after) = GATHERED.with(|g| {
+        let (mut wakers, after) = GATHERED.with(|g| {
             let mut g = g.borrow_mut();
             g.active = false;
-            (g.state.take(), std::mem::take(&mut g.frames), std::mem::take(&mut g.after))
+            (std::mem::take(&mut g.wakers), std::mem::take(&mut g.after))
         });
-        if let Some(state) = state {
-            // Stable: each session's frames keep their order.
-            frames.sort_by_key(|(sid, _)| *sid);
-            let inner = state.lock();
-            for (sid, frame) in frames.drain(..) {
-                State::push(&inner, sid, frame);
-            }
+        for w in wakers.drain(..) {
+            w.wake();
         }
         // Hand the (empty) buffer back so the next commit does not allocate it again.
-        GATHERED.with(|g| g.borrow_mut().frames = frames);
+        GATHERED.with(|g| g.borrow_mut().wakers = wakers);
         for f in after {
             f();
         }
@@ -506,6 +502,20 @@ pub fn after_gather(f: impl FnOnce() + 'static) {
     });
     if let Some(f) = deferred {
         f();
+    }
+}
+
+/// Queues `frame` for `s` without waking its writer; the waker to wake later if the writer
+/// was parked. A full queue cuts the slow client off, as [`push_to`] does.
+fn push_quietly(s: &SessionHandle, frame: Bytes) -> Option<std::task::Waker> {
+    match s.tx.try_send_quiet(Outgoing::Frame(frame)) {
+        Ok(waker) => waker,
+        Err(TrySendError::Full(_)) => {
+            tracing::info!(user = %s.user, "outbound queue full; disconnecting the slow client");
+            s.kill.cancel();
+            None
+        }
+        Err(TrySendError::Closed(_)) => None,
     }
 }
 
