@@ -255,9 +255,33 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
     /// The next message; `Ok(None)` when the peer closed cleanly. Any error means the
     /// session is over. Cancel-safe.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        if !self.fill().await? {
+            return Ok(None);
+        }
+        let (msg, used) = message::decode_first(&self.rest)?;
+        self.taken(used);
+        Ok(Some(msg))
+    }
+
+    /// The next message as its MessagePack bytes, handed to `f` undecoded, for a reader
+    /// that picks out what it needs itself (the load generator's receivers). Checked and
+    /// delimited exactly as [`SecureReader::recv`] does. Cancel-safe.
+    pub async fn recv_with<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        if !self.fill().await? {
+            return Ok(None);
+        }
+        let len = message::value_len(&self.rest)?;
+        let r = f(&self.rest[..len]);
+        self.taken(len);
+        Ok(Some(r))
+    }
+
+    /// Makes sure `rest` holds undecoded plaintext, reading and opening the next frame if
+    /// it does not; `false` at a clean end of the stream.
+    async fn fill(&mut self) -> Result<bool> {
         if self.rest.is_empty() {
             let Some(mut body) = self.frames.read_frame().await? else {
-                return Ok(None);
+                return Ok(false);
             };
             let len = self.opener.open(&mut body)?.len();
             if len == 0 {
@@ -267,13 +291,16 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
             body.truncate(len);
             self.rest = body;
         }
-        let (msg, used) = message::decode_first(&self.rest)?;
+        Ok(true)
+    }
+
+    /// The first `used` bytes of `rest` were one message.
+    fn taken(&mut self, used: usize) {
         self.rest.advance(used);
         if self.rest.is_empty() {
             // Lets the frame's allocation go (it may be shared with the read buffer).
             self.rest = BytesMut::new();
         }
-        Ok(Some(msg))
     }
 }
 
@@ -567,6 +594,22 @@ mod tests {
             assert_eq!(got, msg(tag, len));
             assert_eq!(reader.opener.seq(), frames, "message {tag}");
         }
+    }
+
+    #[tokio::test]
+    async fn recv_with_hands_out_each_message_of_a_frame_as_its_encoding() {
+        let (mut writer, mut reader) = secure_pair();
+        let sent: Vec<_> = (0..5).map(|i| msg(i, 10 + i as usize)).collect();
+        for m in &sent {
+            writer.queue(m).expect("queue");
+        }
+        writer.flush().await.expect("flush");
+        for m in &sent {
+            let got = reader.recv_with(<[u8]>::to_vec).await.expect("read").expect("a message");
+            assert_eq!(got, message::encode(m).expect("encode"));
+        }
+        assert_eq!(reader.opener.seq(), 1, "all five came in one frame");
+        assert!(poll_once(reader.recv_with(<[u8]>::len)).is_pending());
     }
 
     #[tokio::test]

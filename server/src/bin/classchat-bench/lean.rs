@@ -1,6 +1,6 @@
 //! The lean receive path of fan-out receivers: a session logged in with the real client's
 //! handshake and `Resume` ([`classchat_wire::RawSession`]), whose frames are opened and
-//! decoded on one task into just what the bench records. The full client decodes every
+//! read on one task for just what the bench records (`seen`). The full client decodes every
 //! event into owned strings, keeps acknowledgement bookkeeping under a mutex and hands each
 //! event over a channel to another task: ~7 µs per delivery, as much as the server spends,
 //! which capped what a 2-core box could measure.
@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use classchat_wire::{ClientConfig, ClientMsg, Conv, RawSession};
-use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use crate::conn;
 use crate::load::{self, Recorder};
@@ -23,66 +21,6 @@ use crate::target::{Account, DEVICE};
 
 /// How often a receiver acknowledges (as the real client).
 const ACK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// `ServerMsg` with only what a receiver needs; the rest is skipped without allocating.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Msg {
-    Ok(IgnoredAny),
-    Err(IgnoredAny),
-    Event { event: Ev },
-    Ping { nonce: u64 },
-    Chunk(IgnoredAny),
-}
-
-/// `Event`, likewise.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Ev {
-    Message { message: Message },
-    CaughtUp,
-    Presence(IgnoredAny),
-    RemovedFromRoom(IgnoredAny),
-    Disconnect(IgnoredAny),
-    KeyChanged(IgnoredAny),
-    FileOffer(IgnoredAny),
-    OfferAnswered(IgnoredAny),
-}
-
-/// `ChatMessage`: the id (to acknowledge) and the bench stamp of a text body.
-#[derive(Deserialize)]
-struct Message {
-    id: u64,
-    body: BodyStamp,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum BodyStamp {
-    Text { text: Stamp },
-    Opaque(IgnoredAny),
-    System(IgnoredAny),
-    File(IgnoredAny),
-}
-
-/// A message text parsed in place into `(step, sent_ns)` (see [`load::text`]).
-struct Stamp(Option<(u32, u64)>);
-
-impl<'de> Deserialize<'de> for Stamp {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Stamp;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a message text")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Stamp, E> {
-                Ok(Stamp(load::parse(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
 
 /// Logs `account` in with the real handshake and `Resume`, and reads until the catch-up
 /// is over (as [`crate::conn::login`]).
@@ -92,9 +30,9 @@ pub async fn login(config: &ClientConfig, account: &mut Account) -> anyhow::Resu
         .with_context(|| format!("{} could not resume", account.name))?;
     account.token.clone_from(&session.welcome.resume_token);
     loop {
-        match session.reader.recv::<Msg>().await? {
-            Some(Msg::Event { event: Ev::CaughtUp }) => return Ok(session),
-            Some(Msg::Ping { nonce }) => session.writer.send(&ClientMsg::Pong { nonce }).await?,
+        match session.reader.recv_with(seen).await? {
+            Some(Seen::CaughtUp) => return Ok(session),
+            Some(Seen::Ping(nonce)) => session.writer.send(&ClientMsg::Pong { nonce }).await?,
             Some(_) => {}
             None => anyhow::bail!("{} was disconnected during catch-up", account.name),
         }
@@ -113,7 +51,7 @@ pub async fn receive(who: usize, session: RawSession, room: String, rec: Arc<Rec
         // once, and the tick's timer is only looked at when the reader has to wait.
         let msg = tokio::select! {
             biased;
-            msg = reader.recv::<Msg>() => msg,
+            msg = reader.recv_with(seen) => msg,
             _ = tick.tick() => {
                 if newest > acked {
                     let ack = ClientMsg::Ack { conv: Conv::Room { name: room.clone() }, up_to: newest };
@@ -126,18 +64,18 @@ pub async fn receive(who: usize, session: RawSession, room: String, rec: Arc<Rec
             }
         };
         match msg {
-            Ok(Some(Msg::Event { event: Ev::Message { message } })) => {
-                newest = newest.max(message.id);
-                if let BodyStamp::Text { text: Stamp(Some(stamp)) } = message.body {
+            Ok(Some(Seen::Delivery { id, stamp })) => {
+                newest = newest.max(id);
+                if let Some(stamp) = stamp {
                     rec.record_stamp(who, stamp);
                 }
             }
-            Ok(Some(Msg::Ping { nonce })) => {
+            Ok(Some(Seen::Ping(nonce))) => {
                 if writer.send(&ClientMsg::Pong { nonce }).await.is_err() {
                     break;
                 }
             }
-            Ok(Some(_)) => {}
+            Ok(Some(Seen::CaughtUp | Seen::Other)) => {}
             Ok(None) | Err(_) => break,
         }
     }
@@ -174,4 +112,200 @@ pub async fn login_all(
         accounts[k] = account;
     }
     Ok(())
+}
+
+/// What a receiver needs from one live message.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// `Event::Message`: its id (to acknowledge) and the stamp of a bench text.
+    Delivery {
+        id: u64,
+        stamp: Option<(u32, u64)>,
+    },
+    Ping(u64),
+    CaughtUp,
+    Other,
+}
+
+/// Reads what [`receive`] needs straight from a message's MessagePack bytes (PROTOCOL.md
+/// sections 6 and 7), the way the IRC receivers pick the text out of a line: serde's
+/// decoder checks every field name and string as UTF-8 and walks every value, which was
+/// a third of a receiver's time. Anything it does not expect is `Other`.
+fn seen(bytes: &[u8]) -> Seen {
+    let mut c = Cur { b: bytes, pos: 0 };
+    c.seen().unwrap_or(Seen::Other)
+}
+
+/// A read position in one message.
+struct Cur<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cur<'a> {
+    /// `{"event": {"event": {"message": {"message": {.., "id": n, .., "body": ..}}}}}` or
+    /// `{"ping": {"nonce": n}}` (PROTOCOL.md section 6, the `msg_event_message` example).
+    fn seen(&mut self) -> Option<Seen> {
+        if self.map_len()? != 1 {
+            return None;
+        }
+        match self.str()? {
+            b"ping" => {
+                let mut nonce = None;
+                for _ in 0..self.map_len()? {
+                    match self.str()? {
+                        b"nonce" => nonce = Some(self.uint()?),
+                        _ => self.skip()?,
+                    }
+                }
+                nonce.map(Seen::Ping)
+            }
+            b"event" => {
+                // `{"event": Event}`. Unit events are plain strings; a message is
+                // `{"message": {"message": {..}}}`.
+                if self.map_len()? != 1 || self.str()? != b"event" {
+                    return Some(Seen::Other);
+                }
+                if self.b.get(self.pos).is_some_and(|m| matches!(m, 0xa0..=0xbf | 0xd9..=0xdb)) {
+                    return Some(if self.str()? == b"caught_up" { Seen::CaughtUp } else { Seen::Other });
+                }
+                for _ in 0..2 {
+                    if self.map_len()? != 1 || self.str()? != b"message" {
+                        return Some(Seen::Other);
+                    }
+                }
+                let (mut id, mut stamp) = (None, None);
+                for _ in 0..self.map_len()? {
+                    match self.str()? {
+                        b"id" => id = Some(self.uint()?),
+                        b"body" => stamp = self.text_stamp(),
+                        _ => self.skip()?,
+                    }
+                }
+                Some(Seen::Delivery { id: id?, stamp })
+            }
+            _ => Some(Seen::Other),
+        }
+    }
+
+    /// A body: the stamp of `{"text": {"text": "b<step>:<ns>:…"}}`, else `None` (and the
+    /// body skipped).
+    fn text_stamp(&mut self) -> Option<(u32, u64)> {
+        let start = self.pos;
+        let found = (|| {
+            if self.map_len()? != 1
+                || self.str()? != b"text"
+                || self.map_len()? != 1
+                || self.str()? != b"text"
+            {
+                return None;
+            }
+            load::parse(std::str::from_utf8(self.str()?).ok()?)
+        })();
+        if found.is_none() {
+            self.pos = start;
+            self.skip()?;
+        }
+        found
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.b.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn be(&mut self, n: usize) -> Option<u64> {
+        let bytes = self.b.get(self.pos..self.pos + n)?;
+        self.pos += n;
+        Some(bytes.iter().fold(0, |v, &b| (v << 8) | u64::from(b)))
+    }
+
+    fn map_len(&mut self) -> Option<usize> {
+        match self.byte()? {
+            m @ 0x80..=0x8f => Some(usize::from(m & 0x0f)),
+            0xde => self.be(2).map(|n| n as usize),
+            0xdf => self.be(4).map(|n| n as usize),
+            _ => None,
+        }
+    }
+
+    fn str(&mut self) -> Option<&'a [u8]> {
+        let len = match self.byte()? {
+            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+            0xd9 => self.be(1)? as usize,
+            0xda => self.be(2)? as usize,
+            0xdb => self.be(4)? as usize,
+            _ => return None,
+        };
+        let s = self.b.get(self.pos..self.pos.checked_add(len)?)?;
+        self.pos += len;
+        Some(s)
+    }
+
+    fn uint(&mut self) -> Option<u64> {
+        match self.byte()? {
+            m @ 0x00..=0x7f => Some(u64::from(m)),
+            0xcc => self.be(1),
+            0xcd => self.be(2),
+            0xce => self.be(4),
+            0xcf => self.be(8),
+            _ => None,
+        }
+    }
+
+    fn skip(&mut self) -> Option<()> {
+        self.pos += classchat_wire::message::value_len(self.b.get(self.pos..)?).ok()?;
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use classchat_wire::{Body, ChatMessage, Conv, Event, ServerMsg, message};
+
+    use super::{Seen, seen};
+
+    fn delivery(id: u64, body: Body) -> Vec<u8> {
+        let message = ChatMessage {
+            id,
+            conv: Conv::Room { name: "r0".into() },
+            from: "u1".into(),
+            ts: 1_767_225_600_000,
+            body,
+        };
+        message::encode(&ServerMsg::Event { event: Event::Message { message } }).expect("encode")
+    }
+
+    /// The hand reader agrees with the encoding the server sends, for every shape a
+    /// receiver meets.
+    #[test]
+    fn seen_reads_what_the_server_encodes() {
+        let text = crate::load::text(3, 64);
+        let stamp = crate::load::parse(&text);
+        assert!(stamp.is_some());
+        assert_eq!(
+            seen(&delivery(1001, Body::Text { text: text.clone() })),
+            Seen::Delivery { id: 1001, stamp }
+        );
+        assert_eq!(
+            seen(&delivery(u64::MAX, Body::Text { text: "hello".into() })),
+            Seen::Delivery { id: u64::MAX, stamp: None }
+        );
+        let opaque = Body::Opaque { data: vec![1, 2, 3] };
+        assert_eq!(seen(&delivery(7, opaque)), Seen::Delivery { id: 7, stamp: None });
+        let ping = message::encode(&ServerMsg::Ping { nonce: 70_000 }).expect("encode");
+        assert_eq!(seen(&ping), Seen::Ping(70_000));
+        let caught_up = message::encode(&ServerMsg::Event { event: Event::CaughtUp }).expect("encode");
+        assert_eq!(seen(&caught_up), Seen::CaughtUp);
+        let other =
+            message::encode(&ServerMsg::Event { event: Event::Presence { user: "u2".into(), online: true } })
+                .expect("encode");
+        assert_eq!(seen(&other), Seen::Other);
+        assert_eq!(seen(b"\xc1"), Seen::Other);
+        let full = delivery(9, Body::Text { text });
+        for cut in 0..full.len() {
+            assert_ne!(seen(&full[..cut]), Seen::Delivery { id: 9, stamp }, "cut at {cut}");
+        }
+    }
 }
