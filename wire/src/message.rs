@@ -652,10 +652,9 @@ pub fn value_len(bytes: &[u8]) -> Result<usize> {
         pending -= 1;
         let marker = *bytes.get(pos).ok_or_else(truncated)?;
         pos += 1;
-        // (bytes of length field, bytes of fixed data, elements per length unit): a value's
-        // length field counts bytes when elements is 0, else elements (2 per map entry).
-        let (len_bytes, fixed, per): (usize, usize, usize) = match marker {
-            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0, 0),
+        // The forms messages are mostly made of first, without the general bookkeeping.
+        match marker {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => continue,
             0x80..=0x8f => {
                 pending = add_pending(pending, 2 * usize::from(marker & 0x0f), bytes.len() - pos)?;
                 continue;
@@ -664,7 +663,18 @@ pub fn value_len(bytes: &[u8]) -> Result<usize> {
                 pending = add_pending(pending, usize::from(marker & 0x0f), bytes.len() - pos)?;
                 continue;
             }
-            0xa0..=0xbf => (0, usize::from(marker & 0x1f), 0),
+            0xa0..=0xbf => {
+                pos += usize::from(marker & 0x1f);
+                if pos > bytes.len() {
+                    return Err(truncated());
+                }
+                continue;
+            }
+            _ => {}
+        }
+        // (bytes of length field, bytes of fixed data, elements per length unit): a value's
+        // length field counts bytes when elements is 0, else elements (2 per map entry).
+        let (len_bytes, fixed, per): (usize, usize, usize) = match marker {
             0xc1 => return Err(malformed("a message uses the reserved marker 0xc1")),
             0xc4 | 0xd9 => (1, 0, 0),
             0xc5 | 0xda => (2, 0, 0),
@@ -686,6 +696,8 @@ pub fn value_len(bytes: &[u8]) -> Result<usize> {
             0xdd => (4, 0, 1),
             0xde => (2, 0, 2),
             0xdf => (4, 0, 2),
+            // Handled above.
+            _ => (0, 0, 0),
         };
         let field = bytes.get(pos..pos + len_bytes).ok_or_else(truncated)?;
         pos += len_bytes;

@@ -67,7 +67,7 @@ impl Recorder {
         let now = now_ns();
         let current = self.step.load(Ordering::Relaxed);
         let mut s = lock(&self.shards[who % SHARDS]);
-        for stamp in texts.filter_map(parse) {
+        for stamp in texts.filter_map(|t| parse(t.as_bytes())) {
             s.add(stamp, current, now);
         }
     }
@@ -113,13 +113,24 @@ pub fn text(step: u32, len: usize) -> String {
     t
 }
 
-/// `(step, sent_ns)` of a bench message text.
-pub fn parse(text: &str) -> Option<(u32, u64)> {
-    let rest = text.strip_prefix('b')?;
-    let mut parts = rest.splitn(3, ':');
-    let step = parts.next()?.parse().ok()?;
-    let sent = parts.next()?.parse().ok()?;
-    Some((step, sent))
+/// `(step, sent_ns)` of a bench message text, read from its bytes (a receiver does this
+/// for every delivery, so it neither checks UTF-8 nor splits into strings).
+pub fn parse(text: &[u8]) -> Option<(u32, u64)> {
+    let rest = text.strip_prefix(b"b")?;
+    let (step, rest) = digits(rest)?;
+    let (sent, _) = digits(rest)?;
+    Some((u32::try_from(step).ok()?, sent))
+}
+
+/// The number before the first `:` of `bytes`, and what follows the `:`.
+fn digits(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let end = bytes.iter().position(|&b| b == b':')?;
+    let (number, rest) = bytes.split_at(end);
+    if number.is_empty() || number.len() > 19 || !number.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = number.iter().fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
+    Some((value, &rest[1..]))
 }
 
 #[cfg(test)]
@@ -128,9 +139,13 @@ mod tests {
     fn texts_parse_back() {
         let t = super::text(7, 64);
         assert_eq!(t.len(), 64);
-        let (step, sent) = super::parse(&t).expect("parses");
+        let (step, sent) = super::parse(t.as_bytes()).expect("parses");
         assert_eq!(step, 7);
         assert!(sent <= crate::stats::now_ns());
-        assert!(super::parse("hello").is_none());
+        assert!(super::parse(b"hello").is_none());
+        assert!(super::parse(b"b:1:").is_none());
+        assert!(super::parse(b"b1:99999999999999999999:").is_none(), "too long for u64");
+        assert_eq!(super::parse(b"b4294967295:0:"), Some((u32::MAX, 0)));
+        assert!(super::parse(b"b4294967296:0:").is_none(), "too big for a step");
     }
 }
