@@ -199,26 +199,23 @@ fn messages_packed_back_to_back_decode_in_order_and_a_cut_one_fails() {
     use classchat_wire::message::{decode_first, value_len};
     let server: Vec<ServerMsg> = samples::server_msgs();
     let client: Vec<ClientMsg> = samples::client_msgs();
-    let server_bytes: Vec<Vec<u8>> = server.iter().map(|m| encode(m).expect("encode")).collect();
-    let client_bytes: Vec<Vec<u8>> = client.iter().map(|m| encode(m).expect("encode")).collect();
-    for (one, bytes) in server_bytes.iter().zip(&server).map(|(b, m)| (m, b)) {
-        assert_eq!(value_len(bytes).expect("a whole value"), bytes.len(), "{one:?}");
+    for one in &server {
+        let bytes = encode(one).expect("encode");
+        assert_eq!(value_len(&bytes).expect("a whole value"), bytes.len(), "{one:?}");
         for cut in 0..bytes.len() {
             assert!(decode_first::<ServerMsg>(&bytes[..cut]).is_err(), "{one:?} cut at {cut}");
         }
     }
-    let packed = server_bytes.concat();
+    assert_packed_decode_in_order(&server);
+    assert_packed_decode_in_order(&client);
+}
+
+/// `msgs` encoded back to back decode one after another, exactly.
+fn assert_packed_decode_in_order<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(msgs: &[T]) {
+    let packed: Vec<u8> = msgs.iter().flat_map(|m| encode(m).expect("encode")).collect();
     let mut rest = &packed[..];
-    for expected in &server {
-        let (got, used) = decode_first::<ServerMsg>(rest).expect("the next message");
-        assert_eq!(&got, expected);
-        rest = &rest[used..];
-    }
-    assert!(rest.is_empty());
-    let packed = client_bytes.concat();
-    let mut rest = &packed[..];
-    for expected in &client {
-        let (got, used) = decode_first::<ClientMsg>(rest).expect("the next message");
+    for expected in msgs {
+        let (got, used) = classchat_wire::message::decode_first::<T>(rest).expect("the next message");
         assert_eq!(&got, expected);
         rest = &rest[used..];
     }
