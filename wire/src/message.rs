@@ -652,8 +652,11 @@ pub fn value_len(bytes: &[u8]) -> Result<usize> {
         pending -= 1;
         let marker = *bytes.get(pos).ok_or_else(truncated)?;
         pos += 1;
-        // The forms messages are mostly made of first, without the general bookkeeping.
-        match marker {
+        // (bytes of length field, bytes of fixed data, elements per length unit): a value's
+        // length field counts bytes when elements is 0, else elements (2 per map entry). The
+        // forms messages are mostly made of (fixints, fixmaps, fixarrays, fixstrs) are
+        // skipped in their own arms, without that bookkeeping.
+        let (len_bytes, fixed, per): (usize, usize, usize) = match marker {
             0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => continue,
             0x80..=0x8f => {
                 pending = add_pending(pending, 2 * usize::from(marker & 0x0f), bytes.len() - pos)?;
@@ -670,11 +673,6 @@ pub fn value_len(bytes: &[u8]) -> Result<usize> {
                 }
                 continue;
             }
-            _ => {}
-        }
-        // (bytes of length field, bytes of fixed data, elements per length unit): a value's
-        // length field counts bytes when elements is 0, else elements (2 per map entry).
-        let (len_bytes, fixed, per): (usize, usize, usize) = match marker {
             0xc1 => return Err(malformed("a message uses the reserved marker 0xc1")),
             0xc4 | 0xd9 => (1, 0, 0),
             0xc5 | 0xda => (2, 0, 0),
@@ -696,8 +694,6 @@ pub fn value_len(bytes: &[u8]) -> Result<usize> {
             0xdd => (4, 0, 1),
             0xde => (2, 0, 2),
             0xdf => (4, 0, 2),
-            // Handled above.
-            _ => (0, 0, 0),
         };
         let field = bytes.get(pos..pos + len_bytes).ok_or_else(truncated)?;
         pos += len_bytes;
