@@ -506,7 +506,7 @@ pub fn after_gather(f: impl FnOnce() + 'static) {
 }
 
 /// Queues `frame` for `s` without waking its writer; the waker to wake later if the writer
-/// was parked. A full queue cuts the slow client off, as [`push_to`] does.
+/// was parked. A full queue cuts the slow client off.
 fn push_quietly(s: &SessionHandle, frame: Bytes) -> Option<std::task::Waker> {
     match s.tx.try_send_quiet(Outgoing::Frame(frame)) {
         Ok(waker) => waker,
@@ -520,9 +520,8 @@ fn push_quietly(s: &SessionHandle, frame: Bytes) -> Option<std::task::Waker> {
 }
 
 fn push_to(s: &SessionHandle, frame: Bytes) {
-    if let Err(TrySendError::Full(_)) = s.tx.try_send(Outgoing::Frame(frame)) {
-        tracing::info!(user = %s.user, "outbound queue full; disconnecting the slow client");
-        s.kill.cancel();
+    if let Some(waker) = push_quietly(s, frame) {
+        waker.wake();
     }
 }
 
