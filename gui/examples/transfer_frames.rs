@@ -25,6 +25,8 @@
 //! and the transfers' wall time and MB/s, then exits; it gives up after `--timeout-secs`.
 
 mod common;
+#[path = "../tests/common/dropped.rs"]
+mod dropped;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,7 @@ use classchat::files::{Direction, TransferState};
 use classchat::{AppConfig, ClassChatApp};
 use classchat_wire::{Conv, FileInfo, Request};
 use common::{Server, connect, prepare_app, publish_key, write_pseudo_random};
+use dropped::Dropped;
 
 #[derive(Debug, Parser)]
 #[command(about = "Frame times of the real app window during a large file transfer")]
@@ -201,19 +204,6 @@ impl Downloader {
             let _ = tx.send(result.map_err(|e: anyhow::Error| format!("bob's download failed: {e:#}")));
         });
         rx
-    }
-}
-
-/// A file dropped on the window, as eframe hands it to egui.
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
     }
 }
 

@@ -9,20 +9,8 @@ use std::sync::Arc;
 
 use classchat::files::TransferState;
 use classchat_wire::{Body, Conv, Event, FileInfo};
+use common::dropped::Dropped;
 use common::*;
-
-/// A file dropped on the window, as eframe hands it to egui.
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
 
 /// `len` bytes that differ from one `seed` to the next.
 fn content(len: usize, seed: u8) -> Vec<u8> {
