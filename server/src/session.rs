@@ -308,12 +308,23 @@ fn write_loop(
                 // The queue and the socket are polled before `kill`: only a writer that has
                 // to wait registers with the token (registering and dropping a waiter
                 // for every round was ~2.5% of the server's CPU in a busy room).
-                let item = tokio::select! {
-                    biased;
-                    item = rx.recv() => item,
-                    () = kill.cancelled() => return Ok(()),
+                let item = match rx.try_recv() {
+                    Some(item) => Some(item),
+                    None => {
+                        // About to park: an idle connection keeps no batch-sized buffer.
+                        writer.release_buffer();
+                        tokio::select! {
+                            biased;
+                            item = rx.recv() => item,
+                            () = kill.cancelled() => return Ok(()),
+                        }
+                    }
                 };
                 let Some(item) = item else { break };
+                // One allocation for what was taken with this item, not a buffer grown by
+                // doubling for every round.
+                let taken: usize = rx.taken().map(Outgoing::encoded_len).sum();
+                writer.reserve((item.encoded_len() + taken).min(WRITE_BATCH_BYTES));
                 let mut closing = seal(&mut writer, item)?;
                 if !closing {
                     closing = drain(&mut writer, &mut rx)?;
@@ -333,7 +344,7 @@ fn write_loop(
                 }
                 tokio::select! {
                     biased;
-                    r = writer.flush() => r?,
+                    r = writer.write_out() => r?,
                     () = kill.cancelled() => return Ok(()),
                 }
                 if closing {

@@ -43,6 +43,16 @@ pub enum Outgoing {
     Close(String),
 }
 
+impl Outgoing {
+    /// About how many bytes of plaintext it becomes when sealed.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Outgoing::Frame(bytes) => bytes.len(),
+            Outgoing::Close(reason) => reason.len() + 32,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct SessionHandle {
     pub user: Lc,
