@@ -30,10 +30,6 @@ const IDLE_READ: usize = 256;
 /// allocate for each, while a large batch (a login's catch-up, a burst) is not kept for the
 /// connection's life.
 pub const WRITE_BUF_KEEP: usize = 1024;
-/// The most a [`SecureWriter`] keeps allocated across [`SecureWriter::write_out`], for a
-/// connection that writes batch after batch: a batch of 32 KiB (what the server's writers
-/// gather before writing) once the buffer has grown by doubling to hold it.
-pub const WRITE_BUF_BUSY: usize = 64 * 1024;
 /// The most plaintext a [`SecureWriter`] puts in one frame when it combines several queued
 /// messages (a message larger than this travels alone). One frame then costs one IV, one
 /// padding block and one MAC for ~75 typical deliveries, and a reader's work per frame stays
@@ -378,34 +374,16 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
     /// Seals what is queued and writes it. A buffer that grew past [`WRITE_BUF_KEEP`] is let
     /// go afterwards, so a connection keeps the memory of a large batch only while it sends one.
     pub async fn flush(&mut self) -> Result<()> {
-        self.write_out().await?;
-        self.release_buffer();
-        Ok(())
-    }
-
-    /// As [`SecureWriter::flush`], but the buffer keeps up to [`WRITE_BUF_BUSY`] bytes of room
-    /// for the next batch: for a writer that is about to write again (a busy connection
-    /// would otherwise grow a fresh buffer for every batch, which was 4–5% of a busy server's
-    /// CPU in `realloc`). Call [`SecureWriter::release_buffer`] before waiting for more.
-    pub async fn write_out(&mut self) -> Result<()> {
         self.seal_open()?;
         if !self.buf.is_empty() {
             self.io.write_all(&self.buf).await?;
             self.buf.clear();
         }
-        if self.buf.capacity() > WRITE_BUF_BUSY {
+        if self.buf.capacity() > WRITE_BUF_KEEP {
             self.buf = BytesMut::new();
         }
         self.io.flush().await?;
         Ok(())
-    }
-
-    /// Lets the buffer go if it holds more than [`WRITE_BUF_KEEP`] and nothing is queued: what
-    /// an idle connection keeps.
-    pub fn release_buffer(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > WRITE_BUF_KEEP {
-            self.buf = BytesMut::new();
-        }
     }
 
     /// What the write buffer holds allocated.
@@ -588,37 +566,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn write_out_keeps_a_busy_buffer_until_it_is_released() {
+    async fn reserve_sizes_the_buffer_for_a_batch_once() {
         let (mut writer, mut reader) = secure_pair();
-        for i in 0..40 {
-            writer.queue(&msg(i, 200)).expect("queue");
+        let batch: Vec<_> = (0..40).map(|i| msg(i, 200)).collect();
+        let encoded: Vec<Vec<u8>> = batch.iter().map(|m| message::encode(m).expect("encode")).collect();
+        writer.reserve(encoded.iter().map(Vec::len).sum());
+        let reserved = writer.buffer_capacity();
+        for e in &encoded {
+            writer.queue_encoded(e).expect("queue");
         }
-        writer.write_out().await.expect("write");
-        let kept = writer.buffer_capacity();
-        assert!(
-            kept > WRITE_BUF_KEEP && kept <= WRITE_BUF_BUSY,
-            "a busy writer keeps its batch's room: {kept}"
-        );
-
-        // The next batch reuses it rather than growing a new one.
-        for i in 40..80 {
-            writer.queue(&msg(i, 200)).expect("queue");
-        }
-        assert_eq!(writer.buffer_capacity(), kept);
-        writer.write_out().await.expect("write");
-
-        writer.release_buffer();
-        assert_eq!(writer.buffer_capacity(), 0, "released before waiting");
-
-        // A batch larger than WRITE_BUF_BUSY is not kept even by write_out.
-        for i in 80..80 + (2 * WRITE_BUF_BUSY / 200) as u32 {
-            writer.queue(&msg(i, 200)).expect("queue");
-        }
-        writer.write_out().await.expect("write");
-        assert_eq!(writer.buffer_capacity(), 0, "an outsized batch's buffer is let go");
-        for i in 0..80 + (2 * WRITE_BUF_BUSY / 200) as u32 {
+        writer.seal_open().expect("seal");
+        assert_eq!(writer.buffer_capacity(), reserved, "the batch and its sealing fit what was reserved");
+        writer.flush().await.expect("flush");
+        for m in batch {
             let got: (u32, serde_bytes::ByteBuf) = reader.recv().await.expect("read").expect("a message");
-            assert_eq!(got, msg(i, 200));
+            assert_eq!(got, m);
         }
     }
 
