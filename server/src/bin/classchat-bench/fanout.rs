@@ -142,7 +142,37 @@ fn chat_receiver(rec: Arc<Recorder>) -> impl Fn(usize, mpsc::Receiver<Event>) + 
     }
 }
 
-/// Runs the ramp against one server; returns every step.
+/// Waits until the server and this load generator have both been nearly idle (under
+/// [`SETTLED_CORES`] each) for [`SETTLED_WINDOWS`] windows in a row, at most
+/// [`SETTLE_LIMIT`]; returns how long it took. Joining a room makes traffic to everyone
+/// in it (IRC sends each member a `JOIN` line for each later joiner, ClassChat a presence
+/// event for each member who logs in): with 5,000 in one room that is 12.5 million lines
+/// or events, which can take many seconds to drain after the last client has joined. A
+/// ramp that started meanwhile would measure the drain, not the messages.
+async fn settle(server_pid: u32) -> Duration {
+    let started = Instant::now();
+    let mut quiet = 0;
+    let mut last = (procstat::sample(server_pid), procstat::own());
+    while quiet < SETTLED_WINDOWS && started.elapsed() < SETTLE_LIMIT {
+        tokio::time::sleep(SETTLE_WINDOW).await;
+        let now = (procstat::sample(server_pid), procstat::own());
+        let busy = |a: &Option<procstat::Sample>, b: &Option<procstat::Sample>| match (a, b) {
+            (Some(a), Some(b)) => procstat::cores(a, b) >= SETTLED_CORES,
+            _ => false,
+        };
+        quiet = if busy(&last.0, &now.0) || busy(&last.1, &now.1) { 0 } else { quiet + 1 };
+        last = now;
+    }
+    started.elapsed()
+}
+
+const SETTLE_WINDOW: Duration = Duration::from_millis(500);
+const SETTLED_WINDOWS: u32 = 2;
+const SETTLED_CORES: f64 = 0.1;
+const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs the ramp against one server, once the traffic of joining has drained; returns
+/// every step, and how long the draining took.
 async fn ramp(
     name: &str,
     a: &Args,
@@ -150,7 +180,9 @@ async fn ramp(
     rec: &Recorder,
     room_size: usize,
     server_pid: u32,
-) -> Vec<Step> {
+) -> (Vec<Step>, Duration) {
+    let waited = settle(server_pid).await;
+    eprintln!("{name}: the traffic of joining drained {:.1} s after the last join", waited.as_secs_f64());
     let mut steps = Vec::new();
     let fanout = room_size.saturating_sub(1).max(1) as f64;
     // A step that fails on latency alone is run once more at the same rate before the
@@ -270,7 +302,7 @@ async fn ramp(
             break;
         }
     }
-    steps
+    (steps, waited)
 }
 
 /// The best passing step: the highest deliveries per second.
@@ -278,7 +310,7 @@ fn best(steps: &[Step]) -> Option<&Step> {
     steps.iter().filter(|s| s.passed).max_by(|a, b| a.achieved.total_cmp(&b.achieved))
 }
 
-fn summary(side: &str, a: &Args, steps: &[Step], pinned: &Option<String>) -> Value {
+fn summary(side: &str, a: &Args, steps: &[Step], pinned: &Option<String>, settled: Duration) -> Value {
     let b = best(steps);
     json!({
         "scenario": "fanout",
@@ -288,6 +320,7 @@ fn summary(side: &str, a: &Args, steps: &[Step], pinned: &Option<String>) -> Val
         "senders": a.senders,
         "room_size": a.users / a.rooms.max(1),
         "server_cpus": pinned,
+        "settle_s": round3(settled.as_secs_f64()),
         "max_sustained_deliveries_per_s": b.map_or(0.0, |s| s.achieved.round()),
         "p50_ms": b.map_or(0.0, |s| round3(s.p50)),
         "p99_ms": b.map_or(0.0, |s| round3(s.p99)),
@@ -340,8 +373,8 @@ pub async fn run(opts: &ServerOpts, irc_opts: &IrcOpts, a: &Args) -> anyhow::Res
             ok: Arc::default(),
             err: Arc::default(),
         };
-        let steps = ramp("classchat", a, &mut senders, &rec, room_size, target.pid).await;
-        let v = summary("classchat", a, &steps, &pinned);
+        let (steps, waited) = ramp("classchat", a, &mut senders, &rec, room_size, target.pid).await;
+        let v = summary("classchat", a, &steps, &pinned, waited);
         chat_best = best(&steps).map(|s| (s.achieved, s.per_cpu_s));
         push_rows(&mut rows, "classchat", &label, &steps, &pinned);
         out.insert("classchat".into(), v);
@@ -374,8 +407,8 @@ pub async fn run(opts: &ServerOpts, irc_opts: &IrcOpts, a: &Args) -> anyhow::Res
             conns: conns.iter().take(a.senders).map(|(_, tx, chan)| (tx.clone(), chan.clone())).collect(),
             err: 0,
         };
-        let steps = ramp("inspircd", a, &mut senders, &rec, room_size, ircd.pid).await;
-        let v = summary("inspircd", a, &steps, &pinned);
+        let (steps, waited) = ramp("inspircd", a, &mut senders, &rec, room_size, ircd.pid).await;
+        let v = summary("inspircd", a, &steps, &pinned, waited);
         push_rows(&mut rows, "inspircd", &label, &steps, &pinned);
         out.insert("inspircd".into(), v);
         if let (Some((chat, chat_cpu)), Some(irc)) = (chat_best, best(&steps)) {
@@ -430,5 +463,19 @@ fn push_rows(rows: &mut Vec<Row>, side: &str, label: &str, steps: &[Step], pinne
             ));
         }
         None => rows.push(Row::new("fanout", &format!("{side}: {label}{pin}"), "no step passed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settle_returns_once_the_processes_are_idle() {
+        // This test process stands for both the server and the load generator: it is idle,
+        // so the wait ends after the quiet windows rather than at the limit.
+        let waited = settle(std::process::id()).await;
+        assert!(waited >= SETTLE_WINDOW * SETTLED_WINDOWS, "it watched at least the quiet windows");
+        assert!(waited < SETTLE_LIMIT, "an idle pair is recognized as settled: {waited:?}");
     }
 }
