@@ -175,6 +175,25 @@ fn counting(start: u8, len: u8) -> Vec<u8> {
     (start..start + len).collect()
 }
 
+/// Seals `plaintext` with the IV `iv_start, iv_start + 1, …` and checks the document's
+/// `{dir}_plaintext{suffix}`, `{dir}_iv{suffix}` and `{dir}_frame{suffix}` blocks against
+/// it; returns the frame.
+fn sealed_example(
+    check: &mut Checker,
+    sealer: &mut crypto::Sealer,
+    (dir, suffix): (&str, &str),
+    plaintext: &[u8],
+    iv_start: u8,
+) -> BytesMut {
+    check.hex(&format!("{dir}_plaintext{suffix}"), plaintext);
+    let iv: [u8; 16] = counting(iv_start, 16).try_into().expect("16 bytes");
+    check.hex(&format!("{dir}_iv{suffix}"), &iv);
+    let mut frame = BytesMut::new();
+    sealer.seal_frame_with_iv(plaintext, &iv, &mut frame, MAX_FRAME_LEN).expect("seal");
+    check.hex(&format!("{dir}_frame{suffix}"), &frame);
+    frame
+}
+
 const SERVER_NAME: &str = "CS Lab 3";
 
 fn framed(body: &[u8]) -> Vec<u8> {
@@ -254,37 +273,22 @@ fn worked_example_sealed_frames_match_the_code() {
     let (mut client_sealer, mut client_opener) = keys.split(Role::Client);
     let (mut server_sealer, mut server_opener) = keys.split(Role::Server);
 
-    // Client to server, seq 0.
+    // Client to server, seq 0, with the pieces of its frame shown one by one.
     let plaintext = encode(&ClientMsg::Request { id: 1, body: Request::Ping }).expect("encode");
-    check.hex("c2s_plaintext", &plaintext);
-    let iv: [u8; 16] = counting(0x60, 16).try_into().expect("16 bytes");
-    check.hex("c2s_iv", &iv);
-    let mut frame0 = BytesMut::new();
-    client_sealer.seal_frame_with_iv(&plaintext, &iv, &mut frame0, MAX_FRAME_LEN).expect("seal");
+    let frame0 = sealed_example(&mut check, &mut client_sealer, ("c2s", ""), &plaintext, 0x60);
     let body = &frame0[frame::HEADER_LEN..];
     let (signed, tag) = body.split_at(body.len() - crypto::MAC_LEN);
     check.hex("c2s_ciphertext", &signed[crypto::IV_LEN..]);
     check.hex("c2s_mac_input", &[&0u64.to_be_bytes()[..], signed].concat());
     check.hex("c2s_tag", tag);
-    check.hex("c2s_frame", &frame0);
 
     // Client to server, seq 1: the same keys, the next sequence number.
     let plaintext1 = encode(&ClientMsg::Pong { nonce: 42 }).expect("encode");
-    check.hex("c2s_plaintext_1", &plaintext1);
-    let iv1: [u8; 16] = counting(0x70, 16).try_into().expect("16 bytes");
-    check.hex("c2s_iv_1", &iv1);
-    let mut frame1 = BytesMut::new();
-    client_sealer.seal_frame_with_iv(&plaintext1, &iv1, &mut frame1, MAX_FRAME_LEN).expect("seal");
-    check.hex("c2s_frame_1", &frame1);
+    sealed_example(&mut check, &mut client_sealer, ("c2s", "_1"), &plaintext1, 0x70);
 
     // Server to client, seq 0 in its own direction.
     let reply = encode(&ServerMsg::Ok { id: 1, body: Response::Pong }).expect("encode");
-    check.hex("s2c_plaintext", &reply);
-    let iv2: [u8; 16] = counting(0x80, 16).try_into().expect("16 bytes");
-    check.hex("s2c_iv", &iv2);
-    let mut frame2 = BytesMut::new();
-    server_sealer.seal_frame_with_iv(&reply, &iv2, &mut frame2, MAX_FRAME_LEN).expect("seal");
-    check.hex("s2c_frame", &frame2);
+    sealed_example(&mut check, &mut server_sealer, ("s2c", ""), &reply, 0x80);
 
     // Server to client, seq 1: two messages in one frame.
     let two = [
@@ -292,12 +296,7 @@ fn worked_example_sealed_frames_match_the_code() {
         encode(&ServerMsg::Event { event: Event::CaughtUp }).expect("encode"),
     ]
     .concat();
-    check.hex("s2c_plaintext_1", &two);
-    let iv3: [u8; 16] = counting(0x90, 16).try_into().expect("16 bytes");
-    check.hex("s2c_iv_1", &iv3);
-    let mut frame3 = BytesMut::new();
-    server_sealer.seal_frame_with_iv(&two, &iv3, &mut frame3, MAX_FRAME_LEN).expect("seal");
-    check.hex("s2c_frame_1", &frame3);
+    sealed_example(&mut check, &mut server_sealer, ("s2c", "_1"), &two, 0x90);
     check.finish();
 
     // The document's frames open on the other side, in order, to the document's plaintexts.
