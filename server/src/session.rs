@@ -305,8 +305,9 @@ fn write_loop(
     async move {
         // One wait on the kill token for the writer's life: it registers with the token
         // once, where a `kill.cancelled()` per park registered and unregistered every time
-        // (5% of the server's CPU with 5,000 in a room, where every delivery is a park).
-        let mut cancelled = std::pin::pin!(kill.clone().cancelled_owned());
+        // (its `Notified` poll and drop were 2.4% of the server's CPU with 5,000 in 50
+        // rooms, where every delivery is a park).
+        let mut cancelled = pin!(kill.clone().cancelled_owned());
         let result: classchat_wire::Result<()> = async {
             loop {
                 // The queue and the socket are polled before `kill`: only a writer that has

@@ -48,6 +48,7 @@ impl Outgoing {
     pub fn encoded_len(&self) -> usize {
         match self {
             Outgoing::Frame(bytes) => bytes.len(),
+            // The reason plus roughly the `Disconnect` event encoded around it.
             Outgoing::Close(reason) => reason.len() + 32,
         }
     }
@@ -350,14 +351,16 @@ impl State {
                             *frame = make(conv());
                         }
                         let Some(f) = frame.as_ref() else { return };
-                        if gathering {
-                            if let Some(s) = inner.sessions.get(sid)
-                                && let Some(waker) = push_quietly(s, f.clone())
-                            {
+                        // A parked writer is woken now, or, during a commit's fan-out, once
+                        // at its end (see `Gather`).
+                        if let Some(s) = inner.sessions.get(sid)
+                            && let Some(waker) = push_quietly(s, f.clone())
+                        {
+                            if gathering {
                                 GATHERED.with(|g| g.borrow_mut().wakers.push(waker));
+                            } else {
+                                waker.wake();
                             }
-                        } else {
-                            Self::push(&inner, *sid, f.clone());
                         }
                     }
                 }
