@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`frame`]: length-prefixed frames and the size limit (sans-I/O).
 //! - [`message`]: `ClientMsg` / `ServerMsg` and everything inside them.
+//! - [`class`]: the instructor tools' types: room settings, mutes, exam mode, audit log,
+//!   questions, polls, office-hours queues.
 //! - [`crypto`]: handshake messages, key derivation, the `Sealer` / `Opener` halves.
 //! - [`fingerprint`]: server key fingerprints and the known-servers store.
 //! - [`invite`]: `classchat://host:port#fingerprint` links.
@@ -21,6 +23,7 @@
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
+pub mod class;
 pub mod client;
 pub mod connection;
 pub mod crypto;
@@ -39,4 +42,5 @@ pub use error::{CryptoError, Error, Result};
 pub use files::{DownloadTicket, UploadTicket, sanitize_file_name};
 pub use fingerprint::{Fingerprint, KnownServers, Trust};
 pub use frame::MAX_FRAME_LEN;
+pub use class::*;
 pub use message::*;

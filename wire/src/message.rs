@@ -8,6 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::class::{
+    AuditEntry, ClassStatus, ExamInfo, MuteInfo, MuteScope, Poll, PollId, Question, QuestionId,
+    QueueEntry, QueuePosition, RoomSettings,
+};
 use crate::error::{Error, Result};
 
 /// Version of the protocol spoken inside the session. Sent in the handshake.
@@ -252,6 +256,62 @@ pub enum Request {
         token: Vec<u8>,
         offset: u64,
     },
+
+    // ---- instructor tools (PROTOCOL.md section 16) --------------------------------------
+    /// Room staff: announce-only, slow mode and Q&A for `room`. → `Room`.
+    SetRoomSettings { room: String, settings: RoomSettings },
+    /// Room staff (`MuteScope::Room`) or instructors (`MuteScope::Server`): `user` may not
+    /// post there for `secs` seconds (1 ..= `MAX_MUTE_SECS`), or until lifted when `None`.
+    /// Staff cannot be muted. Muting again replaces the earlier mute. → `Done`.
+    Mute { scope: MuteScope, user: String, secs: Option<u64> },
+    /// Lifts a mute early. → `Done`.
+    Unmute { scope: MuteScope, user: String },
+    /// The mutes in force in `scope` (room staff for a room, instructors for the server).
+    /// → `Mutes`.
+    ListMutes { scope: MuteScope },
+    /// Instructors: turn exam mode on (with the one room where students may still post)
+    /// or off. Refused when it is already in that state. → `Done`.
+    SetExamMode { on: bool, questions_room: Option<String> },
+    /// Instructors: moderation actions, newest first, older than `before`, at most
+    /// `limit` (≤ `MAX_AUDIT_PAGE`). → `Audit`.
+    AuditLog { before: Option<u64>, limit: u32 },
+    /// Members of a Q&A room: ask a question (anonymous hides the author from students).
+    /// → `Question`.
+    AskQuestion { room: String, text: String, anonymous: bool },
+    /// Upvote (`up`) a question, or take the upvote back. Not your own. → `Question`.
+    Upvote { question: QuestionId, up: bool },
+    /// Room staff: mark a question answered (optionally linking the answering message of
+    /// the same room) or not. → `Question`.
+    MarkAnswered { question: QuestionId, answered: bool, answer: Option<MessageId> },
+    /// The room's questions: unanswered first, then by votes, then oldest first.
+    /// → `Questions`.
+    Questions { room: String },
+    /// Room staff: a poll of 2 ..= 10 options, closed by staff or at `closes_at`.
+    /// → `Poll`.
+    CreatePoll {
+        room: String,
+        question: String,
+        options: Vec<String>,
+        multiple: bool,
+        anonymous: bool,
+        closes_at: Option<Timestamp>,
+    },
+    /// Members: vote, or change your vote while the poll is open. `choices` are option
+    /// indexes, distinct, exactly one unless the poll is multiple choice. → `Poll`.
+    Vote { poll: PollId, choices: Vec<u32> },
+    /// Room staff. → `Poll`.
+    ClosePoll { poll: PollId },
+    /// The room's polls, newest first. → `Polls`.
+    Polls { room: String },
+    /// Join the office-hours queue of `instructor`. → `Queued`.
+    JoinQueue { instructor: String },
+    /// Leave it. → `Done`.
+    LeaveQueue { instructor: String },
+    /// Instructors: your own queue, in order. → `Queue`.
+    OfficeQueue,
+    /// Instructors: take the first student off your queue; they hear `Called`.
+    /// → `Next` (`student` is `None` when the queue is empty).
+    NextInQueue,
 }
 
 /// Everything the server sends.
@@ -353,6 +413,38 @@ pub enum Response {
     File {
         file: FileInfo,
     },
+    Mutes {
+        mutes: Vec<MuteInfo>,
+    },
+    /// Newest first. `more` says whether older entries exist.
+    Audit {
+        entries: Vec<AuditEntry>,
+        more: bool,
+    },
+    Question {
+        question: Question,
+    },
+    Questions {
+        room: String,
+        questions: Vec<Question>,
+    },
+    Poll {
+        poll: Poll,
+    },
+    Polls {
+        room: String,
+        polls: Vec<Poll>,
+    },
+    /// `JoinQueue`: where you are now.
+    Queued {
+        position: QueuePosition,
+    },
+    Queue {
+        students: Vec<QueueEntry>,
+    },
+    Next {
+        student: Option<String>,
+    },
 }
 
 /// Reply to a successful `Register`, `Login` or `Resume`.
@@ -375,6 +467,9 @@ pub struct Welcome {
     pub dm_peers: Vec<String>,
     /// Limits the client should respect (so it can refuse early, with a clear message).
     pub limits: Limits,
+    /// Exam mode, the user's mutes and queues. Absent from older servers.
+    #[serde(default)]
+    pub class: ClassStatus,
 }
 
 /// A stored (or uploading) file, as the server describes it.
@@ -420,13 +515,26 @@ pub struct RoomInfo {
     pub admin: String,
     /// Whether the receiving user is a member.
     pub joined: bool,
+    /// Announce-only, slow mode, Q&A. Absent from older servers.
+    #[serde(default)]
+    pub settings: RoomSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub name: String,
     pub online: bool,
+    /// The room's admin.
     pub admin: bool,
+    /// A server admin. Absent from older servers.
+    #[serde(default)]
+    pub instructor: bool,
+    /// Muted in this room or on the server; sent to the room's staff only.
+    #[serde(default)]
+    pub muted: bool,
+    /// When that mute ends (`None` with `muted`: until lifted).
+    #[serde(default)]
+    pub muted_until: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -506,6 +614,23 @@ pub enum Event {
     FileOffer { file: FileInfo },
     /// `user` accepted or declined your offer of `file`.
     OfferAnswered { file: FileId, user: String, accepted: bool },
+    /// The settings of `room` (which you are in) changed.
+    RoomSettings { room: String, settings: RoomSettings },
+    /// You were muted (`muted`, until `until`, `None`: until lifted) or unmuted in
+    /// `scope` by `by`. A timed mute ends by itself at `until` with no event.
+    MuteChanged { scope: MuteScope, muted: bool, until: Option<Timestamp>, by: String },
+    /// Exam mode was turned on (`Some`) or off (`None`). Sent to every session.
+    ExamMode { exam: Option<ExamInfo> },
+    /// A question of a room you are in was asked or changed (as you may see it).
+    Question { question: Question },
+    /// A poll of a room you are in was created, voted on or closed (as you may see it).
+    Poll { poll: Poll },
+    /// Your office-hours queue changed (instructors).
+    QueueChanged { students: Vec<QueueEntry> },
+    /// Your place in `instructor`'s queue moved; `None` when you are no longer in it.
+    QueueMoved { instructor: String, position: Option<u32> },
+    /// `instructor` took you off their queue and is ready for you (a DM follows).
+    Called { instructor: String },
 }
 
 /// Stable error codes. Encoded as snake_case strings; new codes may be added, so a client
@@ -562,6 +687,20 @@ pub enum ErrorCode {
     NoSuchTransfer,
     /// The uploaded bytes do not have the SHA-256 the uploader announced; nothing was kept.
     HashMismatch,
+    /// You are muted here; the message says until when.
+    Muted,
+    /// Slow mode: the message says how many seconds to wait.
+    SlowMode,
+    /// Only staff post here (an announce-only room, or exam mode).
+    ReadOnly,
+    /// Exam mode forbids this (direct messages between students, files).
+    ExamMode,
+    NoSuchQuestion,
+    NoSuchPoll,
+    /// The poll is closed.
+    PollClosed,
+    /// You already did that (upvoted this question, joined this queue).
+    AlreadyDone,
     /// Anything else; the message says what. A code this build does not know decodes as
     /// `Internal`, so a newer server's codes do not break older clients.
     #[serde(other)]
@@ -602,6 +741,14 @@ impl ErrorCode {
             ErrorCode::NoSuchFile => "no_such_file",
             ErrorCode::NoSuchTransfer => "no_such_transfer",
             ErrorCode::HashMismatch => "hash_mismatch",
+            ErrorCode::Muted => "muted",
+            ErrorCode::SlowMode => "slow_mode",
+            ErrorCode::ReadOnly => "read_only",
+            ErrorCode::ExamMode => "exam_mode",
+            ErrorCode::NoSuchQuestion => "no_such_question",
+            ErrorCode::NoSuchPoll => "no_such_poll",
+            ErrorCode::PollClosed => "poll_closed",
+            ErrorCode::AlreadyDone => "already_done",
             ErrorCode::Internal => "internal",
         }
     }

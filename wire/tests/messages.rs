@@ -43,8 +43,8 @@ fn every_client_msg_round_trips_byte_exact() {
         assert_round_trip(m);
     }
     assert_eq!(names(&msgs, samples::client_msg_name).len(), 4, "samples cover every ClientMsg variant");
-    assert_eq!(names(&samples::requests(), samples::request_name).len(), 39, "every Request variant");
-    assert_eq!(samples::requests().len(), 39, "one sample per Request variant");
+    assert_eq!(names(&samples::requests(), samples::request_name).len(), 57, "every Request variant");
+    assert_eq!(samples::requests().len(), 57, "one sample per Request variant");
 }
 
 #[test]
@@ -54,8 +54,8 @@ fn every_server_msg_round_trips_byte_exact() {
         assert_round_trip(m);
     }
     assert_eq!(names(&msgs, samples::server_msg_name).len(), 5, "every ServerMsg variant");
-    assert_eq!(names(&samples::responses(), samples::response_name).len(), 18, "every Response variant");
-    assert_eq!(names(&samples::events(), samples::event_name).len(), 8, "every Event variant");
+    assert_eq!(names(&samples::responses(), samples::response_name).len(), 27, "every Response variant");
+    assert_eq!(names(&samples::events(), samples::event_name).len(), 16, "every Event variant");
     assert_eq!(names(&samples::bodies(), samples::body_name).len(), 4, "every Body variant");
     assert_eq!(names(&samples::system_events(), samples::system_event_name).len(), 10);
     assert_eq!(names(&samples::convs(), samples::conv_name).len(), 3, "every Conv variant");
@@ -102,8 +102,8 @@ fn encoding_uses_named_fields_nil_and_bin() {
     assert_eq!(direct, b"\x81\xabsend_direct\x82\xa2to\xa1b\xa4body\xc4\x03\x01\x02\xff");
     // The one newtype variant maps its tag straight to the struct's map.
     let welcome = encode(&Response::Welcome(samples::welcome())).expect("encode");
-    assert_eq!(&welcome[..10], b"\x81\xa7welcome\x88", "{{\"welcome\": {{8 fields}}}}");
-    // A welcome from an older server without `dm_peers` still decodes.
+    assert_eq!(&welcome[..10], b"\x81\xa7welcome\x89", "{{\"welcome\": {{9 fields}}}}");
+    // A welcome from an older server without `dm_peers` or `class` still decodes.
     #[derive(serde::Serialize)]
     struct OldWelcome {
         user: String,
@@ -126,7 +126,7 @@ fn encoding_uses_named_fields_nil_and_bin() {
         limits: new.limits,
     };
     let decoded: classchat_wire::Welcome = decode(&encode(&old).expect("encode")).expect("decodes");
-    assert_eq!(decoded, classchat_wire::Welcome { dm_peers: Vec::new(), ..new });
+    assert_eq!(decoded, classchat_wire::Welcome { dm_peers: Vec::new(), class: Default::default(), ..new });
     // Unit variants of a nested enum are plain strings.
     let reply = encode(&ServerMsg::Ok { id: 1, body: Response::Done }).expect("encode");
     assert_eq!(reply, b"\x81\xa2ok\x82\xa2id\x01\xa4body\xa4done");

@@ -5,8 +5,9 @@
 //! PROTOCOL.md).
 
 use classchat_wire::{
-    Body, ChatMessage, ClientMsg, Conv, ErrorCode, Event, FileInfo, Limits, Member, Request, Response,
-    RoomInfo, ServerMsg, SystemEvent, UserInfo, Welcome,
+    AuditAction, AuditEntry, Body, ChatMessage, ClassStatus, ClientMsg, Conv, ErrorCode, Event, ExamInfo,
+    FileInfo, Limits, Member, MuteInfo, MuteScope, Poll, Question, QueueEntry, QueuePosition, Request,
+    Response, RoomInfo, RoomSettings, ServerMsg, SystemEvent, UserInfo, Welcome,
 };
 
 /// Every byte value once: exercises MessagePack `bin` with non-UTF-8 content.
@@ -70,7 +71,85 @@ pub fn requests() -> Vec<Request> {
         Request::AttachUpload { token: vec![0x11; 32] },
         Request::FinishUpload { sha256: vec![0xe3; 32] },
         Request::AttachDownload { token: vec![0x22; 32], offset: 1 << 20 },
+        Request::SetRoomSettings { room: s("cs101"), settings: room_settings() },
+        Request::Mute { scope: MuteScope::Room { name: s("cs101") }, user: s("mallory"), secs: Some(300) },
+        Request::Unmute { scope: MuteScope::Server, user: s("mallory") },
+        Request::ListMutes { scope: MuteScope::Room { name: s("cs101") } },
+        Request::SetExamMode { on: true, questions_room: Some(s("help")) },
+        Request::AuditLog { before: Some(90), limit: 50 },
+        Request::AskQuestion { room: s("cs101"), text: s("Is fork() copy-on-write?"), anonymous: true },
+        Request::Upvote { question: 3, up: true },
+        Request::MarkAnswered { question: 3, answered: true, answer: Some(1 << 33) },
+        Request::Questions { room: s("cs101") },
+        Request::CreatePoll {
+            room: s("cs101"),
+            question: s("Which lab slot?"),
+            options: vec![s("Monday"), s("Thursday")],
+            multiple: false,
+            anonymous: true,
+            closes_at: Some(1_700_000_600_000),
+        },
+        Request::Vote { poll: 4, choices: vec![1] },
+        Request::ClosePoll { poll: 4 },
+        Request::Polls { room: s("cs101") },
+        Request::JoinQueue { instructor: s("prof") },
+        Request::LeaveQueue { instructor: s("prof") },
+        Request::OfficeQueue,
+        Request::NextInQueue,
     ]
+}
+
+pub fn room_settings() -> RoomSettings {
+    RoomSettings { announce_only: true, slow_mode_secs: 30, qa: true }
+}
+
+pub fn mute_info() -> MuteInfo {
+    MuteInfo {
+        scope: MuteScope::Room { name: "cs101".into() },
+        user: "mallory".into(),
+        until: Some(1_700_000_300_000),
+        by: "prof".into(),
+    }
+}
+
+pub fn exam_info() -> ExamInfo {
+    ExamInfo { questions_room: Some("help".into()), since: 1_700_000_000_000, by: "prof".into() }
+}
+
+/// An anonymous question as a student sees it.
+pub fn question() -> Question {
+    Question {
+        id: 3,
+        room: "cs101".into(),
+        text: "Is fork() copy-on-write?".into(),
+        author: None,
+        anonymous: true,
+        mine: false,
+        votes: 5,
+        voted: true,
+        answered: true,
+        answer: Some(1 << 33),
+        ts: 1_700_000_000_000,
+    }
+}
+
+pub fn poll() -> Poll {
+    Poll {
+        id: 4,
+        room: "cs101".into(),
+        question: "Which lab slot?".into(),
+        options: vec!["Monday".into(), "Thursday".into()],
+        multiple: false,
+        anonymous: false,
+        by: "prof".into(),
+        ts: 1_700_000_000_000,
+        closes_at: None,
+        closed: false,
+        counts: vec![1, 2],
+        voters: 3,
+        mine: vec![1],
+        names: vec![vec!["bob".into()], vec!["Alice".into(), "carol".into()]],
+    }
 }
 
 /// A file in every state: uploaded to a room, and a direct offer still uploading.
@@ -136,6 +215,24 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::AttachUpload { .. } => "attach_upload",
         Request::FinishUpload { .. } => "finish_upload",
         Request::AttachDownload { .. } => "attach_download",
+        Request::SetRoomSettings { .. } => "set_room_settings",
+        Request::Mute { .. } => "mute",
+        Request::Unmute { .. } => "unmute",
+        Request::ListMutes { .. } => "list_mutes",
+        Request::SetExamMode { .. } => "set_exam_mode",
+        Request::AuditLog { .. } => "audit_log",
+        Request::AskQuestion { .. } => "ask_question",
+        Request::Upvote { .. } => "upvote",
+        Request::MarkAnswered { .. } => "mark_answered",
+        Request::Questions { .. } => "questions",
+        Request::CreatePoll { .. } => "create_poll",
+        Request::Vote { .. } => "vote",
+        Request::ClosePoll { .. } => "close_poll",
+        Request::Polls { .. } => "polls",
+        Request::JoinQueue { .. } => "join_queue",
+        Request::LeaveQueue { .. } => "leave_queue",
+        Request::OfficeQueue => "office_queue",
+        Request::NextInQueue => "next_in_queue",
     }
 }
 
@@ -171,6 +268,7 @@ pub fn room_info(name: &str) -> RoomInfo {
         locked: true,
         admin: "prof".into(),
         joined: false,
+        settings: room_settings(),
     }
 }
 
@@ -189,6 +287,11 @@ pub fn welcome() -> Welcome {
             messages_per_second: 20,
             heartbeat_timeout_ms: 60_000,
             max_file_size: 1 << 31,
+        },
+        class: ClassStatus {
+            exam: Some(exam_info()),
+            mutes: vec![mute_info()],
+            queues: vec![QueuePosition { instructor: "prof".into(), position: 2 }],
         },
     }
 }
@@ -268,8 +371,22 @@ pub fn responses() -> Vec<Response> {
         Response::Members {
             room: "cs101".into(),
             members: vec![
-                Member { name: "prof".into(), online: true, admin: true },
-                Member { name: "alice".into(), online: false, admin: false },
+                Member {
+                    name: "prof".into(),
+                    online: true,
+                    admin: true,
+                    instructor: true,
+                    muted: false,
+                    muted_until: None,
+                },
+                Member {
+                    name: "alice".into(),
+                    online: false,
+                    admin: false,
+                    instructor: false,
+                    muted: true,
+                    muted_until: Some(1_700_000_300_000),
+                },
             ],
         },
         Response::Bans { room: "cs101".into(), users: vec!["mallory".into()] },
@@ -287,6 +404,26 @@ pub fn responses() -> Vec<Response> {
         Response::Download { file: file_infos()[1].clone(), token: vec![0x22; 32] },
         Response::Attached { offset: 0 },
         Response::File { file: file_infos()[0].clone() },
+        Response::Mutes { mutes: vec![mute_info()] },
+        Response::Audit {
+            entries: vec![AuditEntry {
+                id: 9,
+                ts: 1_700_000_000_000,
+                actor: "prof".into(),
+                action: AuditAction::Mute,
+                target: "mallory".into(),
+                detail: "in #cs101 for 5 min".into(),
+            }],
+            more: false,
+        },
+        Response::Question { question: question() },
+        Response::Questions { room: "cs101".into(), questions: vec![question()] },
+        Response::Poll { poll: poll() },
+        Response::Polls { room: "cs101".into(), polls: vec![poll()] },
+        Response::Queued { position: QueuePosition { instructor: "prof".into(), position: 1 } },
+        Response::Queue { students: vec![QueueEntry { student: "alice".into(), since: 1_700_000_000_000 }] },
+        Response::Next { student: Some("alice".into()) },
+        Response::Next { student: None },
     ]
 }
 
@@ -310,6 +447,15 @@ pub fn response_name(r: &Response) -> &'static str {
         Response::Download { .. } => "download",
         Response::Attached { .. } => "attached",
         Response::File { .. } => "file",
+        Response::Mutes { .. } => "mutes",
+        Response::Audit { .. } => "audit",
+        Response::Question { .. } => "question",
+        Response::Questions { .. } => "questions",
+        Response::Poll { .. } => "poll",
+        Response::Polls { .. } => "polls",
+        Response::Queued { .. } => "queued",
+        Response::Queue { .. } => "queue",
+        Response::Next { .. } => "next",
     }
 }
 
@@ -323,6 +469,22 @@ pub fn events() -> Vec<Event> {
     out.push(Event::KeyChanged { user: "bob".into() });
     out.extend(file_infos().into_iter().map(|file| Event::FileOffer { file }));
     out.push(Event::OfferAnswered { file: 7, user: "bob".into(), accepted: true });
+    out.push(Event::RoomSettings { room: "cs101".into(), settings: room_settings() });
+    out.push(Event::MuteChanged {
+        scope: MuteScope::Server,
+        muted: true,
+        until: Some(1_700_000_300_000),
+        by: "prof".into(),
+    });
+    out.push(Event::ExamMode { exam: Some(exam_info()) });
+    out.push(Event::ExamMode { exam: None });
+    out.push(Event::Question { question: question() });
+    out.push(Event::Poll { poll: poll() });
+    out.push(Event::QueueChanged {
+        students: vec![QueueEntry { student: "alice".into(), since: 1_700_000_000_000 }],
+    });
+    out.push(Event::QueueMoved { instructor: "prof".into(), position: Some(1) });
+    out.push(Event::Called { instructor: "prof".into() });
     out
 }
 
@@ -336,11 +498,19 @@ pub fn event_name(e: &Event) -> &'static str {
         Event::KeyChanged { .. } => "key_changed",
         Event::FileOffer { .. } => "file_offer",
         Event::OfferAnswered { .. } => "offer_answered",
+        Event::RoomSettings { .. } => "room_settings",
+        Event::MuteChanged { .. } => "mute_changed",
+        Event::ExamMode { .. } => "exam_mode",
+        Event::Question { .. } => "question",
+        Event::Poll { .. } => "poll",
+        Event::QueueChanged { .. } => "queue_changed",
+        Event::QueueMoved { .. } => "queue_moved",
+        Event::Called { .. } => "called",
     }
 }
 
 /// Every error code, checked for completeness by [`error_code_index`].
-pub const ERROR_CODES: [ErrorCode; 31] = [
+pub const ERROR_CODES: [ErrorCode; 39] = [
     ErrorCode::BadRequest,
     ErrorCode::NotLoggedIn,
     ErrorCode::AlreadyLoggedIn,
@@ -371,6 +541,14 @@ pub const ERROR_CODES: [ErrorCode; 31] = [
     ErrorCode::NoSuchFile,
     ErrorCode::NoSuchTransfer,
     ErrorCode::HashMismatch,
+    ErrorCode::Muted,
+    ErrorCode::SlowMode,
+    ErrorCode::ReadOnly,
+    ErrorCode::ExamMode,
+    ErrorCode::NoSuchQuestion,
+    ErrorCode::NoSuchPoll,
+    ErrorCode::PollClosed,
+    ErrorCode::AlreadyDone,
     ErrorCode::Internal,
 ];
 
@@ -407,7 +585,15 @@ pub fn error_code_index(code: ErrorCode) -> usize {
         ErrorCode::NoSuchFile => 27,
         ErrorCode::NoSuchTransfer => 28,
         ErrorCode::HashMismatch => 29,
-        ErrorCode::Internal => 30,
+        ErrorCode::Muted => 30,
+        ErrorCode::SlowMode => 31,
+        ErrorCode::ReadOnly => 32,
+        ErrorCode::ExamMode => 33,
+        ErrorCode::NoSuchQuestion => 34,
+        ErrorCode::NoSuchPoll => 35,
+        ErrorCode::PollClosed => 36,
+        ErrorCode::AlreadyDone => 37,
+        ErrorCode::Internal => 38,
     }
 }
 
