@@ -10,10 +10,13 @@
 //! - `store`: SQLite, written by one thread with group commit.
 //! - `cursors`: delivery cursors (`ack`s) coalesced in memory, written once a second.
 //! - `keys`: the server key on disk and Argon2id hashes of secrets.
+//! - `class`: the instructor tools' state and posting rules (mutes, exam mode, room
+//!   settings, questions, polls, office-hours queues).
 //! - `files`: shared files: registry, content store, bulk connections, retention.
 //! - [`admin`]: the admin console and the admin socket.
 
 pub mod admin;
+mod class;
 pub mod config;
 mod cursors;
 mod files;

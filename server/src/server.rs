@@ -53,6 +53,8 @@ async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
                 admin: String::new(),
                 members: Default::default(),
                 bans: Default::default(),
+                settings: Default::default(),
+                last_post: Default::default(),
             },
         );
     }
@@ -105,6 +107,7 @@ pub async fn serve(
     );
     tracker.spawn(crate::files::sweep_task(state.clone()));
     tracker.spawn(crate::cursors::flush_task(state.clone()));
+    tracker.spawn(crate::class::close_due_polls_task(state.clone()));
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
     tokio::pin!(shutdown);
     loop {

@@ -83,6 +83,10 @@ pub struct Room {
     /// Member → id of the first message they are delivered (their `Joined`).
     pub members: HashMap<Lc, u64>,
     pub bans: BTreeSet<Lc>,
+    /// Announce-only, slow mode, Q&A.
+    pub settings: classchat_wire::RoomSettings,
+    /// When each student last posted, for slow mode (bounded by the members).
+    pub last_post: HashMap<Lc, Instant>,
 }
 
 /// Token bucket for the per-user message rate.
@@ -127,6 +131,8 @@ pub struct Inner {
     pub users: HashMap<Lc, User>,
     pub rooms: HashMap<Lc, Room>,
     pub sessions: HashMap<SessionId, SessionHandle>,
+    /// Mutes, exam mode, questions, polls, office-hours queues.
+    pub class: crate::class::ClassState,
     failures: HashMap<String, Failures>,
 }
 
@@ -196,6 +202,8 @@ impl State {
                     admin: r.admin_lc,
                     members: HashMap::new(),
                     bans: BTreeSet::new(),
+                    settings: Default::default(),
+                    last_post: HashMap::new(),
                 },
             );
         }
@@ -218,6 +226,7 @@ impl State {
                 u.dm_peers.insert(a);
             }
         }
+        crate::class::load(&mut inner, snapshot.objects);
         let files = crate::files::Files::new(&config.data_dir, snapshot.files);
         State(Arc::new(Shared {
             files,
@@ -284,6 +293,11 @@ impl State {
     /// Display name of a user, or the key itself if unknown.
     pub fn display_name(inner: &Inner, lc: &str) -> String {
         inner.users.get(lc).map_or_else(|| lc.to_owned(), |u| u.name.clone())
+    }
+
+    /// Display name of a room, or the key itself if unknown.
+    pub fn display_room(inner: &Inner, lc: &str) -> String {
+        inner.rooms.get(lc).map_or_else(|| lc.to_owned(), |r| r.name.clone())
     }
 
     /// Encodes `msg` once.

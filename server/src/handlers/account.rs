@@ -280,6 +280,7 @@ async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, dev
             rooms: infos,
             dm_peers: peers.iter().map(|p| State::display_name(&inner, p)).collect(),
             limits: state.limits(),
+            class: crate::class::status_for(&inner, &lc),
         }
     };
     session.user = Some(lc.clone());
