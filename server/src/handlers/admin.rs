@@ -87,7 +87,7 @@ pub async fn remove_room(state: &State, actor: &str, name: &str) -> ApiResult {
     if lc == DEFAULT_ROOM {
         return Err(ApiError::new(ErrorCode::Forbidden, format!("{DEFAULT_ROOM} cannot be removed")));
     }
-    let (room_name, members) = {
+    let (room_name, members, exam) = {
         let mut inner = state.lock();
         let room = inner
             .rooms
@@ -99,12 +99,20 @@ pub async fn remove_room(state: &State, actor: &str, name: &str) -> ApiResult {
             }
         }
         inner.class.forget_room(&lc);
-        (room.name, room.members.into_keys().collect::<Vec<_>>())
+        // Exam mode stays on, without the questions room if it was this one.
+        let exam = match &inner.class.exam {
+            Some(e) => {
+                Some(crate::class::put(crate::class::KIND_EXAM, crate::class::KIND_EXAM.to_owned(), None, e)?)
+            }
+            None => None,
+        };
+        (room.name, room.members.into_keys().collect::<Vec<_>>(), exam)
     };
-    let writes = vec![
+    let mut writes = vec![
         Write::DeleteRoom { room: lc.clone() },
         audit(actor, AuditAction::RemoveRoom, &format!("#{room_name}"), ""),
     ];
+    writes.extend(exam);
     commit(state, writes, None).await?;
     let inner = state.lock();
     for m in members {
