@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: every limit, from TOML.
+//! - `gate`: admission before login (caps on connections still logging in, per address).
 //! - [`server`]: accept loop, connection permits, graceful shutdown ([`run`]).
 //! - `session`: one connection: handshake, login deadline, heartbeat, reader and writer.
 //! - `outbound`: a session's bounded outbound queue, from the fan-out to its writer.
@@ -20,6 +21,7 @@ mod class;
 pub mod config;
 mod cursors;
 mod files;
+mod gate;
 mod handlers;
 mod keys;
 mod outbound;
