@@ -7,30 +7,49 @@
 //! - `max_connections_per_address`: every connection from one source address.
 //!
 //! When a new connection would pass a pre-login bound, the **oldest** connection that has
-//! not logged in yet (from that address, for the per-address bounds) is closed to make
-//! room, rather than the new one refused. Holding thousands of idle or trickling
+//! not logged in yet (from that address, for the per-address bounds; one still in its
+//! handshake before one that finished it) is closed to make room, rather than the new one
+//! refused. Holding thousands of idle or trickling
 //! connections open therefore keeps nobody out: a real client's handshake and login take
 //! milliseconds, and each of its connections is the newest until then. Only when an
 //! address's connections are all logged in is a further one from it refused.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+/// Where a connection that has not logged in is: eviction takes the oldest still in the
+/// handshake first, and only then the oldest that finished it. A real client is in the
+/// handshake for a few milliseconds; connections that never send their key exchange
+/// (idle or trickling) thus make room for each other, and not for it, however fast they
+/// churn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Handshake = 0,
+    Login = 1,
+}
+
+/// Tickets not logged in yet, by stage, oldest first.
+type Stages = [BTreeSet<u64>; 2];
+
+fn oldest(stages: &Stages) -> Option<u64> {
+    stages[0].first().or_else(|| stages[1].first()).copied()
+}
+
 #[derive(Debug, Default)]
 struct PerAddress {
     total: usize,
-    /// Tickets of this address not logged in yet, oldest first.
-    pre_login: BTreeSet<u64>,
+    pre_login: Stages,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     next: u64,
-    /// Every ticket not logged in yet, oldest first: its address and eviction token.
-    pre_login: BTreeMap<u64, (IpAddr, CancellationToken)>,
+    /// Every ticket not logged in yet: its address, eviction token and stage.
+    pending: HashMap<u64, (IpAddr, CancellationToken, Stage)>,
+    stages: Stages,
     addresses: HashMap<IpAddr, PerAddress>,
 }
 
@@ -62,56 +81,67 @@ impl Gate {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A place for a new connection from `addr`, closing the oldest connections not logged
-    /// in yet where a bound requires it; `None` when `addr` holds
-    /// `max_connections_per_address` logged-in connections already.
+    /// A place for a new connection from `addr`, closing connections not logged in yet
+    /// where a bound requires it; `None` when `addr` holds `max_connections_per_address`
+    /// logged-in connections already.
     pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Option<Ticket> {
         let mut inner = self.lock();
         loop {
             let slot = inner.addresses.get(&addr);
-            let (total, pre_login) = slot.map_or((0, 0), |s| (s.total, s.pre_login.len()));
+            let (total, pre_login) =
+                slot.map_or((0, 0), |s| (s.total, s.pre_login[0].len() + s.pre_login[1].len()));
             if total < self.max_per_address && pre_login < self.max_pre_login_per_address {
                 break;
             }
-            match slot.and_then(|s| s.pre_login.first().copied()) {
-                Some(oldest) => evict(&mut inner, oldest),
+            match slot.and_then(|s| oldest(&s.pre_login)) {
+                Some(id) => evict(&mut inner, id),
                 // Every connection of the address is logged in.
                 None => return None,
             }
         }
-        while inner.pre_login.len() >= self.max_pre_login {
-            let Some((&oldest, _)) = inner.pre_login.first_key_value() else { break };
-            evict(&mut inner, oldest);
+        while inner.pending.len() >= self.max_pre_login {
+            let Some(id) = oldest(&inner.stages) else { break };
+            evict(&mut inner, id);
         }
         inner.next += 1;
         let id = inner.next;
-        let evict_token = CancellationToken::new();
-        inner.pre_login.insert(id, (addr, evict_token.clone()));
+        let token = CancellationToken::new();
+        inner.pending.insert(id, (addr, token.clone(), Stage::Handshake));
+        inner.stages[Stage::Handshake as usize].insert(id);
         let slot = inner.addresses.entry(addr).or_default();
         slot.total += 1;
-        slot.pre_login.insert(id);
-        Some(Ticket { gate: Arc::clone(self), id, addr, evict: evict_token, logged_in: false })
+        slot.pre_login[Stage::Handshake as usize].insert(id);
+        Some(Ticket { gate: Arc::clone(self), id, addr, evict: token, logged_in: false })
     }
 
     /// Connections not logged in yet.
     #[cfg(test)]
     fn pre_login(&self) -> usize {
-        self.lock().pre_login.len()
+        self.lock().pending.len()
     }
+}
+
+/// Takes a pending ticket out of the stage sets; its address and token, if it was pending.
+fn unpend(inner: &mut Inner, id: u64) -> Option<(IpAddr, CancellationToken)> {
+    let (addr, token, stage) = inner.pending.remove(&id)?;
+    inner.stages[stage as usize].remove(&id);
+    if let Some(slot) = inner.addresses.get_mut(&addr) {
+        slot.pre_login[stage as usize].remove(&id);
+    }
+    Some((addr, token))
 }
 
 /// Closes (cancels) a ticket that has not logged in and frees its place at once.
 fn evict(inner: &mut Inner, id: u64) {
-    let Some((addr, token)) = inner.pre_login.remove(&id) else { return };
+    let Some((addr, token)) = unpend(inner, id) else { return };
     token.cancel();
-    release(inner, addr, id);
-    tracing::debug!(%addr, "closed the oldest connection still logging in to admit a new one");
+    release(inner, addr);
+    tracing::debug!(%addr, "closed a connection still logging in to admit a new one");
 }
 
-fn release(inner: &mut Inner, addr: IpAddr, id: u64) {
+fn release(inner: &mut Inner, addr: IpAddr) {
     if let Some(slot) = inner.addresses.get_mut(&addr) {
         slot.total = slot.total.saturating_sub(1);
-        slot.pre_login.remove(&id);
         if slot.total == 0 {
             inner.addresses.remove(&addr);
         }
@@ -135,6 +165,23 @@ impl Ticket {
         self.evict.is_cancelled()
     }
 
+    /// The handshake is done: from now on connections still in theirs go first.
+    pub fn handshake_done(&self) {
+        let mut inner = self.gate.lock();
+        let Some(entry) = inner.pending.get_mut(&self.id) else { return };
+        if entry.2 == Stage::Login {
+            return;
+        }
+        entry.2 = Stage::Login;
+        let addr = entry.0;
+        inner.stages[Stage::Handshake as usize].remove(&self.id);
+        inner.stages[Stage::Login as usize].insert(self.id);
+        if let Some(slot) = inner.addresses.get_mut(&addr) {
+            slot.pre_login[Stage::Handshake as usize].remove(&self.id);
+            slot.pre_login[Stage::Login as usize].insert(self.id);
+        }
+    }
+
     /// The connection logged in (or attached a transfer): it can no longer be evicted.
     /// `false` if it was evicted first.
     pub fn log_in(&mut self) -> bool {
@@ -142,11 +189,8 @@ impl Ticket {
             return true;
         }
         let mut inner = self.gate.lock();
-        if inner.pre_login.remove(&self.id).is_none() {
+        if unpend(&mut inner, self.id).is_none() {
             return false;
-        }
-        if let Some(slot) = inner.addresses.get_mut(&self.addr) {
-            slot.pre_login.remove(&self.id);
         }
         self.logged_in = true;
         true
@@ -157,8 +201,8 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut inner = self.gate.lock();
         // An evicted ticket's place was freed at the eviction.
-        if self.logged_in || inner.pre_login.remove(&self.id).is_some() {
-            release(&mut inner, self.addr, self.id);
+        if self.logged_in || unpend(&mut inner, self.id).is_some() {
+            release(&mut inner, self.addr);
         }
     }
 }
@@ -211,6 +255,21 @@ mod tests {
         assert!(!first.log_in());
         drop(first);
         assert_eq!(gate.pre_login(), 1, "dropping the evicted ticket frees nothing twice");
+    }
+
+    #[test]
+    fn connections_still_in_the_handshake_give_way_before_one_that_finished_it() {
+        let gate = Gate::new(100, 3, 100);
+        let real = gate.admit(A).expect("admitted");
+        real.handshake_done();
+        let idle: Vec<Ticket> = (0..2).map(|_| gate.admit(A).expect("admitted")).collect();
+        // Churning idle connections evict each other, never the older real one.
+        let mut newer = Vec::new();
+        for _ in 0..10 {
+            newer.push(gate.admit(A).expect("admitted"));
+        }
+        assert!(!real.is_evicted());
+        assert!(idle.iter().all(Ticket::is_evicted));
     }
 
     #[test]

@@ -168,6 +168,7 @@ async fn establish(
             return None;
         }
     };
+    ticket.handshake_done();
     let (mut reader, writer) = secure.split();
     // A bulk connection (file transfer) says so in its first request.
     let first = tokio::select! {

@@ -17,7 +17,7 @@
 //! - `load`: what fan-out receivers record (shared by ClassChat and IRC).
 //! - `lean`: the fan-out receivers' lean receive path (the real handshake and login, then
 //!   frames decoded into just what is recorded).
-//! - `connect`, `fanout`, `dm`, `durable`, `history`: the scenarios.
+//! - `connect`, `fanout`, `dm`, `durable`, `history`, `siege`: the scenarios.
 //! - `irc`: InspIRCd and plain IRC clients for the fan-out comparison.
 
 mod conn;
@@ -31,6 +31,7 @@ mod irc;
 mod lean;
 mod load;
 mod procstat;
+mod siege;
 mod stats;
 mod target;
 
@@ -85,6 +86,8 @@ enum Scenario {
     History(history::Args),
     /// One file (1 GiB by default) from one client through the server to another.
     File(file::Args),
+    /// A real client's login while thousands of connections never log in.
+    Siege(siege::Args),
     /// A short version of every scenario (what `make bench` runs), then the table.
     Suite,
 }
@@ -141,6 +144,10 @@ async fn suite(opts: &ServerOpts, irc: &irc::IrcOpts, rows: &mut Vec<Row>) -> an
         ("dm", Scenario::Dm(dm::Args { round_trips: 500, body_len: 200 })),
         ("durable", Scenario::Durable(durable::Args { senders: 32, window: 64, secs: 5.0, text_len: 64 })),
         ("history", Scenario::History(history::Args { messages: 1_000_000, fetches: 200 })),
+        (
+            "siege",
+            Scenario::Siege(siege::Args { connections: 2000, trickle_ms: 500, probes: 10, ramp_secs: 5 }),
+        ),
     ];
     for (name, scenario) in runs {
         eprintln!("== {name}");
@@ -172,6 +179,7 @@ async fn run_one(
         Scenario::Durable(a) => durable::run(opts, a).await?,
         Scenario::History(a) => history::run(opts, a).await?,
         Scenario::File(a) => file::run(opts, a).await?,
+        Scenario::Siege(a) => siege::run(opts, a).await?,
         Scenario::Suite => anyhow::bail!("the suite does not nest"),
     };
     stats::emit(&json);

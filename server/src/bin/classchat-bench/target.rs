@@ -207,7 +207,17 @@ enum Kind {
 
 impl Target {
     pub async fn start(opts: &ServerOpts, data: &DataDir) -> anyhow::Result<Target> {
-        let config = bench_config(data.path(), opts.rsa_bits);
+        Self::start_with(opts, data, |_| {}).await
+    }
+
+    /// As [`Target::start`], with changes to the bench configuration.
+    pub async fn start_with(
+        opts: &ServerOpts,
+        data: &DataDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Target> {
+        let mut config = bench_config(data.path(), opts.rsa_bits);
+        tweak(&mut config);
         match opts.mode {
             Mode::Inproc => {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
