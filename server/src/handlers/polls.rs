@@ -11,23 +11,12 @@ use classchat_wire::{
     MAX_POLL_QUESTION_LEN, MIN_POLL_OPTIONS, PollId, Response, Timestamp,
 };
 
+use super::rooms::member_room;
 use super::{ApiError, ApiResult, commit, me};
 use crate::class::{self, Act, KEEP_CLOSED_POLLS, PollRec};
 use crate::session::Session;
-use crate::state::{Inner, Lc, State};
+use crate::state::{Inner, State};
 use crate::store::{Write, now_ms};
-
-fn member_room(inner: &Inner, me: &str, room: &str) -> ApiResult<Lc> {
-    let lc = room.to_ascii_lowercase();
-    let r = inner
-        .rooms
-        .get(&lc)
-        .ok_or_else(|| ApiError::new(ErrorCode::NoSuchRoom, format!("there is no room called {room}")))?;
-    if !r.members.contains_key(me) {
-        return Err(ApiError::new(ErrorCode::NotMember, format!("you are not in #{}", r.name)));
-    }
-    Ok(lc)
-}
 
 fn find<'a>(inner: &'a Inner, me: &str, id: PollId) -> ApiResult<&'a PollRec> {
     inner

@@ -18,18 +18,14 @@ use crate::store::{Write, now_ms};
 
 /// The room's key, if `me` is a member of it and it is a Q&A room.
 fn qa_room(inner: &Inner, me: &str, room: &str) -> ApiResult<Lc> {
-    let lc = room.to_ascii_lowercase();
-    let r = inner
-        .rooms
-        .get(&lc)
-        .ok_or_else(|| ApiError::new(ErrorCode::NoSuchRoom, format!("there is no room called {room}")))?;
-    if !r.members.contains_key(me) {
-        return Err(ApiError::new(ErrorCode::NotMember, format!("you are not in #{}", r.name)));
+    let lc = super::rooms::member_room(inner, me, room)?;
+    match inner.rooms.get(&lc) {
+        Some(r) if r.settings.qa => Ok(lc),
+        _ => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("#{} is not a Q&A room", State::display_room(inner, &lc)),
+        )),
     }
-    if !r.settings.qa {
-        return Err(ApiError::new(ErrorCode::Forbidden, format!("#{} is not a Q&A room", r.name)));
-    }
-    Ok(lc)
 }
 
 /// The question, if `me` may see it (a member of its room).

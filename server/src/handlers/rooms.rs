@@ -48,6 +48,16 @@ pub fn info(inner: &Inner, room_lc: &str, viewer: &str) -> RoomInfo {
     }
 }
 
+/// The key of room `name`, if `me` is a member of it.
+pub fn member_room(inner: &Inner, me: &str, name: &str) -> ApiResult<String> {
+    let lc = name.to_ascii_lowercase();
+    let room = inner.rooms.get(&lc).ok_or_else(|| no_room(name))?;
+    if !room.members.contains_key(me) {
+        return Err(not_member(&room.name));
+    }
+    Ok(lc)
+}
+
 fn no_room(name: &str) -> ApiError {
     ApiError::new(ErrorCode::NoSuchRoom, format!("there is no room called {name}"))
 }
