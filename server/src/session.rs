@@ -140,8 +140,12 @@ async fn establish(
     let (r, w) = stream.into_split();
     let conn = Connection::from_parts(r, w, state.config.max_frame_len);
     let handshake_deadline = login_deadline.min(Instant::now() + state.config.handshake_timeout());
-    let handshake =
-        tokio::time::timeout_at(handshake_deadline, conn.accept(&state.key, &state.config.server_name));
+    // A peer that sent its key exchange is past the stage where idle and trickling
+    // connections sit, so those give way before it (see `crate::gate`).
+    let handshake = tokio::time::timeout_at(
+        handshake_deadline,
+        conn.accept_with(&state.key, &state.config.server_name, || ticket.handshake_done()),
+    );
     let evicted = ticket.evicted();
     tokio::pin!(evicted);
     // A shutdown must not wait for a handshake that may never finish: without this, one
@@ -168,7 +172,6 @@ async fn establish(
             return None;
         }
     };
-    ticket.handshake_done();
     let (mut reader, writer) = secure.split();
     // A bulk connection (file transfer) says so in its first request.
     let first = tokio::select! {

@@ -184,10 +184,23 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
 
     /// Server side of the handshake: send the hello, take the client's key.
     /// The caller bounds the time this may take.
-    pub async fn accept(mut self, key: &ServerKey, server_name: &str) -> Result<SecureConnection<R, W>> {
+    pub async fn accept(self, key: &ServerKey, server_name: &str) -> Result<SecureConnection<R, W>> {
+        self.accept_with(key, server_name, || {}).await
+    }
+
+    /// As [`Connection::accept`], calling `got_client_key` once the client's `ClientKey`
+    /// frame has arrived, before the RSA work on it: from then on the peer is one that
+    /// speaks the protocol (the server's admission uses it to tell idle peers apart).
+    pub async fn accept_with(
+        mut self,
+        key: &ServerKey,
+        server_name: &str,
+        got_client_key: impl FnOnce(),
+    ) -> Result<SecureConnection<R, W>> {
         let hello = crypto::server_hello(key, server_name);
         self.write_plain(&hello).await?;
         let client_key: ClientKey = self.read_plain("client key").await?;
+        got_client_key();
         let keys = crypto::server_accept(key, &hello, &client_key)?;
         let (sealer, opener) = keys.split(Role::Server);
         Ok(self.secure(sealer, opener))
