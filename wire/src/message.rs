@@ -771,9 +771,17 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>> {
     Ok(rmp_serde::to_vec_named(msg)?)
 }
 
+/// Deepest nesting of maps and arrays a received message may have. The deepest real
+/// message nests about ten; the decoder recurses once per level (also to skip a value under
+/// a key it does not know), and at rmp-serde's own limit of 1024 a hostile 200 KB message
+/// overflowed a 2 MiB thread stack in a debug build and aborted the whole process.
+pub const MAX_NESTING: usize = 64;
+
 /// Decodes a MessagePack message.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
-    Ok(rmp_serde::from_slice(bytes)?)
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_NESTING);
+    Ok(T::deserialize(&mut de)?)
 }
 
 /// Decodes the first of the messages packed back to back in `bytes` (a sealed frame's
@@ -783,7 +791,7 @@ pub fn decode_first<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, usize
     // through `io::Read` (which reports how much it took) copied every string and byte
     // string through a scratch buffer, and cost a fan-out receiver ~15% of its time.
     let len = value_len(bytes)?;
-    Ok((rmp_serde::from_slice(&bytes[..len])?, len))
+    Ok((decode(&bytes[..len])?, len))
 }
 
 /// The length of the MessagePack value at the start of `bytes`, found from its markers and
