@@ -16,6 +16,8 @@ use crate::store::Write;
 
 /// File name of the admin socket inside the data dir.
 pub const SOCKET: &str = "admin.sock";
+/// Who the audit log names for actions taken at the console or through the socket.
+const CONSOLE: &str = "console";
 /// Longest command line accepted, bytes.
 const MAX_LINE: u64 = 64 * 1024;
 
@@ -32,6 +34,7 @@ commands (a leading / is optional):
   files                    stored files with sizes (and uploads in progress)
   remove-file ID           delete a stored file
   cleanup-files            delete expired files now
+  audit [N]                the last N moderation actions (default 50, at most 200)
   grant-admin NAME         make NAME a server admin
   revoke-admin NAME        take server admin rights away
   fingerprint              the server key fingerprint
@@ -84,10 +87,13 @@ pub async fn execute(state: &State, line: &str) -> String {
                 format!("sent to {online} sessions"),
             )
         }
-        ("kick", false) => done(ops::kick_user(state, arg, tail).await, format!("kicked {arg}")),
-        ("ban", false) => done(ops::ban_user(state, arg, tail, true).await, format!("banned {arg}")),
-        ("unban", false) => done(ops::ban_user(state, arg, "", false).await, format!("unbanned {arg}")),
-        ("remove-room", false) => done(ops::remove_room(state, arg).await, format!("removed {arg}")),
+        ("kick", false) => done(ops::kick_user(state, CONSOLE, arg, tail).await, format!("kicked {arg}")),
+        ("ban", false) => done(ops::ban_user(state, CONSOLE, arg, tail, true).await, format!("banned {arg}")),
+        ("unban", false) => {
+            done(ops::ban_user(state, CONSOLE, arg, "", false).await, format!("unbanned {arg}"))
+        }
+        ("remove-room", false) => done(ops::remove_room(state, CONSOLE, arg).await, format!("removed {arg}")),
+        ("audit", _) => audit(state, arg).await,
         ("grant-admin", false) => {
             done(ops::set_server_admin(state, arg, true).await, format!("{arg} is now a server admin"))
         }
@@ -114,6 +120,32 @@ pub async fn execute(state: &State, line: &str) -> String {
             format!("error: {c} needs an argument (try help)")
         }
         (c, _) => format!("error: unknown command {c:?} (try help)"),
+    }
+}
+
+/// The newest moderation actions, oldest of them first, one a line.
+async fn audit(state: &State, arg: &str) -> String {
+    let limit = if arg.is_empty() { Ok(50) } else { arg.parse::<u32>() };
+    let limit = match limit {
+        Ok(n @ 1..=classchat_wire::MAX_AUDIT_PAGE) => n,
+        _ => return format!("error: audit takes a count from 1 to {}", classchat_wire::MAX_AUDIT_PAGE),
+    };
+    match state.store.read(move |c| crate::store::audit_page(c, None, limit)).await {
+        Ok((entries, _)) if entries.is_empty() => "no moderation actions yet".to_owned(),
+        Ok((entries, _)) => entries
+            .iter()
+            .rev()
+            .map(|e| {
+                let when = jiff::Timestamp::from_millisecond(i64::try_from(e.ts).unwrap_or(i64::MAX))
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default();
+                let target = if e.target.is_empty() { String::new() } else { format!(" {}", e.target) };
+                let detail = if e.detail.is_empty() { String::new() } else { format!(" ({})", e.detail) };
+                format!("{when}  {}: {}{target}{detail}", e.actor, e.action.as_str())
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("error: could not read the audit log: {e}"),
     }
 }
 

@@ -30,6 +30,14 @@ pub struct Config {
     pub heartbeat_timeout_ms: u64,
     /// The handshake and login must finish within this.
     pub login_timeout_ms: u64,
+    /// The handshake alone must finish within this.
+    pub handshake_timeout_ms: u64,
+    /// Connections not logged in yet, in total and per source address; past either, the
+    /// oldest of them is closed to admit a new one (`crate::gate`).
+    pub max_pre_login: usize,
+    pub max_pre_login_per_address: usize,
+    /// Connections of any kind from one source address.
+    pub max_connections_per_address: usize,
     /// Longest message text, topic or direct body, bytes.
     pub max_message_len: usize,
     /// Sustained messages per second per user, and the burst allowed above it.
@@ -83,6 +91,10 @@ impl Default for Config {
             outbound_queue: 1024,
             heartbeat_timeout_ms: 30_000,
             login_timeout_ms: 10_000,
+            handshake_timeout_ms: 5_000,
+            max_pre_login: 1024,
+            max_pre_login_per_address: 256,
+            max_connections_per_address: 1024,
             max_message_len: 16 * 1024,
             messages_per_second: 20,
             message_burst: 50,
@@ -127,6 +139,13 @@ impl Config {
             "max_frame_len must be between 4 KiB and 16 MiB"
         );
         anyhow::ensure!(self.outbound_queue > 0, "outbound_queue must be positive");
+        anyhow::ensure!(
+            self.max_pre_login > 0
+                && self.max_pre_login_per_address > 0
+                && self.max_connections_per_address > 0,
+            "max_pre_login, max_pre_login_per_address and max_connections_per_address must be positive"
+        );
+        anyhow::ensure!(self.handshake_timeout_ms > 0, "handshake_timeout_ms must be positive");
         anyhow::ensure!(self.heartbeat_timeout_ms >= 1000, "heartbeat_timeout_ms must be at least 1000");
         anyhow::ensure!(
             self.max_message_len > 0 && self.max_message_len < self.max_frame_len / 2,
@@ -152,6 +171,10 @@ impl Config {
 
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
     }
 
     pub fn login_timeout(&self) -> Duration {

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: every limit, from TOML.
+//! - `gate`: admission before login (caps on connections still logging in, per address).
 //! - [`server`]: accept loop, connection permits, graceful shutdown ([`run`]).
 //! - `session`: one connection: handshake, login deadline, heartbeat, reader and writer.
 //! - `outbound`: a session's bounded outbound queue, from the fan-out to its writer.
@@ -10,13 +11,17 @@
 //! - `store`: SQLite, written by one thread with group commit.
 //! - `cursors`: delivery cursors (`ack`s) coalesced in memory, written once a second.
 //! - `keys`: the server key on disk and Argon2id hashes of secrets.
+//! - `class`: the instructor tools' state and posting rules (mutes, exam mode, room
+//!   settings, questions, polls, office-hours queues).
 //! - `files`: shared files: registry, content store, bulk connections, retention.
 //! - [`admin`]: the admin console and the admin socket.
 
 pub mod admin;
+mod class;
 pub mod config;
 mod cursors;
 mod files;
+mod gate;
 mod handlers;
 mod keys;
 mod outbound;

@@ -53,6 +53,8 @@ async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
                 admin: String::new(),
                 members: Default::default(),
                 bans: Default::default(),
+                settings: Default::default(),
+                last_post: Default::default(),
             },
         );
     }
@@ -105,7 +107,11 @@ pub async fn serve(
     );
     tracker.spawn(crate::files::sweep_task(state.clone()));
     tracker.spawn(crate::cursors::flush_task(state.clone()));
+    tracker.spawn(crate::class::close_due_polls_task(state.clone()));
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    let c = &state.config;
+    let gate =
+        crate::gate::Gate::new(c.max_pre_login, c.max_pre_login_per_address, c.max_connections_per_address);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -129,9 +135,13 @@ pub async fn serve(
                 }
             },
         };
+        let Some(ticket) = gate.admit(addr.ip()) else {
+            tracing::info!(%addr, "refused: too many connections from this address");
+            continue;
+        };
         let st = state.clone();
         tracker.spawn(async move {
-            session::serve(st, stream, addr).await;
+            session::serve(st, stream, addr, ticket).await;
             drop(permit);
         });
     }

@@ -21,6 +21,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::gate::Ticket;
 use crate::handlers::{self, ApiError, Reply};
 use crate::outbound;
 use crate::state::{Lc, Outgoing, SessionId, State};
@@ -41,6 +42,8 @@ pub struct Session {
     pub device: String,
     pub tx: outbound::Sender<Outgoing>,
     pub kill: CancellationToken,
+    /// The connection's place at the gate; `log_in` once logged in.
+    pub ticket: Ticket,
 }
 
 impl Session {
@@ -71,20 +74,23 @@ impl Session {
 }
 
 /// Serves one accepted connection to the end.
-pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr) {
+pub async fn serve(state: State, stream: TcpStream, addr: SocketAddr, mut ticket: Ticket) {
     let login_deadline = Instant::now() + state.config.login_timeout();
     // Boxed (one allocation, freed once the connection is set up): the handshake's state
     // is larger than everything that follows, and unboxed it stayed part of the
     // connection's task for its whole life (the handshake's result alone, 1,392 bytes).
-    let Some((mut reader, writer, first)) = Box::pin(establish(&state, stream, addr, login_deadline)).await
+    let Some((mut reader, writer, first)) =
+        Box::pin(establish(&state, stream, addr, login_deadline, &mut ticket)).await
     else {
         return;
     };
     let (tx, rx) = outbound::channel(state.config.outbound_queue);
-    let kill = CancellationToken::new();
+    // The gate's eviction token is the kill switch: an eviction before login ends the
+    // connection like any other kill.
+    let kill = ticket.token();
     let writer_task = tokio::spawn(write_loop(writer, rx, kill.clone()));
     let mut session =
-        Session { id: state.next_session_id(), addr, user: None, device: String::new(), tx, kill };
+        Session { id: state.next_session_id(), addr, user: None, device: String::new(), tx, kill, ticket };
 
     let outcome = match handle(&state, &mut session, first).await {
         Some(end) => end,
@@ -128,18 +134,26 @@ async fn establish(
     stream: TcpStream,
     addr: SocketAddr,
     login_deadline: Instant,
+    ticket: &mut Ticket,
 ) -> Option<(SecureReader<OwnedReadHalf>, SecureWriter<OwnedWriteHalf>, ClientMsg)> {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let conn = Connection::from_parts(r, w, state.config.max_frame_len);
+    let handshake_deadline = login_deadline.min(Instant::now() + state.config.handshake_timeout());
     let handshake =
-        tokio::time::timeout_at(login_deadline, conn.accept(&state.key, &state.config.server_name));
+        tokio::time::timeout_at(handshake_deadline, conn.accept(&state.key, &state.config.server_name));
+    let evicted = ticket.evicted();
+    tokio::pin!(evicted);
     // A shutdown must not wait for a handshake that may never finish: without this, one
     // half-open connection held the drain for its full timeout.
     let handshake = tokio::select! {
         r = handshake => r,
         () = state.shutdown.cancelled() => {
             tracing::debug!(%addr, "shutting down during the handshake");
+            return None;
+        }
+        () = &mut evicted => {
+            tracing::debug!(%addr, "closed during the handshake to admit a newer connection");
             return None;
         }
     };
@@ -159,12 +173,18 @@ async fn establish(
     let first = tokio::select! {
         r = tokio::time::timeout_at(login_deadline, reader.recv::<ClientMsg>()) => r,
         () = state.shutdown.cancelled() => return None,
+        () = &mut evicted => return None,
     };
     let first = match first {
         Ok(Ok(Some(ClientMsg::Request {
             id,
             body: body @ (Request::AttachUpload { .. } | Request::AttachDownload { .. }),
         }))) => {
+            // A transfer's token is its login: it stays for as long as the transfer runs.
+            // A bad token ends the connection in `serve_bulk` at once.
+            if !ticket.log_in() {
+                return None;
+            }
             // Boxed: unboxed, the transfer's state would be part of every chat connection's
             // handshake too.
             Box::pin(crate::files::serve_bulk(state, reader, writer, id, body)).await;
@@ -404,7 +424,7 @@ mod tests {
     /// them means something large became part of an idle connection again.
     #[test]
     fn future_sizes() {
-        let serve = future_size(&|s: State, t: TcpStream, a: SocketAddr, (): ()| serve(s, t, a));
+        let serve = future_size(&|s: State, t: TcpStream, a: SocketAddr, k: Ticket| serve(s, t, a, k));
         let read = future_size(&|s: &'static State,
                                  sess: &'static mut Session,
                                  r: &'static mut SecureReader<OwnedReadHalf>,

@@ -83,6 +83,10 @@ pub struct Room {
     /// Member → id of the first message they are delivered (their `Joined`).
     pub members: HashMap<Lc, u64>,
     pub bans: BTreeSet<Lc>,
+    /// Announce-only, slow mode, Q&A.
+    pub settings: classchat_wire::RoomSettings,
+    /// When each student last posted, for slow mode (bounded by the members).
+    pub last_post: HashMap<Lc, Instant>,
 }
 
 /// Token bucket for the per-user message rate.
@@ -127,8 +131,17 @@ pub struct Inner {
     pub users: HashMap<Lc, User>,
     pub rooms: HashMap<Lc, Room>,
     pub sessions: HashMap<SessionId, SessionHandle>,
+    /// Mutes, exam mode, questions, polls, office-hours queues.
+    pub class: crate::class::ClassState,
     failures: HashMap<String, Failures>,
+    /// Addresses each account last logged in from successfully, newest last (at most
+    /// `KNOWN_ADDRESSES`): there the account's failed-login budget does not apply, so
+    /// wrong passwords tried elsewhere cannot lock the owner out of their usual machine.
+    known_addresses: HashMap<Lc, Vec<IpAddr>>,
 }
+
+/// Addresses remembered per account as its usual machines.
+const KNOWN_ADDRESSES: usize = 8;
 
 pub struct Shared {
     pub config: Config,
@@ -196,6 +209,8 @@ impl State {
                     admin: r.admin_lc,
                     members: HashMap::new(),
                     bans: BTreeSet::new(),
+                    settings: Default::default(),
+                    last_post: HashMap::new(),
                 },
             );
         }
@@ -218,6 +233,7 @@ impl State {
                 u.dm_peers.insert(a);
             }
         }
+        crate::class::load(&mut inner, snapshot.objects);
         let files = crate::files::Files::new(&config.data_dir, snapshot.files);
         State(Arc::new(Shared {
             files,
@@ -251,24 +267,59 @@ impl State {
         }
     }
 
-    /// Whether `key` (an account or an address) is over its failed-login budget.
+    /// Whether a password login to `user` from `addr` is refused for failed attempts: the
+    /// address is over its budget, or the account is and `addr` is not one the account
+    /// logged in from before.
     pub fn throttled(&self, user: &str, addr: IpAddr) -> bool {
-        let window = Duration::from_secs(self.config.login_window_secs);
+        let lc = user.to_ascii_lowercase();
         let inner = self.lock();
-        let over = |key: &str, max: u32| {
-            inner.failures.get(key).is_some_and(|f| f.since.elapsed() < window && f.count >= max)
-        };
-        over(&format!("u:{}", user.to_ascii_lowercase()), self.config.max_failed_logins_per_account)
-            || over(&format!("a:{addr}"), self.config.max_failed_logins_per_address)
+        let usual = inner.known_addresses.get(&lc).is_some_and(|a| a.contains(&addr));
+        self.address_over(&inner, addr)
+            || (!usual && self.over(&inner, &format!("u:{lc}"), self.config.max_failed_logins_per_account))
+    }
+
+    /// Whether `addr` is over its failed-login budget.
+    pub fn address_throttled(&self, addr: IpAddr) -> bool {
+        self.address_over(&self.lock(), addr)
+    }
+
+    fn address_over(&self, inner: &Inner, addr: IpAddr) -> bool {
+        self.over(inner, &format!("a:{addr}"), self.config.max_failed_logins_per_address)
+    }
+
+    fn over(&self, inner: &Inner, key: &str, max: u32) -> bool {
+        let window = Duration::from_secs(self.config.login_window_secs);
+        inner.failures.get(key).is_some_and(|f| f.since.elapsed() < window && f.count >= max)
+    }
+
+    /// A failed resume: only the address is charged. A resume token cannot be guessed, so
+    /// charging the account would only let anyone lock its owner out.
+    pub fn record_address_failure(&self, addr: IpAddr) {
+        self.record_failures(&[format!("a:{addr}")]);
+    }
+
+    /// `user` logged in from `addr`: remember it as one of their usual machines.
+    pub fn remember_address(&self, user: &str, addr: IpAddr) {
+        let mut inner = self.lock();
+        let known = inner.known_addresses.entry(user.to_ascii_lowercase()).or_default();
+        known.retain(|a| *a != addr);
+        if known.len() >= KNOWN_ADDRESSES {
+            known.remove(0);
+        }
+        known.push(addr);
     }
 
     pub fn record_login_failure(&self, user: &str, addr: IpAddr) {
+        self.record_failures(&[format!("u:{}", user.to_ascii_lowercase()), format!("a:{addr}")]);
+    }
+
+    fn record_failures(&self, keys: &[String]) {
         let window = Duration::from_secs(self.config.login_window_secs);
         let mut inner = self.lock();
         if inner.failures.len() >= MAX_FAILURE_RECORDS {
             inner.failures.retain(|_, f| f.since.elapsed() < window);
         }
-        for key in [format!("u:{}", user.to_ascii_lowercase()), format!("a:{addr}")] {
+        for key in keys.iter().cloned() {
             let f = inner.failures.entry(key).or_insert(Failures { count: 0, since: Instant::now() });
             if f.since.elapsed() >= window {
                 *f = Failures { count: 0, since: Instant::now() };
@@ -284,6 +335,11 @@ impl State {
     /// Display name of a user, or the key itself if unknown.
     pub fn display_name(inner: &Inner, lc: &str) -> String {
         inner.users.get(lc).map_or_else(|| lc.to_owned(), |u| u.name.clone())
+    }
+
+    /// Display name of a room, or the key itself if unknown.
+    pub fn display_room(inner: &Inner, lc: &str) -> String {
+        inner.rooms.get(lc).map_or_else(|| lc.to_owned(), |r| r.name.clone())
     }
 
     /// Encodes `msg` once.

@@ -95,6 +95,26 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         completed INTEGER
     );",
+    // 4: the instructor tools. Their records (room settings, mutes, exam mode, questions,
+    // polls, office-hours queues) are small MessagePack values loaded into memory at
+    // startup (`crate::class`); `room_lc` lets a removed room take its records along.
+    // The audit log is append-only and read in pages.
+    "CREATE TABLE class_objects(
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        room_lc TEXT,
+        value BLOB NOT NULL,
+        PRIMARY KEY(kind, key)
+    );
+    CREATE INDEX class_objects_by_room ON class_objects(room_lc);
+    CREATE TABLE audit(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );",
 ];
 
 /// Read connections kept open for reuse.
@@ -206,6 +226,24 @@ pub enum Write {
     AcceptOffer {
         id: u64,
     },
+    /// Insert or replace a class record (`crate::class`).
+    PutObject {
+        kind: &'static str,
+        key: String,
+        room: Option<String>,
+        value: Vec<u8>,
+    },
+    DeleteObject {
+        kind: &'static str,
+        key: String,
+    },
+    /// Append a moderation action to the audit log.
+    Audit {
+        actor: String,
+        action: classchat_wire::AuditAction,
+        target: String,
+        detail: String,
+    },
     DeleteFile {
         id: u64,
     },
@@ -267,6 +305,8 @@ pub struct Snapshot {
     pub bans: Vec<(String, String)>,
     pub dm_pairs: Vec<(String, String)>,
     pub files: Vec<FileRow>,
+    /// Class records: (kind, key, value).
+    pub objects: Vec<(String, String, Vec<u8>)>,
     pub last_message_id: MessageId,
 }
 
@@ -491,6 +531,37 @@ pub fn dm_keys(c: &Connection, conv: &str, limit: u32) -> rusqlite::Result<Vec<V
     Ok(v)
 }
 
+/// The audit log, newest first: at most `limit` entries older than `before`, and whether
+/// there are more.
+pub fn audit_page(
+    c: &Connection,
+    before: Option<u64>,
+    limit: u32,
+) -> rusqlite::Result<(Vec<classchat_wire::AuditEntry>, bool)> {
+    let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    let mut stmt = c.prepare_cached(
+        "SELECT id, ts, actor, action, target, detail FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let mut entries = stmt
+        .query_map(params![before, i64::from(limit) + 1], |r| {
+            let action: String = r.get(3)?;
+            Ok(classchat_wire::AuditEntry {
+                id: r.get::<_, i64>(0)? as u64,
+                ts: r.get::<_, i64>(1)? as u64,
+                actor: r.get(2)?,
+                // Stored by its wire name; a name this build does not know reads as `other`.
+                action: classchat_wire::decode(&classchat_wire::encode(&action).unwrap_or_default())
+                    .unwrap_or(classchat_wire::AuditAction::Other),
+                target: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
+    Ok((entries, more))
+}
+
 /// A row whose body does not decode is skipped (logged) rather than failing the page.
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredMessage>> {
     let id: i64 = r.get(0)?;
@@ -553,6 +624,9 @@ fn load(c: &Connection) -> rusqlite::Result<Snapshot> {
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = c.prepare("SELECT kind, key, value FROM class_objects")?;
+    s.objects =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
     s.last_message_id =
         c.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| r.get::<_, i64>(0))? as u64;
     Ok(s)
@@ -678,6 +752,7 @@ fn apply_job(
                 tx.execute("DELETE FROM rooms WHERE name_lc = ?1", params![room])?;
                 tx.execute("DELETE FROM room_members WHERE room_lc = ?1", params![room])?;
                 tx.execute("DELETE FROM room_bans WHERE room_lc = ?1", params![room])?;
+                tx.execute("DELETE FROM class_objects WHERE room_lc = ?1", params![room])?;
                 let conv = format!("r:{room}");
                 tx.execute("DELETE FROM messages WHERE conv = ?1", params![conv])?;
                 tx.execute("DELETE FROM cursors WHERE conv = ?1", params![conv])?;
@@ -782,6 +857,28 @@ fn apply_job(
             }
             Write::AcceptOffer { id } => {
                 tx.execute("UPDATE files SET accepted = 1 WHERE id = ?1", params![*id as i64])?;
+            }
+            Write::PutObject { kind, key, room, value } => {
+                tx.prepare_cached(
+                    "INSERT INTO class_objects(kind, key, room_lc, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(kind, key) DO UPDATE SET room_lc = excluded.room_lc, value = excluded.value",
+                )?
+                .execute(params![kind, key, room, value])?;
+            }
+            Write::DeleteObject { kind, key } => {
+                tx.execute("DELETE FROM class_objects WHERE kind = ?1 AND key = ?2", params![kind, key])?;
+            }
+            Write::Audit { actor, action, target, detail } => {
+                tx.prepare_cached(
+                    "INSERT INTO audit(ts, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    now_ms() as i64,
+                    actor,
+                    action.as_str(),
+                    target,
+                    detail
+                ])?;
             }
             Write::DeleteFile { id } => {
                 tx.execute("DELETE FROM files WHERE id = ?1", params![*id as i64])?;

@@ -2,7 +2,9 @@
 
 mod common;
 
-use classchat_wire::{ErrorCode, Request};
+use std::time::Duration;
+
+use classchat_wire::{ClientMsg, ErrorCode, Request, ServerMsg};
 use common::{TestServer, auth, code, text_of};
 
 #[tokio::test]
@@ -47,24 +49,79 @@ async fn wrong_password_is_refused() {
     server.stop().await;
 }
 
+/// A password login to `name` from the loopback address `from` (127.0.0.2 and so on are
+/// other machines to the server): the error code, or `None` on success.
+async fn login_from(server: &TestServer, from: [u8; 4], name: &str, key: [u8; 32]) -> Option<ErrorCode> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(std::net::SocketAddr::from((from, 0))).expect("bind a loopback source address");
+    let stream = socket.connect(server.addr).await.expect("connect");
+    let (r, w) = stream.into_split();
+    let (mut reader, mut writer) = common::raw_handshake(r, w).await;
+    let body = Request::Login { username: name.into(), auth_key: key.to_vec(), device: "dev-9".into() };
+    writer.send(&ClientMsg::Request { id: 1, body }).await.expect("send");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), reader.recv::<ServerMsg>())
+            .await
+            .expect("a reply in time")
+            .expect("read")
+            .expect("the server answers before closing");
+        match msg {
+            ServerMsg::Ok { id: 1, .. } => return None,
+            ServerMsg::Err { id: 1, code, .. } => return Some(code),
+            _ => {}
+        }
+    }
+}
+
 #[tokio::test]
-async fn repeated_failed_logins_are_throttled() {
+async fn wrong_passwords_throttle_the_attacker_but_not_the_owner_on_their_usual_machine() {
     let server = TestServer::start_with(tempfile::tempdir().expect("tempdir"), |c| {
         c.max_failed_logins_per_account = 3;
+        c.max_failed_logins_per_address = 6;
     })
     .await;
-    let _alice = server.user("alice").await;
-    let (client, _events) = server.connect().await;
+    // alice's usual machine is 127.0.0.1, where she registered.
+    let alice = server.user("alice").await;
+    let token = alice.welcome.resume_token.clone();
+    let attacker = [127, 0, 0, 2];
     for _ in 0..3 {
-        let result = client.login("alice", &auth("guess"), "dev-2").await;
-        assert_eq!(code(result), ErrorCode::BadCredentials);
+        assert_eq!(
+            login_from(&server, attacker, "alice", auth("guess")).await,
+            Some(ErrorCode::BadCredentials)
+        );
     }
-    // Now even the right password is refused until the window passes.
-    let result = client.login("alice", &auth("alice"), "dev-2").await;
-    assert_eq!(code(result), ErrorCode::Throttled);
-    // Another account from the same address is not affected (the address budget is larger).
+    // From a new address even the right password now waits for the window to pass...
+    assert_eq!(login_from(&server, attacker, "alice", auth("alice")).await, Some(ErrorCode::Throttled));
+    assert_eq!(login_from(&server, [127, 0, 0, 3], "alice", auth("alice")).await, Some(ErrorCode::Throttled));
+    // ...but alice gets in from her usual machine, with her password or her saved login.
+    server.login("alice", "dev-2").await;
+    alice.client.close().await;
+    let (client, _events) = server.connect().await;
+    client.resume("alice", &token, "dev-1").await.expect("a valid resume token always gets in");
+
+    // The attacker's address pays for every account it tries: past its budget (6) even a
+    // right password from there is refused for an account never attacked, which logs in
+    // from anywhere else.
     let _bob = server.user("bob").await;
+    let _dave = server.user("dave").await;
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&server, attacker, "bob", auth("guess")).await,
+            Some(ErrorCode::BadCredentials)
+        );
+    }
+    assert_eq!(login_from(&server, attacker, "dave", auth("dave")).await, Some(ErrorCode::Throttled));
+    assert_eq!(login_from(&server, [127, 0, 0, 4], "dave", auth("dave")).await, None);
     server.login("bob", "dev-2").await;
+    // Bad resume tokens charge the address only, never the account: more of them than
+    // the account's budget, and carol still logs in from a machine she never used.
+    let carol = server.user("carol").await;
+    carol.client.close().await;
+    for _ in 0..4 {
+        let (client, _events) = server.connect().await;
+        assert_eq!(code(client.resume("carol", &[0u8; 32], "dev-1").await), ErrorCode::BadToken);
+    }
+    assert_eq!(login_from(&server, [127, 0, 0, 5], "carol", auth("carol")).await, None);
     server.stop().await;
 }
 

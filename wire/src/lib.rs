@@ -37,10 +37,10 @@ pub mod invite;
 pub mod message;
 pub mod sealed_file;
 
+pub use class::*;
 pub use client::{Client, ClientConfig, RawSession, TrustPolicy};
 pub use error::{CryptoError, Error, Result};
 pub use files::{DownloadTicket, UploadTicket, sanitize_file_name};
 pub use fingerprint::{Fingerprint, KnownServers, Trust};
 pub use frame::MAX_FRAME_LEN;
-pub use class::*;
 pub use message::*;

@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::class::{
-    AuditEntry, ClassStatus, ExamInfo, MuteInfo, MuteScope, Poll, PollId, Question, QuestionId,
-    QueueEntry, QueuePosition, RoomSettings,
+    AuditEntry, ClassStatus, ExamInfo, MuteInfo, MuteScope, Poll, PollId, Question, QuestionId, QueueEntry,
+    QueuePosition, RoomSettings,
 };
 use crate::error::{Error, Result};
 

@@ -187,7 +187,10 @@ pub async fn resume(
         Err(e) => return Reply::Now(Err(e)),
     };
     let ip = session.addr.ip();
-    if state.throttled(&lc, ip) {
+    // A valid token always gets in, however many wrong passwords were tried for the
+    // account: that is the owner on their usual machine. Only the address pays for bad
+    // tokens.
+    if state.address_throttled(ip) {
         return Reply::Now(Err(throttled()));
     }
     let row = match state.store.device(lc.clone(), device.clone()).await {
@@ -198,7 +201,7 @@ pub async fn resume(
     let ok = row.and_then(|r| r.token_hash).is_some_and(|stored| ct_eq(&stored, &presented));
     let banned = state.lock().users.get(&lc).map(|u| u.banned);
     if !ok || banned.is_none() {
-        state.record_login_failure(&lc, ip);
+        state.record_address_failure(ip);
         return Reply::Now(Err(ApiError::new(
             ErrorCode::BadToken,
             "the saved login has expired; log in with your password",
@@ -280,9 +283,14 @@ async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, dev
             rooms: infos,
             dm_peers: peers.iter().map(|p| State::display_name(&inner, p)).collect(),
             limits: state.limits(),
+            class: crate::class::status_for(&inner, &lc),
         }
     };
     session.user = Some(lc.clone());
+    // Logged in: no longer one of the connections the gate may close to admit others.
+    // (Evicted just before, the session's kill token has ended it already.)
+    session.ticket.log_in();
+    state.remember_address(&lc, session.addr.ip());
     session.device = device.clone();
     tracing::info!(user = %welcome.user, addr = %session.addr, "logged in");
     session.reply(id, Ok(Response::Welcome(welcome)));

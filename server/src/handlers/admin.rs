@@ -5,7 +5,7 @@
 //! `{"admin_ban": {"user": str, "reason": str}}`, `{"admin_unban": {"user": str}}`,
 //! `{"admin_remove_room": {"name": str}}`.
 
-use classchat_wire::{DEFAULT_ROOM, ErrorCode, Event, Response};
+use classchat_wire::{AuditAction, DEFAULT_ROOM, ErrorCode, Event, Response};
 
 use super::{ApiError, ApiResult, commit, me};
 use crate::session::Session;
@@ -21,23 +21,34 @@ pub fn require(state: &State, session: &Session) -> ApiResult<()> {
     }
 }
 
+/// The audit entry of a server admin's action; `actor` is a display name ("console" for
+/// the admin console and socket).
+fn audit(actor: &str, action: AuditAction, target: &str, detail: &str) -> Write {
+    Write::Audit { actor: actor.to_owned(), action, target: target.to_owned(), detail: detail.to_owned() }
+}
+
 fn no_user(name: &str) -> ApiError {
     ApiError::new(ErrorCode::NoSuchUser, format!("there is no user called {name}"))
 }
 
 /// Disconnects every session of `user` and revokes their resume tokens, so an app cannot
 /// simply reconnect: coming back takes the password.
-pub async fn kick_user(state: &State, user: &str, reason: &str) -> ApiResult {
+pub async fn kick_user(state: &State, actor: &str, user: &str, reason: &str) -> ApiResult {
     let lc = user.to_ascii_lowercase();
-    {
+    let name = {
         let inner = state.lock();
         let u = inner.users.get(&lc).ok_or_else(|| no_user(user))?;
         if u.sessions.is_empty() {
             return Err(ApiError::new(ErrorCode::BadRequest, format!("{} is not online", u.name)));
         }
-    }
+        u.name.clone()
+    };
     // No device is called "": every token goes.
-    commit(state, vec![Write::RevokeTokens { user: lc.clone(), keep: String::new() }], None).await?;
+    let writes = vec![
+        Write::RevokeTokens { user: lc.clone(), keep: String::new() },
+        audit(actor, AuditAction::ServerKick, &name, reason),
+    ];
+    commit(state, writes, None).await?;
     let reason = if reason.is_empty() {
         "removed by an admin".to_owned()
     } else {
@@ -48,14 +59,17 @@ pub async fn kick_user(state: &State, user: &str, reason: &str) -> ApiResult {
 }
 
 /// Bans (or unbans) an account; a ban also disconnects it.
-pub async fn ban_user(state: &State, user: &str, reason: &str, banned: bool) -> ApiResult {
+pub async fn ban_user(state: &State, actor: &str, user: &str, reason: &str, banned: bool) -> ApiResult {
     let lc = user.to_ascii_lowercase();
-    {
+    let name = {
         let mut inner = state.lock();
         let u = inner.users.get_mut(&lc).ok_or_else(|| no_user(user))?;
         u.banned = banned;
-    }
-    commit(state, vec![Write::SetBanned { user: lc.clone(), banned }], None).await?;
+        u.name.clone()
+    };
+    let action = if banned { AuditAction::ServerBan } else { AuditAction::ServerUnban };
+    let writes = vec![Write::SetBanned { user: lc.clone(), banned }, audit(actor, action, &name, reason)];
+    commit(state, writes, None).await?;
     if banned {
         let reason = if reason.is_empty() {
             "banned by an admin".to_owned()
@@ -68,12 +82,12 @@ pub async fn ban_user(state: &State, user: &str, reason: &str, banned: bool) -> 
 }
 
 /// Deletes a room, its history and memberships. Members are told.
-pub async fn remove_room(state: &State, name: &str) -> ApiResult {
+pub async fn remove_room(state: &State, actor: &str, name: &str) -> ApiResult {
     let lc = name.to_ascii_lowercase();
     if lc == DEFAULT_ROOM {
         return Err(ApiError::new(ErrorCode::Forbidden, format!("{DEFAULT_ROOM} cannot be removed")));
     }
-    let (room_name, members) = {
+    let (room_name, members, exam) = {
         let mut inner = state.lock();
         let room = inner
             .rooms
@@ -84,9 +98,22 @@ pub async fn remove_room(state: &State, name: &str) -> ApiResult {
                 u.rooms.remove(&lc);
             }
         }
-        (room.name, room.members.into_keys().collect::<Vec<_>>())
+        inner.class.forget_room(&lc);
+        // Exam mode stays on, without the questions room if it was this one.
+        let exam = match &inner.class.exam {
+            Some(e) => {
+                Some(crate::class::put(crate::class::KIND_EXAM, crate::class::KIND_EXAM.to_owned(), None, e)?)
+            }
+            None => None,
+        };
+        (room.name, room.members.into_keys().collect::<Vec<_>>(), exam)
     };
-    commit(state, vec![Write::DeleteRoom { room: lc.clone() }], None).await?;
+    let mut writes = vec![
+        Write::DeleteRoom { room: lc.clone() },
+        audit(actor, AuditAction::RemoveRoom, &format!("#{room_name}"), ""),
+    ];
+    writes.extend(exam);
+    commit(state, writes, None).await?;
     let inner = state.lock();
     for m in members {
         State::event_to_user(

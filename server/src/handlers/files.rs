@@ -36,6 +36,22 @@ pub async fn upload(
     };
     // Membership of the room, or existence of the user, as for messages.
     let key = super::messages::conv_key(state, &me, &conv)?;
+    {
+        let mut inner = state.lock();
+        crate::class::check_files(&inner, &me)?;
+        match &conv {
+            Conv::Room { name } => {
+                crate::class::check_room(
+                    &mut inner,
+                    &me,
+                    &name.to_ascii_lowercase(),
+                    crate::class::Act::Post,
+                )?;
+            }
+            Conv::Direct { user } => crate::class::check_direct(&inner, &me, &user.to_ascii_lowercase())?,
+            Conv::Announcements => {}
+        }
+    }
     let sender = State::display_name(&state.lock(), &me);
     let name = sanitize_file_name(&name);
     let (row, token) =

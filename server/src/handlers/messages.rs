@@ -27,8 +27,8 @@ fn check_len(state: &State, len: usize) -> ApiResult<()> {
     Ok(())
 }
 
-/// Takes one token from the user's bucket.
-fn rate_ok(state: &State, user: &str) -> ApiResult<()> {
+/// Takes one token from the user's bucket (messages, questions, votes).
+pub fn rate_ok(state: &State, user: &str) -> ApiResult<()> {
     let (per_second, burst) = (state.config.messages_per_second, state.config.message_burst);
     let mut inner = state.lock();
     let ok = inner.users.get_mut(user).is_some_and(|u| u.bucket.take(per_second, burst));
@@ -100,6 +100,9 @@ pub async fn send_room(state: &State, session: &Session, id: u32, room: String, 
             State::display_name(&inner, &me)
         };
         rate_ok(state, &me)?;
+        // After the rate check, so that a message refused for speed does not start a
+        // slow-mode interval.
+        crate::class::check_room(&mut state.lock(), &me, &lc, crate::class::Act::Post)?;
         Ok((lc, sender))
     })();
     match prepared {
@@ -121,6 +124,7 @@ pub async fn send_direct(state: &State, session: &Session, id: u32, to: String, 
             if !inner.users.contains_key(&peer) {
                 return Err(ApiError::new(ErrorCode::NoSuchUser, format!("there is no user called {to}")));
             }
+            crate::class::check_direct(&inner, &me, &peer)?;
             let new_pair = !inner.users.get(&me).is_some_and(|u| u.dm_peers.contains(&peer));
             (State::display_name(&inner, &me), new_pair)
         };
@@ -153,6 +157,7 @@ pub async fn broadcast(state: &State, session: &Session, id: u32, text: String) 
         check_len(state, text.len())?;
         let (sender, allowed, recipients) = {
             let inner = state.lock();
+            crate::class::check_broadcast(&inner, &me)?;
             let admin = inner.users.get(&me).is_some_and(|u| u.server_admin);
             let online = inner.users.iter().filter(|(k, u)| **k != me && !u.sessions.is_empty()).count();
             (State::display_name(&inner, &me), admin || state.config.allow_user_broadcast, online)

@@ -8,6 +8,10 @@ pub mod files;
 pub mod history;
 pub mod keys;
 pub mod messages;
+pub mod moderation;
+pub mod office_hours;
+pub mod polls;
+pub mod questions;
 pub mod rooms;
 pub mod users;
 
@@ -104,19 +108,19 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
         // The permission check comes first and must stop the kick (an eager
         // `require(..).and(kick(..))` once let anyone kick anyone).
         Request::AdminKick { user, reason } => match admin::require(state, session) {
-            Ok(()) => Reply::Now(admin::kick_user(state, &user, &reason).await),
+            Ok(()) => Reply::Now(admin::kick_user(state, &actor(state, session), &user, &reason).await),
             Err(e) => Reply::Now(Err(e)),
         },
         Request::AdminBan { user, reason } => match admin::require(state, session) {
-            Ok(_) => Reply::Now(admin::ban_user(state, &user, &reason, true).await),
+            Ok(_) => Reply::Now(admin::ban_user(state, &actor(state, session), &user, &reason, true).await),
             Err(e) => Reply::Now(Err(e)),
         },
         Request::AdminUnban { user } => match admin::require(state, session) {
-            Ok(_) => Reply::Now(admin::ban_user(state, &user, "", false).await),
+            Ok(_) => Reply::Now(admin::ban_user(state, &actor(state, session), &user, "", false).await),
             Err(e) => Reply::Now(Err(e)),
         },
         Request::AdminRemoveRoom { name } => match admin::require(state, session) {
-            Ok(_) => Reply::Now(admin::remove_room(state, &name).await),
+            Ok(_) => Reply::Now(admin::remove_room(state, &actor(state, session), &name).await),
             Err(e) => Reply::Now(Err(e)),
         },
         Request::UploadFile { conv, name, size, meta } => {
@@ -126,6 +130,41 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
         Request::AnswerOffer { file, accept } => {
             Reply::Now(files::answer(state, session, file, accept).await)
         }
+        Request::SetRoomSettings { room, settings } => {
+            Reply::Now(moderation::set_room_settings(state, session, room, settings).await)
+        }
+        Request::Mute { scope, user, secs } => {
+            Reply::Now(moderation::mute(state, session, scope, user, secs).await)
+        }
+        Request::Unmute { scope, user } => Reply::Now(moderation::unmute(state, session, scope, user).await),
+        Request::ListMutes { scope } => Reply::Now(moderation::list_mutes(state, session, scope)),
+        Request::SetExamMode { on, questions_room } => {
+            Reply::Now(moderation::set_exam_mode(state, session, on, questions_room).await)
+        }
+        Request::AuditLog { before, limit } => {
+            Reply::Now(moderation::audit_log(state, session, before, limit).await)
+        }
+        Request::AskQuestion { room, text, anonymous } => {
+            Reply::Now(questions::ask(state, session, room, text, anonymous).await)
+        }
+        Request::Upvote { question, up } => Reply::Now(questions::upvote(state, session, question, up).await),
+        Request::MarkAnswered { question, answered, answer } => {
+            Reply::Now(questions::mark_answered(state, session, question, answered, answer).await)
+        }
+        Request::Questions { room } => Reply::Now(questions::list(state, session, room)),
+        Request::CreatePoll { room, question, options, multiple, anonymous, closes_at } => {
+            let new = polls::NewPoll { room, question, options, multiple, anonymous, closes_at };
+            Reply::Now(polls::create(state, session, new).await)
+        }
+        Request::Vote { poll, choices } => Reply::Now(polls::vote(state, session, poll, choices).await),
+        Request::ClosePoll { poll } => Reply::Now(polls::close(state, session, poll).await),
+        Request::Polls { room } => Reply::Now(polls::list(state, session, room)),
+        Request::JoinQueue { instructor } => Reply::Now(office_hours::join(state, session, instructor).await),
+        Request::LeaveQueue { instructor } => {
+            Reply::Now(office_hours::leave(state, session, instructor).await)
+        }
+        Request::OfficeQueue => Reply::Now(office_hours::list(state, session)),
+        Request::NextInQueue => Reply::Now(office_hours::next(state, session).await),
         Request::AttachUpload { .. } | Request::FinishUpload { .. } | Request::AttachDownload { .. } => {
             Reply::Now(Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -133,6 +172,11 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
             )))
         }
     }
+}
+
+/// The display name of the session's user, for the audit log.
+fn actor(state: &State, session: &Session) -> String {
+    session.user.as_deref().map(|u| State::display_name(&state.lock(), u)).unwrap_or_default()
 }
 
 /// The logged-in user of `session` (dispatch guarantees there is one).

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use classchat_wire::{Body, DEFAULT_ROOM, ErrorCode, Event, Member, Response, RoomInfo, SystemEvent};
+use classchat_wire::{
+    AuditAction, Body, DEFAULT_ROOM, ErrorCode, Event, Member, Response, RoomInfo, SystemEvent,
+};
 
 use super::{ApiError, ApiResult, commit, me};
 use crate::keys::SecretHash;
@@ -32,6 +34,7 @@ pub fn info(inner: &Inner, room_lc: &str, viewer: &str) -> RoomInfo {
             locked: false,
             admin: String::new(),
             joined: false,
+            settings: Default::default(),
         };
     };
     RoomInfo {
@@ -41,6 +44,7 @@ pub fn info(inner: &Inner, room_lc: &str, viewer: &str) -> RoomInfo {
         locked: room.password.is_some(),
         admin: if room.admin.is_empty() { String::new() } else { State::display_name(inner, &room.admin) },
         joined: room.members.contains_key(viewer),
+        settings: room.settings.clone(),
     }
 }
 
@@ -149,6 +153,8 @@ pub async fn create(
                 admin: me.clone(),
                 members: HashMap::from([(me.clone(), 0)]),
                 bans: BTreeSet::new(),
+                settings: Default::default(),
+                last_post: HashMap::new(),
             },
         );
         if let Some(u) = inner.users.get_mut(&me) {
@@ -306,14 +312,39 @@ pub fn members(state: &State, session: &Session, name: String) -> ApiResult {
     if !room.members.contains_key(&me) {
         return Err(not_member(&name));
     }
+    // Who is muted is for the room's staff only.
+    let staff = crate::class::is_staff(&inner, &lc, &me);
+    let now = crate::store::now_ms();
     let mut members: Vec<Member> = room
         .members
         .keys()
         .filter_map(|m| inner.users.get(m).map(|u| (m, u)))
-        .map(|(m, u)| Member {
-            name: u.name.clone(),
-            online: !u.sessions.is_empty(),
-            admin: *m == room.admin,
+        .map(|(m, u)| {
+            let mute = staff
+                .then(|| {
+                    let class = &inner.class;
+                    let (room, server) = (class.mute_of(Some(&lc), m, now), class.mute_of(None, m, now));
+                    // The one that lasts longer: `None` is until lifted.
+                    match (room, server) {
+                        (Some(a), Some(b)) => {
+                            Some(if a.until.is_none() || b.until.is_some_and(|t| a.until > Some(t)) {
+                                a
+                            } else {
+                                b
+                            })
+                        }
+                        (a, b) => a.or(b),
+                    }
+                })
+                .flatten();
+            Member {
+                name: u.name.clone(),
+                online: !u.sessions.is_empty(),
+                admin: *m == room.admin,
+                instructor: u.server_admin,
+                muted: mute.is_some(),
+                muted_until: mute.and_then(|m| m.until),
+            }
         })
         .collect();
     members.sort_by_key(|m| m.name.to_ascii_lowercase());
@@ -360,6 +391,12 @@ pub async fn kick(state: &State, session: &Session, room: String, user: String, 
         SystemEvent::Kicked { user: target_name.clone() }
     };
     writes.push(system(&lc, &actor, event));
+    writes.push(Write::Audit {
+        actor: actor.clone(),
+        action: if ban { AuditAction::Ban } else { AuditAction::Kick },
+        target: target_name.clone(),
+        detail: format!("from #{room_name}"),
+    });
     commit(state, writes, None).await?;
     if was_member {
         let reason = if ban {
@@ -388,6 +425,12 @@ pub async fn unban(state: &State, session: &Session, room: String, user: String)
     };
     let writes = vec![
         Write::RemoveBan { room: lc.clone(), user: target },
+        Write::Audit {
+            actor: actor.clone(),
+            action: AuditAction::Unban,
+            target: target_name.clone(),
+            detail: format!("from #{}", State::display_room(&state.lock(), &lc)),
+        },
         system(&lc, &actor, SystemEvent::Unbanned { user: target_name }),
     ];
     commit(state, writes, None).await?;

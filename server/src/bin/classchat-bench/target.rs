@@ -183,6 +183,10 @@ pub fn bench_config(data_dir: &Path, rsa_bits: usize) -> Config {
         message_burst: 10_000_000,
         max_failed_logins_per_account: 1_000_000,
         max_failed_logins_per_address: 1_000_000,
+        max_pre_login: 200_000,
+        max_pre_login_per_address: 200_000,
+        max_connections_per_address: 200_000,
+        handshake_timeout_ms: 120_000,
         discovery: false,
         ..Config::default()
     }
