@@ -50,6 +50,7 @@ fn main() -> eframe::Result {
             locked: false,
             admin: "ada".into(),
             joined: true,
+            settings: Default::default(),
         }],
         limits: Limits {
             max_message_len: 16384,
@@ -58,6 +59,7 @@ fn main() -> eframe::Result {
             heartbeat_timeout_ms: 30_000,
             max_file_size: 0,
         },
+        class: Default::default(),
     });
     let conv = Conv::room("big");
     let senders = ["ada", "bob", "carol", "dave", "erin"];

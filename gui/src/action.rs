@@ -108,6 +108,10 @@ pub enum Action {
     Thumbnail(classchat_wire::FileInfo),
     ToggleTransfers,
 
+    // ---- instructor tools ------------------------------------------------------------
+    /// Room modes, mutes, exam mode, the audit log, questions, polls, office hours.
+    Class(crate::class::ClassAction),
+
     // ---- settings --------------------------------------------------------------------
     SetTheme(ThemeChoice),
     SetNotifications(bool),

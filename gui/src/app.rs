@@ -14,6 +14,7 @@ use egui::RichText;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, AdminOp};
+use crate::class::{ClassState, Effect};
 use crate::e2e::KeyStatus;
 use crate::files::{Direction, FileCommand, Files, Offer, OfferSeal, OfferState, TransferId, TransferUpdate};
 use crate::local::LocalStore;
@@ -171,6 +172,8 @@ pub struct ClassChatApp {
     send_after_accept: Option<(String, Conv, String)>,
     /// Transfers, offers, thumbnails.
     pub files: Files,
+    /// The instructor tools: exam mode, mutes, polls, questions, office hours.
+    pub class: ClassState,
     /// Answers of the native file dialogs, which run on the tokio runtime.
     picks_tx: std::sync::mpsc::Sender<Picked>,
     picks: Receiver<Picked>,
@@ -260,6 +263,7 @@ impl ClassChatApp {
             nearby: None,
             send_after_accept: None,
             files: Files::default(),
+            class: ClassState::new(),
             picks_tx,
             picks,
             ctx: cc.egui_ctx.clone(),
@@ -327,6 +331,7 @@ impl ClassChatApp {
                 if !same_user {
                     self.chat.clear();
                 }
+                let class_fx = self.class.on_welcome(&welcome, &self.model);
                 self.model.on_welcome(&welcome);
                 self.known_dms.clear();
                 for contact in dm_contacts {
@@ -364,6 +369,10 @@ impl ClassChatApp {
                 if let Some(Conv::Room { name }) = self.model.current.clone() {
                     self.request(Request::RoomMembers { name });
                 }
+                self.run_class_effects(class_fx);
+                if let Some(current) = &self.model.current {
+                    self.run_class_effects(self.class.on_select(&self.model, current));
+                }
                 self.composer.focus = true;
             }
             NetEvent::LoggedOut { reason } => {
@@ -373,6 +382,7 @@ impl ClassChatApp {
                 self.login.server = self.settings.server.clone();
                 self.login.username = self.settings.username.clone();
                 self.model = Model::new();
+                self.class = ClassState::new();
                 self.chat.clear();
                 self.dialog = None;
             }
@@ -382,7 +392,17 @@ impl ClassChatApp {
             NetEvent::Thumb(thumb) => self.files.on_thumb(&self.ctx, thumb),
             NetEvent::Reply { request, result } => self.on_reply(request, result),
             NetEvent::Sent { local_id, id, ts } => self.model.on_sent(local_id, id, ts),
-            NetEvent::SendFailed { local_id, reason } => self.model.on_send_failed(local_id, reason),
+            NetEvent::SendFailed { local_id, reason, code } => {
+                if crate::class::keeps_draft(code)
+                    && let Some((conv, text)) = self.model.take_pending(local_id)
+                {
+                    let fx =
+                        self.class.on_send_refused(&self.model, conv, code, reason, text, Instant::now());
+                    self.run_class_effects(fx);
+                } else {
+                    self.model.on_send_failed(local_id, reason);
+                }
+            }
             NetEvent::Dm { conv, msg, live } => {
                 let source = if live { Source::Live } else { Source::CatchUp };
                 if let Some(notice) = self.model.on_dm(conv, msg, source)
@@ -440,6 +460,17 @@ impl ClassChatApp {
 
     fn on_server_event(&mut self, ev: Event) {
         match ev {
+            ev @ (Event::RoomSettings { .. }
+            | Event::MuteChanged { .. }
+            | Event::ExamMode { .. }
+            | Event::Question { .. }
+            | Event::Poll { .. }
+            | Event::QueueChanged { .. }
+            | Event::QueueMoved { .. }
+            | Event::Called { .. }) => {
+                let fx = self.class.on_event(&mut self.model, ev);
+                self.run_class_effects(fx);
+            }
             Event::Message { message } => {
                 let source = if self.catching_up { Source::CatchUp } else { Source::Live };
                 if let Some(notice) = self.model.on_message(message, source)
@@ -518,6 +549,7 @@ impl ClassChatApp {
             }
             NoticeReason::Announcement => format!("Announcement from {}", notice.from),
             NoticeReason::FileOffer => format!("{} offers you a file", notice.from),
+            NoticeReason::Called => format!("{} is ready for you", notice.from),
         };
         let body: String = notice.text.chars().take(200).collect();
         match &self.config.notifier {
@@ -532,6 +564,11 @@ impl ClassChatApp {
     }
 
     fn on_reply(&mut self, request: Request, result: Result<Response, RequestError>) {
+        if crate::class::is_class_request(&request) {
+            let fx = self.class.on_reply(&mut self.model, &mut self.dialog, request, result);
+            self.run_class_effects(fx);
+            return;
+        }
         match (request, result) {
             (_, Ok(Response::Rooms { rooms })) => {
                 self.model.on_rooms(rooms);
@@ -680,8 +717,33 @@ impl ClassChatApp {
         if let Conv::Direct { user } = &conv {
             self.net.send(Command::CheckPeer { peer: user.clone() });
         }
+        let fx = self.class.on_select(&self.model, &conv);
         self.model.select(conv);
         self.members.expanded = None;
+        self.composer.focus = true;
+        self.run_class_effects(fx);
+    }
+
+    /// Carries out what the class state asked for.
+    fn run_class_effects(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Request(request) => self.request(request),
+                Effect::Banner { text, error } => self.show_banner(text, error),
+                Effect::Select(conv) => self.select(conv),
+                Effect::Notify(notice) => self.notify(&notice),
+                Effect::OpenDialog(dialog) => self.dialog = Some(dialog),
+                Effect::CloseDialog => self.dialog = None,
+                Effect::RestoreDraft { conv, text } => self.restore_draft(&conv, text),
+            }
+        }
+    }
+
+    /// Puts text that did not go out back into `conv`'s composer, before what is there.
+    fn restore_draft(&mut self, conv: &Conv, text: String) {
+        let draft = self.composer.draft(conv);
+        let text = if draft.is_empty() { text } else { format!("{text}\n{draft}") };
+        self.composer.set_draft(conv, text);
         self.composer.focus = true;
     }
 
@@ -852,10 +914,7 @@ impl ClassChatApp {
             Action::DiscardPending(local_id) => {
                 self.net.send(Command::Unsend { local_id });
                 if let Some((conv, text)) = self.model.take_pending(local_id) {
-                    let draft = self.composer.draft(&conv);
-                    let text = if draft.is_empty() { text } else { format!("{text}\n{draft}") };
-                    self.composer.set_draft(&conv, text);
-                    self.composer.focus = true;
+                    self.restore_draft(&conv, text);
                 }
             }
             Action::SetTheme(theme) => self.settings.theme = theme,
@@ -908,6 +967,10 @@ impl ClassChatApp {
                 self.net.send(Command::Files(FileCommand::Thumbnail { file, cache }));
             }
             Action::ToggleTransfers => self.files.panel_open = !self.files.panel_open,
+            Action::Class(action) => {
+                let fx = self.class.apply(&mut self.model, &mut self.dialog, action);
+                self.run_class_effects(fx);
+            }
             Action::LogOut => {
                 self.net.send(Command::LogOut);
                 self.settings.username.clear();
@@ -961,6 +1024,10 @@ impl ClassChatApp {
     fn send_files(&mut self, conv: Conv, paths: Vec<PathBuf>) {
         if conv == Conv::Announcements {
             self.show_banner("Files cannot be sent to the announcements.", true);
+            return;
+        }
+        if let Some(why) = self.class.files_refused(&self.model, &conv) {
+            self.show_banner(why, true);
             return;
         }
         for path in paths {
@@ -1045,6 +1112,7 @@ impl ClassChatApp {
         if conv != Conv::Announcements {
             self.composer.clear(&conv);
         }
+        self.class.on_send(&self.model, &conv, Instant::now());
         let local_id = self.model.queue_send(&conv, text.clone());
         self.net.send(Command::Send { local_id, conv, text });
     }
@@ -1149,6 +1217,7 @@ impl ClassChatApp {
                 });
             }
             Screen::Main => {
+                actions.extend(ui::moderation::top_panel(ui, &self.model, &self.class));
                 egui::Panel::bottom("status").show(ui, |ui| {
                     actions.extend(ui::status_bar::show(
                         ui,
@@ -1156,6 +1225,7 @@ impl ClassChatApp {
                         &self.conn,
                         self.settings.theme,
                         self.files.running_count(),
+                        &self.class,
                     ));
                 });
                 egui::Panel::left("rooms").resizable(true).default_size(210.0).min_size(150.0).show(
@@ -1172,14 +1242,22 @@ impl ClassChatApp {
                         },
                     );
                 }
+                actions.extend(ui::office_hours::side_panel(ui, &self.model, &self.class));
                 egui::Panel::right("members").resizable(true).default_size(210.0).min_size(150.0).show(
                     ui,
                     |ui| {
-                        actions.extend(ui::members::show(ui, &self.model, &mut self.members));
+                        actions.extend(ui::members::show(ui, &self.model, &mut self.members, &self.class));
                     },
                 );
+                actions.extend(ui::room_tools::side_panel(ui, &self.model, &mut self.class));
                 egui::Panel::bottom("composer").show(ui, |ui| {
-                    actions.extend(ui::composer::show(ui, &self.model, &mut self.composer, &self.conn));
+                    actions.extend(ui::composer::show(
+                        ui,
+                        &self.model,
+                        &mut self.composer,
+                        &self.conn,
+                        &self.class,
+                    ));
                     ui.add_space(4.0);
                 });
                 egui::CentralPanel::default().show(ui, |ui| {
@@ -1193,7 +1271,7 @@ impl ClassChatApp {
                     ));
                 });
                 if let Some(dialog) = &mut self.dialog {
-                    actions.extend(ui::dialogs::show(&ctx, dialog, &self.model, &self.settings));
+                    actions.extend(ui::dialogs::show(&ctx, dialog, &self.model, &self.settings, &self.class));
                 }
                 actions.extend(self.drag_and_drop(&ctx));
             }
@@ -1204,6 +1282,10 @@ impl ClassChatApp {
         // Countdowns in the status bar and the composer tick once a second.
         if matches!(self.conn, ConnState::Reconnecting { .. }) {
             ctx.request_repaint_after(Duration::from_millis(500));
+        }
+        // So do slow mode's, and a mute ends by itself with no event.
+        if let Some(after) = self.class.next_change(crate::class::now_ms(), Instant::now()) {
+            ctx.request_repaint_after(after);
         }
         for action in actions {
             self.apply(action);
@@ -1230,10 +1312,12 @@ impl ClassChatApp {
             Conv::Direct { user } => Some(user.clone()),
             Conv::Announcements => None,
         };
+        let refused = self.class.files_refused(&self.model, &conv);
         if hovering {
-            let text = match &target {
-                Some(t) => format!("Drop to send to {t}"),
-                None => "Files cannot be sent to the announcements".into(),
+            let text = match (&target, &refused) {
+                (_, Some(why)) => why.clone(),
+                (Some(t), None) => format!("Drop to send to {t}"),
+                (None, None) => "Files cannot be sent to the announcements".into(),
             };
             let screen = ctx.content_rect();
             egui::Area::new(egui::Id::unique("drop-overlay"))

@@ -8,6 +8,8 @@
 //! - [`app`]: the eframe app: persisted settings, runtime state, the per-frame loop that
 //!   drains net events, shows the panels and applies the actions they return.
 //! - [`action`]: everything a view can ask for, applied once at the end of a frame.
+//! - [`class`]: the instructor tools' state: exam mode, mutes, room modes as they bear on
+//!   sending, questions, polls, office-hours queues, slow-mode timers.
 //! - [`net`]: the net task: login, reconnect with backoff, the outbox of unsent messages.
 //! - [`model`]: conversations, messages by id, members, presence, unread counts.
 //! - [`local`]: files under the data dir: known servers, resume tokens, device id.
@@ -18,6 +20,7 @@
 
 pub mod action;
 pub mod app;
+pub mod class;
 pub mod e2e;
 pub mod files;
 pub mod instance;

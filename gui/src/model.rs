@@ -116,6 +116,8 @@ pub enum NoticeReason {
     Mention,
     Announcement,
     FileOffer,
+    /// An instructor took the user off their office-hours queue: it is their turn.
+    Called,
 }
 
 /// A conversation: a room, a DM, or the announcements.
@@ -482,28 +484,35 @@ impl Model {
     /// fetched again after every join.
     fn apply_system_event(&mut self, conv: &Conv, from: &str, event: &SystemEvent) {
         let Conv::Room { name: room } = conv else { return };
-        let members = self.members.get_mut(room);
         match event {
             SystemEvent::Joined => {
-                if let Some(members) = members
+                let instructor = self.users.get(&from.to_ascii_lowercase()).is_some_and(|u| u.server_admin);
+                if let Some(members) = self.members.get_mut(room)
                     && !members.iter().any(|m| m.name.eq_ignore_ascii_case(from))
                 {
-                    members.push(Member { name: from.to_owned(), online: true, admin: false });
+                    members.push(Member {
+                        name: from.to_owned(),
+                        online: true,
+                        admin: false,
+                        instructor,
+                        muted: false,
+                        muted_until: None,
+                    });
                     members.sort_by_key(|m| m.name.to_ascii_lowercase());
                 }
             }
             SystemEvent::Left => {
-                if let Some(members) = members {
+                if let Some(members) = self.members.get_mut(room) {
                     members.retain(|m| !m.name.eq_ignore_ascii_case(from));
                 }
             }
             SystemEvent::Kicked { user } | SystemEvent::Banned { user } => {
-                if let Some(members) = members {
+                if let Some(members) = self.members.get_mut(room) {
                     members.retain(|m| !m.name.eq_ignore_ascii_case(user));
                 }
             }
             SystemEvent::AdminHandedOver { user } => {
-                if let Some(members) = members {
+                if let Some(members) = self.members.get_mut(room) {
                     for m in members.iter_mut() {
                         m.admin = m.name.eq_ignore_ascii_case(user);
                     }
@@ -708,7 +717,12 @@ mod tests {
                 heartbeat_timeout_ms: 30000,
                 max_file_size: 0,
             },
+            class: Default::default(),
         }
+    }
+
+    fn member(name: &str, online: bool, admin: bool) -> Member {
+        Member { name: name.into(), online, admin, instructor: false, muted: false, muted_until: None }
     }
 
     fn room(name: &str, admin: &str) -> RoomInfo {
@@ -719,6 +733,7 @@ mod tests {
             locked: false,
             admin: admin.into(),
             joined: true,
+            settings: Default::default(),
         }
     }
 
@@ -858,13 +873,7 @@ mod tests {
     fn room_events_update_members_and_room_info() {
         let mut m = Model::new();
         m.on_welcome(&welcome("alice", &["lobby", "lab"]));
-        m.on_members(
-            "lab",
-            vec![
-                Member { name: "alice".into(), online: true, admin: true },
-                Member { name: "carol".into(), online: false, admin: false },
-            ],
-        );
+        m.on_members("lab", vec![member("alice", true, true), member("carol", false, false)]);
         let lab = Conv::room("lab");
         let sys = |id, from: &str, event| ChatMessage {
             id,

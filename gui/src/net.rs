@@ -116,9 +116,11 @@ pub enum NetEvent {
         id: MessageId,
         ts: Timestamp,
     },
+    /// The server refused the message (`code`), or it could not be sealed (no code).
     SendFailed {
         local_id: u64,
         reason: String,
+        code: Option<ErrorCode>,
     },
     /// A direct message, opened. `live` is false for the catch-up after a login.
     Dm {
@@ -406,8 +408,16 @@ enum Phase {
 }
 
 enum Internal {
-    Connected { generation: u64, result: Result<Session, ConnectError> },
-    SendDone { local_id: u64, sealed: Option<Vec<u8>>, result: Result<(MessageId, Timestamp), SendError> },
+    /// The session is boxed: a `Welcome` is far bigger than the other variants.
+    Connected {
+        generation: u64,
+        result: Result<Box<Session>, ConnectError>,
+    },
+    SendDone {
+        local_id: u64,
+        sealed: Option<Vec<u8>>,
+        result: Result<(MessageId, Timestamp), SendError>,
+    },
 }
 
 enum SendError {
@@ -775,7 +785,7 @@ impl NetTask {
             if let Some(write) = trust_write {
                 let _ = write.await;
             }
-            let result = connect(store, addr, username, auth, identity_bits).await;
+            let result = connect(store, addr, username, auth, identity_bits).await.map(Box::new);
             let _ = internal.send(Internal::Connected { generation, result });
         });
         self.phase = Phase::Connecting { task, reconnect };
@@ -795,7 +805,7 @@ impl NetTask {
                     _ => None,
                 };
                 match result {
-                    Ok(session) => self.on_connected(session),
+                    Ok(session) => self.on_connected(*session),
                     Err(e) => self.on_connect_failed(e, reconnect),
                 }
             }
@@ -819,13 +829,16 @@ impl NetTask {
                         if code != ErrorCode::ShuttingDown =>
                     {
                         self.outbox.retain(|o| o.local_id != local_id);
-                        self.sink
-                            .send(NetEvent::SendFailed { local_id, reason: refusal_text(code, &message) });
+                        self.sink.send(NetEvent::SendFailed {
+                            local_id,
+                            reason: refusal_text(code, &message),
+                            code: Some(code),
+                        });
                         self.pump();
                     }
                     Err(SendError::Seal(reason)) => {
                         self.outbox.retain(|o| o.local_id != local_id);
-                        self.sink.send(NetEvent::SendFailed { local_id, reason });
+                        self.sink.send(NetEvent::SendFailed { local_id, reason, code: None });
                         self.pump();
                     }
                     Err(SendError::Wire(e)) => {

@@ -1,6 +1,8 @@
 //! The composer: multi-line, Enter sends, Shift+Enter adds a line. Each conversation
 //! keeps its own draft. When sending is impossible (offline, removed from the room) the
-//! composer says why and keeps the text.
+//! composer says why and keeps the text. The instructor tools add reasons of their own
+//! ([`ClassState::send_block`]): a mute, an announcement room, exam mode (the field is
+//! disabled), and slow mode (the field stays editable while the wait counts down).
 
 use std::collections::HashMap;
 
@@ -8,6 +10,7 @@ use classchat_wire::Conv;
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, TextEdit, Ui};
 
 use crate::action::Action;
+use crate::class::{ClassState, now_ms};
 use crate::model::Model;
 use crate::net::ConnState;
 use crate::ui::a11y_label;
@@ -62,14 +65,28 @@ pub fn blocked_reason(model: &Model, conn: &ConnState, conv: &Conv) -> Option<St
     }
 }
 
-pub fn show(ui: &mut Ui, model: &Model, state: &mut ComposerState, conn: &ConnState) -> Vec<Action> {
+pub fn show(
+    ui: &mut Ui,
+    model: &Model,
+    state: &mut ComposerState,
+    conn: &ConnState,
+    class: &ClassState,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let Some(conv) = model.current.clone() else { return actions };
-    let blocked = blocked_reason(model, conn, &conv);
+    let class_block = class.send_block(model, &conv, now_ms(), std::time::Instant::now());
+    // A refusal of the room comes first, then the class rules, then the connection.
+    let removed = model.conversation(&conv).is_some_and(|c| c.removed.is_some());
+    let (blocked, editable) = match (&class_block, removed) {
+        (Some(b), false) => (Some(b.text.clone()), b.soft),
+        _ => (blocked_reason(model, conn, &conv), true),
+    };
+    let files_refused = class.files_refused(model, &conv);
     let can_broadcast = model.me.as_ref().is_some_and(|m| m.can_broadcast);
     ui.add_space(4.0);
     if let Some(reason) = &blocked {
-        let r = ui.label(RichText::new(format!("⛔ {reason}")).color(ui.visuals().warn_fg_color));
+        let icon = if class_block.as_ref().is_some_and(|b| b.soft) { "⏳" } else { "⛔" };
+        let r = ui.label(RichText::new(format!("{icon} {reason}")).color(ui.visuals().warn_fg_color));
         a11y_label(&r, format!("Cannot send: {reason}"));
     }
     let draft = state.drafts.entry(conv.clone()).or_default();
@@ -82,6 +99,7 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ComposerState, conn: &ConnSt
             Conv::Announcements => "Announcement to everyone".into(),
         };
         let edit = TextEdit::multiline(draft)
+            .interactive(editable)
             .hint_text(hint)
             .desired_rows(2)
             .desired_width(ui.available_width() - buttons_width)
@@ -94,12 +112,16 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut ComposerState, conn: &ConnSt
         }
         let enter = response.has_focus() && plain_enter_pressed(ui);
         if conv != Conv::Announcements {
-            let attach = ui.add_enabled(blocked.is_none(), egui::Button::new("📎"));
+            let attach =
+                ui.add_enabled(blocked.is_none() && files_refused.is_none(), egui::Button::new("📎"));
             let what = match &conv {
                 Conv::Direct { user } => format!("Send a file to {user}"),
                 _ => "Send a file to this room".to_owned(),
             };
-            let attach = attach.on_hover_text(&what);
+            let attach = match &files_refused {
+                Some(why) => attach.on_disabled_hover_text(why),
+                None => attach.on_hover_text(&what),
+            };
             a11y_label(&attach, "Attach a file");
             if attach.clicked() {
                 actions.push(Action::Attach(conv.clone()));

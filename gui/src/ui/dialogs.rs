@@ -1,14 +1,16 @@
 //! Dialogs: create room, browse rooms, the password prompt of a locked room, room
 //! settings (admin), the Ctrl+K quick switcher, the broadcast confirmation and the
-//! settings. One is open at a time; Esc or a click beside it closes it.
+//! settings; the instructor tools' dialogs (exam mode, audit log, new poll) live in their
+//! own modules. One is open at a time; Esc or a click beside it closes it.
 
 use classchat_wire::{Conv, RoomInfo};
 use egui::{Id, Key, Modal, RichText, TextEdit, Ui};
 
 use crate::action::{Action, AdminOp};
 use crate::app::Settings;
+use crate::class::ClassState;
 use crate::model::Model;
-use crate::ui::{a11y_label, conv_title, field_error};
+use crate::ui::{a11y_label, conv_title, field_error, moderation};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dialog {
@@ -29,6 +31,12 @@ pub enum Dialog {
     /// The key backup did not open with this password: make a new key?
     NewKey,
     ChangePassword(ChangePasswordForm),
+    /// Instructors: turn exam mode on or off.
+    Exam(crate::ui::moderation::ExamForm),
+    /// Instructors: the moderation audit log.
+    Audit(crate::ui::moderation::AuditView),
+    /// Room staff: a new poll.
+    NewPoll(crate::ui::polls::PollForm),
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -101,7 +109,13 @@ pub struct SwitcherState {
 }
 
 /// Shows the open dialog; returns what the user did (`CloseDialog` when they closed it).
-pub fn show(ctx: &egui::Context, dialog: &mut Dialog, model: &Model, settings: &Settings) -> Vec<Action> {
+pub fn show(
+    ctx: &egui::Context,
+    dialog: &mut Dialog,
+    model: &Model,
+    settings: &Settings,
+    class: &ClassState,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let modal = Modal::new(Id::unique("dialog")).show(ctx, |ui| {
         ui.set_width(420.0);
@@ -118,6 +132,9 @@ pub fn show(ctx: &egui::Context, dialog: &mut Dialog, model: &Model, settings: &
             }
             Dialog::NewKey => new_key(ui, &mut actions),
             Dialog::ChangePassword(form) => change_password(ui, form, &mut actions),
+            Dialog::Exam(form) => moderation::exam_dialog(ui, form, model, class, &mut actions),
+            Dialog::Audit(view) => moderation::audit_dialog(ui, view, class, &mut actions),
+            Dialog::NewPoll(form) => crate::ui::polls::new_poll_dialog(ui, form, &mut actions),
         }
     });
     if modal.should_close() {
@@ -337,6 +354,8 @@ fn room_settings(ui: &mut Ui, form: &mut RoomSettingsForm, model: &Model, action
     if locked && ui.button("Remove password (unlock)").clicked() {
         actions.push(Action::RoomAdmin(AdminOp::SetPassword { room: room.clone(), password: None }));
     }
+    ui.add_space(8.0);
+    moderation::room_modes(ui, &room, model, actions);
     ui.add_space(8.0);
     ui.label(RichText::new("Banned").strong());
     match &form.bans {

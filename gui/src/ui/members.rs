@@ -1,26 +1,30 @@
-//! Right sidebar: the members of the current room (online dots, the admin marked, admin
-//! actions for the room admin) and everyone known to the server. Clicking a person opens
-//! a direct-message conversation.
+//! Right sidebar: the members of the current room (online dots, the admin and instructors
+//! marked, admin actions and mutes for the room's staff) and everyone known to the server
+//! (server-wide mutes for instructors, "Join office hours" beside an instructor for
+//! students). Clicking a person opens a direct-message conversation.
 
-use classchat_wire::Conv;
+use classchat_wire::{Conv, MuteScope};
 use egui::{RichText, Ui};
 
 use crate::action::{Action, AdminOp};
+use crate::class::{ClassState, now_ms};
 use crate::model::Model;
-use crate::ui::{a11y_label, name_color, presence_dot};
+use crate::ui::{a11y_label, moderation, name_color, office_hours, presence_dot};
 
 /// Which member's admin actions are unfolded.
 #[derive(Debug, Default)]
 pub struct MembersState {
     pub expanded: Option<String>,
+    /// Instructors: whose server-wide actions are unfolded in the everyone list.
+    pub expanded_user: Option<String>,
 }
 
-pub fn show(ui: &mut Ui, model: &Model, state: &mut MembersState) -> Vec<Action> {
+pub fn show(ui: &mut Ui, model: &Model, state: &mut MembersState, class: &ClassState) -> Vec<Action> {
     let mut actions = Vec::new();
     ui.add_space(6.0);
     egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
         match &model.current {
-            Some(Conv::Room { name }) => room_members(ui, model, name, state, &mut actions),
+            Some(Conv::Room { name }) => room_members(ui, model, name, state, class, &mut actions),
             Some(Conv::Direct { user }) => {
                 ui.heading("Conversation");
                 let online = model.users.get(&user.to_ascii_lowercase()).is_some_and(|u| u.online);
@@ -33,12 +37,19 @@ pub fn show(ui: &mut Ui, model: &Model, state: &mut MembersState) -> Vec<Action>
             Some(Conv::Announcements) | None => {}
         }
         ui.add_space(10.0);
-        everyone(ui, model, &mut actions);
+        everyone(ui, model, state, class, &mut actions);
     });
     actions
 }
 
-fn room_members(ui: &mut Ui, model: &Model, room: &str, state: &mut MembersState, actions: &mut Vec<Action>) {
+fn room_members(
+    ui: &mut Ui,
+    model: &Model,
+    room: &str,
+    state: &mut MembersState,
+    class: &ClassState,
+    actions: &mut Vec<Action>,
+) {
     let Some(members) = model.members.get(room) else {
         ui.heading("Members");
         if model.rooms.contains_key(room) {
@@ -66,6 +77,12 @@ fn room_members(ui: &mut Ui, model: &Model, room: &str, state: &mut MembersState
             if m.admin {
                 label.push_str(", room admin");
             }
+            if m.instructor {
+                label.push_str(", instructor");
+            }
+            if i_am_admin && m.muted {
+                label.push_str(", muted");
+            }
             a11y_label(&r, label);
             if r.clicked() && !me {
                 actions.push(Action::OpenDm(m.name.clone()));
@@ -76,8 +93,17 @@ fn room_members(ui: &mut Ui, model: &Model, room: &str, state: &mut MembersState
             if m.admin {
                 ui.label(RichText::new("★ admin").small().color(ui.visuals().warn_fg_color));
             }
+            if m.instructor {
+                ui.label(RichText::new("🎓").small()).on_hover_text("Instructor");
+            }
             if me {
                 ui.label(RichText::new("(you)").small().weak());
+            }
+            if i_am_admin && m.muted {
+                moderation::muted_marker(ui, class, &m.name, m.muted_until);
+            }
+            if m.instructor && !me {
+                office_hours::queue_button(ui, model, class, &m.name, actions);
             }
             if i_am_admin && !me {
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -117,12 +143,33 @@ fn room_members(ui: &mut Ui, model: &Model, room: &str, state: &mut MembersState
                         state.expanded = None;
                     }
                 });
+                // Staff cannot be muted: the room's admin and instructors are not offered it.
+                if !m.admin && !m.instructor {
+                    let muted = m.muted && m.muted_until.is_none_or(|u| u > now_ms());
+                    ui.horizontal_wrapped(|ui| {
+                        moderation::mute_buttons(
+                            ui,
+                            &MuteScope::Room { name: room.to_owned() },
+                            &m.name,
+                            muted,
+                            actions,
+                        );
+                    });
+                }
             });
         }
     }
 }
 
-fn everyone(ui: &mut Ui, model: &Model, actions: &mut Vec<Action>) {
+fn everyone(
+    ui: &mut Ui,
+    model: &Model,
+    state: &mut MembersState,
+    class: &ClassState,
+    actions: &mut Vec<Action>,
+) {
+    let instructor_me = ClassState::is_instructor(model);
+    let now = now_ms();
     let online = model.users.values().filter(|u| u.online).count();
     ui.label(RichText::new(format!("Everyone ({online}/{} online)", model.users.len())).strong());
     // Online people first, then by name.
@@ -138,10 +185,35 @@ fn everyone(ui: &mut Ui, model: &Model, actions: &mut Vec<Action>) {
             a11y_label(&r, format!("{} ({presence})", u.name));
             if u.server_admin {
                 ui.label(RichText::new("instructor").small().weak());
+                if !me {
+                    office_hours::queue_button(ui, model, class, &u.name, actions);
+                }
+            }
+            let server_mute = class.server_mute_of(&u.name, now);
+            if instructor_me && let Some(m) = server_mute {
+                moderation::muted_marker(ui, class, &u.name, m.until);
             }
             if r.clicked() && !me {
                 actions.push(Action::OpenDm(u.name.clone()));
             }
+            if instructor_me && !me && !u.server_admin {
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    let open = state.expanded_user.as_deref() == Some(u.name.as_str());
+                    let toggle = ui.selectable_label(open, "…");
+                    a11y_label(&toggle, format!("Moderate {}", u.name));
+                    if toggle.clicked() {
+                        state.expanded_user = if open { None } else { Some(u.name.clone()) };
+                    }
+                });
+            }
         });
+        if instructor_me && !me && state.expanded_user.as_deref() == Some(u.name.as_str()) {
+            ui.indent(("moderate", &u.name), |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    let muted = class.server_mute_of(&u.name, now).is_some();
+                    moderation::mute_buttons(ui, &MuteScope::Server, &u.name, muted, actions);
+                });
+            });
+        }
     }
 }

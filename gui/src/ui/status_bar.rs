@@ -4,6 +4,7 @@ use egui::{Align, Layout, RichText, Ui};
 
 use crate::action::Action;
 use crate::app::ThemeChoice;
+use crate::class::ClassState;
 use crate::model::Model;
 use crate::net::ConnState;
 use crate::ui::dialogs::Dialog;
@@ -26,13 +27,15 @@ pub fn conn_text(conn: &ConnState) -> String {
     }
 }
 
-/// `transfers`: how many transfers run (for the Transfers button).
+/// `transfers`: how many transfers run (for the Transfers button). Instructors get their
+/// tools (office hours, exam mode, audit log) here too.
 pub fn show(
     ui: &mut Ui,
     model: &Model,
     conn: &ConnState,
     theme: ThemeChoice,
     transfers: usize,
+    class: &ClassState,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     ui.horizontal(|ui| {
@@ -76,6 +79,7 @@ pub fn show(
             if r.clicked() {
                 actions.push(Action::ToggleTransfers);
             }
+            crate::ui::moderation::instructor_menu(ui, model, class, &mut actions);
         });
     });
     actions
