@@ -99,6 +99,14 @@ pub enum Tab {
     Questions,
 }
 
+/// What the user is trying to do in a room: the server holds each to different rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Post,
+    Ask,
+    Vote,
+}
+
 /// Why the user cannot post in a conversation right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendBlock {
@@ -236,11 +244,37 @@ pub fn interval_words(secs: u32) -> String {
     }
 }
 
-/// The first whole number in a text ("wait 12 s" → 12).
-fn first_number(text: &str) -> Option<u64> {
-    let start = text.find(|c: char| c.is_ascii_digit())?;
-    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+/// The wait a server's sentence names, in seconds: the length after its last " in "
+/// ("… you can post again in 2 h 5 min" → 7500). Units: s, min, h, day(s).
+fn wait_secs(text: &str) -> Option<u64> {
+    let (_, tail) = text.rsplit_once(" in ")?;
+    let mut words = tail.split_whitespace();
+    let mut total = None;
+    while let Some(word) = words.next() {
+        let Ok(n) = word.parse::<u64>() else { break };
+        let unit = words.next()?.trim_end_matches(['.', ',', ')']);
+        let scale = match unit {
+            "s" => 1,
+            "min" => 60,
+            "h" => 3600,
+            "day" | "days" => 86_400,
+            _ => return None,
+        };
+        total = Some(total.unwrap_or(0) + n * scale);
+    }
+    total
+}
+
+/// A server's message as a sentence: capital first letter, full stop at the end.
+fn sentence(text: &str) -> String {
+    let text = text.trim();
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else { return String::new() };
+    let mut out: String = first.to_uppercase().chain(chars).collect();
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
 }
 
 fn lower(name: &str) -> String {
@@ -300,8 +334,9 @@ impl ClassState {
         model.me.as_ref().is_some_and(|m| m.server_admin)
     }
 
-    /// Why the user cannot post to `conv` now (`None`: they can). `now` is
-    /// [`now_ms`]; `instant` is `Instant::now()` (slow-mode timers run on it).
+    /// Why the user cannot post to `conv` now (`None`: they can), in the order the server
+    /// checks (PROTOCOL.md 16.1). `now` is [`now_ms`]; `instant` is `Instant::now()`
+    /// (slow-mode timers run on it).
     pub fn send_block(
         &self,
         model: &Model,
@@ -310,23 +345,10 @@ impl ClassState {
         instant: Instant,
     ) -> Option<SendBlock> {
         let hard = |text: String| Some(SendBlock { text, soft: false });
-        if let Some(m) = self.mute_for(&MuteScope::Server, now) {
-            return hard(format!("You are muted on this server {}.", self.until_words(m.until, now)));
-        }
-        let instructor = Self::is_instructor(model);
         match conv {
             Conv::Room { name } => {
-                if let Some(m) = self.mute_for(&MuteScope::Room { name: name.clone() }, now) {
-                    return hard(format!("You are muted in #{name} {}.", self.until_words(m.until, now)));
-                }
-                if let Some(exam) = &self.exam
-                    && !instructor
-                    && exam.questions_room.as_deref() != Some(name.as_str())
-                {
-                    return hard(match &exam.questions_room {
-                        Some(q) => format!("Exam mode: only #{q} is open for questions."),
-                        None => "Exam mode: posting is closed until the exam ends.".into(),
-                    });
+                if let Some(text) = self.room_block(model, name, now, Act::Post) {
+                    return hard(text);
                 }
                 let staff = model.is_room_admin(name);
                 let settings = model.rooms.get(name).map(|r| &r.settings);
@@ -347,14 +369,68 @@ impl ClassState {
                 None
             }
             Conv::Direct { user } => {
+                if Self::is_instructor(model) {
+                    return None;
+                }
+                if let Some(text) = self.server_mute_text(now) {
+                    return hard(text);
+                }
                 let peer_instructor = model.users.get(&lower(user)).is_some_and(|u| u.server_admin);
-                if self.exam.is_some() && !instructor && !peer_instructor {
+                if self.exam.is_some() && !peer_instructor {
                     return hard("Exam mode: direct messages go to instructors only.".into());
                 }
                 None
             }
-            Conv::Announcements => None,
+            Conv::Announcements => {
+                if Self::is_instructor(model) {
+                    return None;
+                }
+                self.server_mute_text(now).and_then(hard)
+            }
         }
+    }
+
+    fn server_mute_text(&self, now: Timestamp) -> Option<String> {
+        let m = self.mute_for(&MuteScope::Server, now)?;
+        Some(format!("You are muted on this server {}.", self.until_words(m.until, now)))
+    }
+
+    /// The rules of a room that asking a question shares with posting: a server mute,
+    /// exam mode, a mute in the room (a vote is held by exam mode only).
+    fn room_block(&self, model: &Model, room: &str, now: Timestamp, act: Act) -> Option<String> {
+        if Self::is_instructor(model) {
+            return None;
+        }
+        if act != Act::Vote
+            && let Some(text) = self.server_mute_text(now)
+        {
+            return Some(text);
+        }
+        if let Some(exam) = &self.exam
+            && exam.questions_room.as_deref() != Some(room)
+        {
+            return Some(match &exam.questions_room {
+                Some(q) => format!("Exam mode: only #{q} is open for questions."),
+                None => "Exam mode: rooms are read-only until the exam ends.".into(),
+            });
+        }
+        if act != Act::Vote
+            && !model.is_room_admin(room)
+            && let Some(m) = self.mute_for(&MuteScope::Room { name: room.to_owned() }, now)
+        {
+            return Some(format!("You are muted in #{room} {}.", self.until_words(m.until, now)));
+        }
+        None
+    }
+
+    /// Why the user cannot ask a question in `room` now.
+    pub fn ask_block(&self, model: &Model, room: &str) -> Option<String> {
+        self.room_block(model, room, now_ms(), Act::Ask)
+    }
+
+    /// Why the user cannot vote (on a poll) or upvote (a question) in `room` now.
+    pub fn vote_block(&self, model: &Model, room: &str) -> Option<String> {
+        self.room_block(model, room, now_ms(), Act::Vote)
     }
 
     /// Why files cannot be sent to `conv` now, if they cannot.
@@ -523,14 +599,14 @@ impl ClassState {
     ) -> Vec<Effect> {
         if let (Some(ErrorCode::SlowMode), Conv::Room { name }) = (code, &conv) {
             let interval = model.rooms.get(name).map_or(0, |r| u64::from(r.settings.slow_mode_secs));
-            // The server says how long; without a number, the whole interval.
-            let secs = first_number(&reason).filter(|s| *s > 0).unwrap_or(interval.max(1));
+            // The server says how long; without a length, the whole interval.
+            let secs = wait_secs(&reason).filter(|s| *s > 0).unwrap_or(interval.max(1));
             self.slow_until.insert(name.clone(), instant + Duration::from_secs(secs));
         }
         vec![
             Effect::RestoreDraft { conv, text },
             Effect::Banner {
-                text: format!("Not sent: {reason} Your text is back in the composer."),
+                text: format!("Not sent: {} Your text is back in the composer.", sentence(&reason)),
                 error: true,
             },
         ]
@@ -976,6 +1052,17 @@ mod tests {
     }
 
     #[test]
+    fn a_muted_student_may_still_vote_but_not_ask() {
+        let lab = MuteScope::Room { name: "help".into() };
+        let (model, class) = student(ClassStatus { mutes: vec![mute(lab, None)], ..Default::default() });
+        assert_eq!(
+            class.ask_block(&model, "help").as_deref(),
+            Some("You are muted in #help until an instructor lifts it.")
+        );
+        assert!(class.vote_block(&model, "help").is_none());
+    }
+
+    #[test]
     fn mute_events_add_and_replace_mutes() {
         let (mut model, mut class) = student(ClassStatus::default());
         let lab = MuteScope::Room { name: "lab".into() };
@@ -1037,7 +1124,7 @@ mod tests {
             &model,
             Conv::room("slow"),
             Some(ErrorCode::SlowMode),
-            "Slow mode: wait 7 s.".into(),
+            "slow mode is on in #slow: you can post again in 7 s".into(),
             "my answer".into(),
             t0,
         );
@@ -1060,6 +1147,7 @@ mod tests {
             Some("Exam mode: only #help is open for questions.")
         );
         assert!(block(&class, &model, &Conv::room("help"), NOW).is_none());
+        assert!(class.vote_block(&model, "lab").is_some() && class.vote_block(&model, "help").is_none());
         assert!(block(&class, &model, &Conv::direct("prof"), NOW).is_none());
         assert_eq!(
             block(&class, &model, &Conv::direct("bob"), NOW).as_deref(),
@@ -1270,7 +1358,13 @@ mod tests {
         assert_eq!(duration_words(Some(86_400)), "1 day");
         assert_eq!(duration_words(None), "until lifted");
         assert_eq!(interval_words(90), "1 min 30 s");
-        assert_eq!(first_number("wait 12 s (slow mode 30 s)"), Some(12));
-        assert_eq!(first_number("no digits"), None);
+        assert_eq!(wait_secs("slow mode is on in #lab: you can post again in 12 s"), Some(12));
+        assert_eq!(wait_secs("… again in 2 h 5 min"), Some(7500));
+        assert_eq!(wait_secs("you can post again in 1 min"), Some(60));
+        assert_eq!(wait_secs("no length here"), None);
+        assert_eq!(
+            sentence("you are muted in #lab for another 4 min"),
+            "You are muted in #lab for another 4 min."
+        );
     }
 }

@@ -99,12 +99,12 @@ pub fn show(
             Conv::Announcements => "Announcement to everyone".into(),
         };
         let edit = TextEdit::multiline(draft)
-            .interactive(editable)
             .hint_text(hint)
             .desired_rows(2)
             .desired_width(ui.available_width() - buttons_width)
             .return_key(KeyboardShortcut::new(Modifiers::SHIFT, Key::Enter));
-        let response = ui.add(edit);
+        // Disabled (its text kept) while a class rule says the user may not post here.
+        let response = ui.add_enabled(editable, edit);
         a11y_label(&response, MESSAGE_FIELD);
         if state.focus {
             response.request_focus();

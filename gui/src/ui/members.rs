@@ -185,7 +185,8 @@ fn everyone(
             a11y_label(&r, format!("{} ({presence})", u.name));
             if u.server_admin {
                 ui.label(RichText::new("instructor").small().weak());
-                if !me {
+                // Offered once: beside them in the room's members when they are listed there.
+                if !me && !in_current_room(model, &u.name) {
                     office_hours::queue_button(ui, model, class, &u.name, actions);
                 }
             }
@@ -216,4 +217,10 @@ fn everyone(
             });
         }
     }
+}
+
+/// Whether `user` is listed among the members of the open room.
+fn in_current_room(model: &Model, user: &str) -> bool {
+    let Some(Conv::Room { name }) = &model.current else { return false };
+    model.members.get(name).is_some_and(|ms| ms.iter().any(|m| m.name.eq_ignore_ascii_case(user)))
 }

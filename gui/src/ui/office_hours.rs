@@ -16,7 +16,7 @@ pub fn panel(ui: &mut Ui, model: &Model, class: &ClassState) -> Vec<Action> {
     ui.horizontal(|ui| {
         ui.heading("Office hours");
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            let close = ui.small_button("✕").on_hover_text("Hide the office-hours panel");
+            let close = ui.small_button("❌").on_hover_text("Hide the office-hours panel");
             a11y_label(&close, "Hide office hours");
             if close.clicked() {
                 actions.push(Action::Class(ClassAction::ToggleOfficeHours));

@@ -179,8 +179,9 @@ pub fn show(ui: &mut Ui, model: &Model, class: &ClassState, room: &str, actions:
         ui.label(RichText::new(text).weak());
         return;
     }
+    let vote_block = class.vote_block(model, room);
     for poll in polls {
-        card(ui, poll, staff, class, actions);
+        card(ui, poll, staff, vote_block.as_deref(), class, actions);
         ui.add_space(6.0);
     }
 }
@@ -194,9 +195,17 @@ fn percent(count: u32, voters: u32) -> u32 {
     (share(count, voters) * 100.0).round() as u32
 }
 
-fn card(ui: &mut Ui, poll: &Poll, staff: bool, class: &ClassState, actions: &mut Vec<Action>) {
+fn card(
+    ui: &mut Ui,
+    poll: &Poll,
+    staff: bool,
+    vote_block: Option<&str>,
+    class: &ClassState,
+    actions: &mut Vec<Action>,
+) {
     let now = now_ms();
     let closed = poll.closed;
+    let can_vote = !closed && vote_block.is_none();
     egui::Frame::group(ui.style()).corner_radius(6.0).inner_margin(8.0).show(ui, |ui| {
         ui.set_width(ui.available_width());
         let r = ui.label(RichText::new(format!("📊 {}", poll.question)).strong());
@@ -210,7 +219,10 @@ fn card(ui: &mut Ui, poll: &Poll, staff: bool, class: &ClassState, actions: &mut
         if closed {
             let r = ui.label(RichText::new("🔒 Closed").strong().color(ui.visuals().warn_fg_color));
             a11y_label(&r, format!("Poll closed: {}", poll.question));
-        } else if let Some(at) = poll.closes_at {
+        } else if let Some(why) = vote_block {
+            ui.label(RichText::new(why).small().color(ui.visuals().warn_fg_color));
+        }
+        if let (false, Some(at)) = (closed, poll.closes_at) {
             let text = if at > now {
                 let mins = (at - now).div_ceil(60_000);
                 if mins <= 1 {
@@ -231,14 +243,21 @@ fn card(ui: &mut Ui, poll: &Poll, staff: bool, class: &ClassState, actions: &mut
             let mine = poll.mine.contains(&index);
             let count = poll.counts.get(i).copied().unwrap_or(0);
             ui.horizontal_wrapped(|ui| {
+                // A vote needs at least one choice: the last one cannot be taken back.
+                let last = poll.multiple && mine && poll.mine.len() == 1;
                 let response = if poll.multiple {
                     let mut checked = mine;
-                    ui.add_enabled(!closed, egui::Checkbox::new(&mut checked, option.as_str()))
+                    ui.add_enabled(can_vote, egui::Checkbox::new(&mut checked, option.as_str()))
                 } else {
-                    ui.add_enabled(!closed, egui::RadioButton::new(mine, option.as_str()))
+                    ui.add_enabled(can_vote, egui::RadioButton::new(mine, option.as_str()))
                 };
                 a11y_label(&response, format!("Vote {option}"));
-                if response.clicked() && !closed {
+                let response = if last {
+                    response.on_hover_text("Choose another option first: a vote needs at least one")
+                } else {
+                    response
+                };
+                if response.clicked() && can_vote && !last {
                     let choices = if poll.multiple {
                         let mut set: Vec<u32> = poll.mine.iter().copied().filter(|c| *c != index).collect();
                         if !mine {

@@ -21,7 +21,9 @@ pub fn show(ui: &mut Ui, model: &Model, class: &mut ClassState, room: &str, acti
         );
         return;
     }
-    ask_box(ui, class.ask.entry(room.to_owned()).or_default(), room, actions);
+    let ask_block = class.ask_block(model, room);
+    let vote_block = class.vote_block(model, room);
+    ask_box(ui, class.ask.entry(room.to_owned()).or_default(), room, ask_block.as_deref(), actions);
     ui.separator();
     let staff = model.is_room_admin(room);
     let latest = latest_message(model, room);
@@ -36,7 +38,9 @@ pub fn show(ui: &mut Ui, model: &Model, class: &mut ClassState, room: &str, acti
     }
     let now = now_ms();
     for q in questions {
-        question_card(ui, model, class, q, staff, latest.as_ref(), now, actions);
+        let card =
+            Card { staff, instructor: ClassState::is_instructor(model), vote_block: vote_block.as_deref() };
+        question_card(ui, model, class, q, &card, latest.as_ref(), now, actions);
         ui.add_space(4.0);
     }
 }
@@ -51,23 +55,27 @@ fn latest_message(model: &Model, room: &str) -> Option<(MessageId, String, Strin
         .map(|m| (m.id, m.from.clone(), m.content.text().to_owned()))
 }
 
-fn ask_box(ui: &mut Ui, draft: &mut AskDraft, room: &str, actions: &mut Vec<Action>) {
+fn ask_box(ui: &mut Ui, draft: &mut AskDraft, room: &str, blocked: Option<&str>, actions: &mut Vec<Action>) {
+    if let Some(why) = blocked {
+        let r = ui.label(RichText::new(format!("⛔ {why}")).color(ui.visuals().warn_fg_color));
+        a11y_label(&r, format!("Cannot ask: {why}"));
+    }
     let r = ui.add(
         TextEdit::multiline(&mut draft.text)
             .hint_text("Ask the class or the instructor…")
             .desired_rows(2)
             .desired_width(f32::INFINITY)
-            .interactive(!draft.busy),
+            .interactive(!draft.busy && blocked.is_none()),
     );
     a11y_label(&r, ASK_FIELD);
     ui.horizontal(|ui| {
         let c = ui
             .checkbox(&mut draft.anonymous, "Ask anonymously")
-            .on_hover_text("Classmates do not see your name; instructors and the room's admin do");
+            .on_hover_text("Classmates and the room's admin do not see your name; instructors do");
         a11y_label(&c, "Ask anonymously");
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             let text = draft.text.trim();
-            let ok = !text.is_empty() && text.len() <= MAX_QUESTION_LEN && !draft.busy;
+            let ok = !text.is_empty() && text.len() <= MAX_QUESTION_LEN && !draft.busy && blocked.is_none();
             let b = ui.add_enabled(ok, egui::Button::new(RichText::new("Ask").strong()));
             a11y_label(&b, "Ask");
             if text.len() > MAX_QUESTION_LEN {
@@ -84,12 +92,24 @@ fn ask_box(ui: &mut Ui, draft: &mut AskDraft, room: &str, actions: &mut Vec<Acti
     });
 }
 
+/// What a question card needs to know about the viewer.
+struct Card<'a> {
+    /// Staff of the room: may mark answered.
+    staff: bool,
+    /// Sees anonymous authors (the server sends them to instructors only).
+    instructor: bool,
+    /// Why upvoting is closed now (exam mode), if it is.
+    vote_block: Option<&'a str>,
+}
+
 /// Who asked, as this user may see it.
-pub fn author_text(q: &Question, me_staff: bool) -> (String, Option<&'static str>) {
+pub fn author_text(q: &Question, instructor: bool) -> (String, Option<&'static str>) {
     match (&q.author, q.mine) {
         (_, true) if q.anonymous => ("You".into(), Some("anonymous to classmates")),
         (_, true) => ("You".into(), None),
-        (Some(author), false) if q.anonymous && me_staff => (author.clone(), Some("anonymous to classmates")),
+        (Some(author), false) if q.anonymous && instructor => {
+            (author.clone(), Some("anonymous to classmates"))
+        }
         (Some(author), false) => (author.clone(), None),
         (None, false) => ("Anonymous".into(), None),
     }
@@ -101,7 +121,7 @@ fn question_card(
     model: &Model,
     class: &ClassState,
     q: &Question,
-    staff: bool,
+    card: &Card<'_>,
     latest: Option<&(MessageId, String, String)>,
     now: classchat_wire::Timestamp,
     actions: &mut Vec<Action>,
@@ -114,32 +134,34 @@ fn question_card(
             // The upvote toggle and its count, on the left like a forum's.
             ui.vertical(|ui| {
                 let arrow = if q.voted {
-                    RichText::new("▲").strong().color(ui.visuals().selection.bg_fill)
+                    RichText::new("⬆").strong().color(ui.visuals().selection.bg_fill)
                 } else {
-                    RichText::new("△")
+                    RichText::new("⬆").weak()
                 };
-                let b = ui.add_enabled(!q.mine, egui::Button::new(arrow).selected(q.voted).small());
+                let can = !q.mine && card.vote_block.is_none();
+                let b = ui.add_enabled(can, egui::Button::new(arrow).selected(q.voted).small());
                 let what = if q.voted { "Take back upvote" } else { "Upvote" };
                 a11y_label(&b, format!("{what}: {}", q.text));
-                let b = if q.mine {
-                    b.on_disabled_hover_text("You cannot upvote your own question")
-                } else {
-                    b.on_hover_text(what)
+                let b = match (q.mine, card.vote_block) {
+                    (true, _) => b.on_disabled_hover_text("You cannot upvote your own question"),
+                    (false, Some(why)) => b.on_disabled_hover_text(why),
+                    (false, None) => b.on_hover_text(what),
                 };
-                if b.clicked() && !q.mine {
+                if b.clicked() && can {
                     actions.push(Action::Class(ClassAction::Request(Request::Upvote {
                         question: q.id,
                         up: !q.voted,
                     })));
                 }
                 let r = ui.label(RichText::new(q.votes.to_string()).strong());
-                a11y_label(&r, format!("{} votes: {}", q.votes, q.text));
+                let votes = if q.votes == 1 { "1 vote".to_owned() } else { format!("{} votes", q.votes) };
+                a11y_label(&r, format!("{votes}: {}", q.text));
             });
             ui.vertical(|ui| {
                 let r = ui.label(&q.text);
                 a11y_label(&r, format!("Question: {}", q.text));
                 ui.horizontal_wrapped(|ui| {
-                    let (who, hint) = author_text(q, staff);
+                    let (who, hint) = author_text(q, card.instructor);
                     let color = if q.author.is_some() && !q.mine {
                         name_color(ui, &who)
                     } else {
@@ -167,7 +189,7 @@ fn question_card(
                     let text: String = answer.content.text().chars().take(140).collect();
                     ui.label(RichText::new(format!("↪ {}: {text}", answer.from)).small().italics());
                 }
-                if staff {
+                if card.staff {
                     ui.horizontal(|ui| {
                         if q.answered {
                             let b = ui.small_button("Reopen");

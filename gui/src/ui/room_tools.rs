@@ -98,3 +98,35 @@ pub fn side_panel(ui: &mut Ui, model: &Model, class: &mut ClassState) -> Vec<Act
             .inner
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The instructor tools' views draw only characters the bundled fonts have: egui
+    /// panics on a missing glyph.
+    #[test]
+    fn every_symbol_of_the_class_views_is_in_the_bundled_fonts() {
+        let sources = [
+            include_str!("room_tools.rs"),
+            include_str!("polls.rs"),
+            include_str!("questions.rs"),
+            include_str!("office_hours.rs"),
+            include_str!("moderation.rs"),
+            include_str!("composer.rs"),
+            include_str!("members.rs"),
+        ];
+        let ctx = egui::Context::default();
+        // Fonts exist after the first pass; its textures are not needed.
+        let mut output = ctx.run_ui(Default::default(), |_| {});
+        output.textures_delta.clear();
+        let font = egui::FontId::proportional(14.0);
+        let mut missing: Vec<char> = sources
+            .iter()
+            .flat_map(|s| s.chars())
+            .filter(|c| !c.is_ascii())
+            .filter(|c| !ctx.fonts_mut(|f| f.has_glyph(&font, *c)))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        assert!(missing.is_empty(), "no glyph for {missing:?}");
+    }
+}
