@@ -149,8 +149,11 @@ async fn establish(
     let evicted = ticket.evicted();
     tokio::pin!(evicted);
     // A shutdown must not wait for a handshake that may never finish: without this, one
-    // half-open connection held the drain for its full timeout.
+    // half-open connection held the drain for its full timeout. Biased towards the
+    // handshake: an eviction that lands while the peer's key exchange is already waiting
+    // loses to it, and the connection takes its place back below.
     let handshake = tokio::select! {
+        biased;
         r = handshake => r,
         () = state.shutdown.cancelled() => {
             tracing::debug!(%addr, "shutting down during the handshake");
@@ -172,6 +175,12 @@ async fn establish(
             return None;
         }
     };
+    if ticket.is_evicted() {
+        if !ticket.readmit() {
+            return None;
+        }
+        evicted.set(ticket.evicted());
+    }
     let (mut reader, writer) = secure.split();
     // A bulk connection (file transfer) says so in its first request.
     let first = tokio::select! {
