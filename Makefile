@@ -31,7 +31,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz icons package package-test screenshots clean
+.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz audit icons package package-test screenshots clean
 
 all: build
 
@@ -90,6 +90,15 @@ fuzz:
 	cd wire && for t in decode_frame decode_client_msg decode_server_msg decode_handshake open_sealed; do \
 	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# The dependency audit (RELIABILITY.md): licences, duplicate crates and sources, checked by
+# cargo-deny against deny.toml; installs cargo-deny when missing. The advisories check needs
+# the RustSec database, which cargo-deny fetches with git: where that works, run
+# make audit AUDIT_CHECKS="advisories licenses bans sources". Not part of `make test`.
+AUDIT_CHECKS ?= licenses bans sources
+audit:
+	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check $(AUDIT_CHECKS)
 
 # The .deb packages of the app and the server, and a self-contained tarball, in dist/.
 package: deps
