@@ -86,15 +86,17 @@ bench: deps
 
 # Fuzz every decoder (wire/fuzz/fuzz_targets/), one target after another, one process
 # each, under `nice -n 19`: FUZZ_RUNS executions each (libFuzzer's -runs) or, without it,
-# FUZZ_SECONDS each. Prints a table of executions, time, corpus and crashes. Needs nightly
-# (`rustup toolchain install nightly`); installs cargo-fuzz when missing. Not part of
-# `make test`. RELIABILITY.md has the 10-million-run figures: make fuzz FUZZ_RUNS=10000000
+# FUZZ_SECONDS each. FUZZ_TARGETS picks targets; FUZZ_SANITIZER=none runs without
+# AddressSanitizer (faster). Prints a table of executions, time, corpus and crashes. Needs
+# nightly (`rustup toolchain install nightly`); installs cargo-fuzz when missing. Not part
+# of `make test`. RELIABILITY.md has the 10-million-run figures: make fuzz FUZZ_RUNS=10000000
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?=
 FUZZ_TARGETS ?=
+FUZZ_SANITIZER ?= address
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	./wire/fuzz/run.sh $(if $(FUZZ_RUNS),-n $(FUZZ_RUNS),-t $(FUZZ_SECONDS)) $(FUZZ_TARGETS)
+	./wire/fuzz/run.sh $(if $(FUZZ_RUNS),-n $(FUZZ_RUNS),-t $(FUZZ_SECONDS)) -s $(FUZZ_SANITIZER) $(FUZZ_TARGETS)
 
 # The dependency audit (RELIABILITY.md): licences, duplicate crates and sources, checked by
 # cargo-deny against deny.toml; installs cargo-deny when missing. The advisories check needs
