@@ -17,7 +17,7 @@
 //! - `load`: what fan-out receivers record (shared by ClassChat and IRC).
 //! - `lean`: the fan-out receivers' lean receive path (the real handshake and login, then
 //!   frames decoded into just what is recorded).
-//! - `connect`, `fanout`, `dm`, `durable`, `history`, `siege`: the scenarios.
+//! - `connect`, `fanout`, `dm`, `durable`, `history`, `siege`, `kill9`: the scenarios.
 //! - `irc`: InspIRCd and plain IRC clients for the fan-out comparison.
 
 mod conn;
@@ -28,6 +28,7 @@ mod fanout;
 mod file;
 mod history;
 mod irc;
+mod kill9;
 mod lean;
 mod load;
 mod procstat;
@@ -88,6 +89,9 @@ enum Scenario {
     File(file::Args),
     /// A real client's login while thousands of connections never log in.
     Siege(siege::Args),
+    /// Senders, the server killed with SIGKILL and restarted: no acknowledged message
+    /// lost or stored twice (exits non-zero if one is).
+    Kill9(kill9::Args),
     /// A short version of every scenario (what `make bench` runs), then the table.
     Suite,
 }
@@ -180,6 +184,7 @@ async fn run_one(
         Scenario::History(a) => history::run(opts, a).await?,
         Scenario::File(a) => file::run(opts, a).await?,
         Scenario::Siege(a) => siege::run(opts, a).await?,
+        Scenario::Kill9(a) => kill9::run(opts, a).await?,
         Scenario::Suite => anyhow::bail!("the suite does not nest"),
     };
     stats::emit(&json);

@@ -274,6 +274,18 @@ impl Target {
         self.addr.to_string()
     }
 
+    /// SIGKILL, no goodbye (child mode only); returns once the process is gone.
+    pub async fn kill9(self) -> anyhow::Result<()> {
+        match self.kind {
+            Kind::Child(mut child) => {
+                child.kill()?;
+                tokio::task::spawn_blocking(move || child.wait()).await??;
+                Ok(())
+            }
+            Kind::Inproc { .. } => bail!("a server in this process cannot be killed"),
+        }
+    }
+
     /// Stops the server gracefully (SIGTERM; killed if it does not exit within 20 s).
     pub async fn stop(self) -> anyhow::Result<()> {
         match self.kind {
