@@ -37,7 +37,10 @@ pub fn set_sharing(state: &State, session: &Session, listener: Option<PeerListen
         match a.parse::<IpAddr>() {
             Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() => addrs.push(ip),
             _ => {
-                return Err(ApiError::new(ErrorCode::BadRequest, format!("{a:?} is not a usable IP address")));
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("{a:?} is not a usable IP address"),
+                ));
             }
         }
     }

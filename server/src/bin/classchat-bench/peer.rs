@@ -55,8 +55,9 @@ pub struct Args {
 /// `peer-share` / `peer-fetch`: one peer of a `--netns` run, inside its namespace.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RoleArgs {
+    /// The server's `host:port`.
     #[arg(long)]
-    pub server: String,
+    pub addr: String,
     #[arg(long)]
     pub user: String,
     /// The resume token, hex.
@@ -248,8 +249,9 @@ fn report(
 struct Netns {
     a: String,
     b: String,
-    /// The host end of the sharer's link (its byte counters).
+    /// The host ends of the links (the sharer's carries the byte counters).
     host_a: String,
+    host_b: String,
     /// Subnet base: 10.X.0.0/16 for this run.
     x: u8,
 }
@@ -290,7 +292,13 @@ impl Netns {
         let n = RUN.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}{}", pid % 100_000, n);
         let x = 100 + ((pid.wrapping_mul(7) + n * 13) % 100) as u8;
-        let ns = Netns { a: format!("ccp{tag}a"), b: format!("ccp{tag}b"), host_a: format!("cc{tag}ha"), x };
+        let ns = Netns {
+            a: format!("ccp{tag}a"),
+            b: format!("ccp{tag}b"),
+            host_a: format!("cc{tag}ha"),
+            host_b: format!("cc{tag}hb"),
+            x,
+        };
         // From here on, drop removes whatever was made.
         ns.setup(direct, &tag)?;
         Ok(ns)
@@ -298,11 +306,10 @@ impl Netns {
 
     fn setup(&self, direct: bool, tag: &str) -> anyhow::Result<()> {
         let (a, b, x) = (&self.a, &self.b, self.x);
-        let host_b = format!("cc{tag}hb");
         let (in_a, in_b) = (format!("cc{tag}a0"), format!("cc{tag}b0"));
         ip(&["netns", "add", a])?;
         ip(&["netns", "add", b])?;
-        for (ns, host, inner, net) in [(a, &self.host_a, &in_a, 1), (b, &host_b, &in_b, 2)] {
+        for (ns, host, inner, net) in [(a, &self.host_a, &in_a, 1), (b, &self.host_b, &in_b, 2)] {
             ip(&["link", "add", host, "type", "veth", "peer", "name", inner])?;
             ip(&["link", "set", inner, "netns", ns])?;
             ip(&["addr", "add", &format!("10.{x}.{net}.1/24"), "dev", host])?;
@@ -349,7 +356,11 @@ impl Drop for Netns {
         for ns in [&self.a, &self.b] {
             let _ = ip(&["netns", "del", ns]);
         }
-        let _ = ip(&["link", "del", &self.host_a]);
+        // The host ends go with their peers, but not always at once: remove them too.
+        for link in [&self.host_a, &self.host_b] {
+            let _ =
+                std::process::Command::new("ip").args(["link", "del", link]).stderr(Stdio::null()).status();
+        }
     }
 }
 
@@ -385,7 +396,7 @@ async fn run_netns(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Ro
     let mut sharer = tokio::process::Command::new("ip")
         .args(["netns", "exec", &ns.a])
         .arg(&exe)
-        .args(["peer-share", "--server", &addr, "--user", "p0", "--token", &token(&accounts[0]), "--file"])
+        .args(["peer-share", "--addr", &addr, "--user", "p0", "--token", &token(&accounts[0]), "--file"])
         .arg(&source)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -404,7 +415,7 @@ async fn run_netns(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Ro
     let fetcher = tokio::process::Command::new("ip")
         .args(["netns", "exec", &ns.b])
         .arg(&exe)
-        .args(["peer-fetch", "--server", &addr, "--user", "p1", "--token", &token(&accounts[1])])
+        .args(["peer-fetch", "--addr", &addr, "--user", "p1", "--token", &token(&accounts[1])])
         .args(["--sharer", "p0", "--sha256", &hex::encode(&sha256), "--size", &size.to_string()])
         .args(["--runs", &a.runs.to_string(), "--file"])
         .arg(&out)
@@ -436,7 +447,7 @@ async fn run_netns(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Ro
 /// `peer-share`: shares `--file` until killed; prints `READY` once registered.
 pub async fn share_role(r: &RoleArgs) -> anyhow::Result<()> {
     let account = Account { name: r.user.clone(), token: hex::decode(&r.token)? };
-    let _sharer = share(&r.server, account, &r.file, "0.0.0.0:0".parse()?, None).await?;
+    let _sharer = share(&r.addr, account, &r.file, "0.0.0.0:0".parse()?, None).await?;
     println!("READY");
     std::io::stdout().flush()?;
     std::future::pending::<()>().await;
@@ -448,7 +459,7 @@ pub async fn share_role(r: &RoleArgs) -> anyhow::Result<()> {
 pub async fn fetch_role(r: &RoleArgs) -> anyhow::Result<()> {
     let account = Account { name: r.user.clone(), token: hex::decode(&r.token)? };
     let sha256 = hex::decode(&r.sha256)?;
-    let fetched = fetch_runs(&r.server, account, &r.sharer, &sha256, r.size, &r.file, r.runs).await?;
+    let fetched = fetch_runs(&r.addr, account, &r.sharer, &sha256, r.size, &r.file, r.runs).await?;
     for f in fetched {
         println!("{}", json!({ "seconds": f.seconds, "route": f.route.to_string() }));
     }
