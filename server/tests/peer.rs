@@ -73,7 +73,7 @@ async fn a_search_finds_shared_files_and_a_direct_fetch_bypasses_the_server() {
     let mut bob = share(bob, 1, &[lab3.clone(), other], |_| {}).await;
     // Carol shares a matching file but switched it off; dave does not share at all.
     let carols = make_file(dir.path(), "lab3-carol.csv", 500, 3);
-    let carol = share(carol, 2, &[carols.clone()], |_| {}).await;
+    let carol = share(carol, 2, std::slice::from_ref(&carols), |_| {}).await;
     assert!(carol.index.set_file_enabled(&carols, false));
     let _ = dave;
 
@@ -118,7 +118,7 @@ async fn when_no_address_connects_the_relay_delivers_the_same_bytes_end_to_end()
     let mut ada = member(&server, "ada", 0, "cs101").await;
     let bob = member(&server, "bob", 1, "cs101").await;
     let file = make_file(dir.path(), "big.bin", 5 << 20, 9);
-    let _bob = share(bob, 1, &[file.clone()], |_| {}).await;
+    let _bob = share(bob, 1, std::slice::from_ref(&file), |_| {}).await;
     let results = search_all(&mut ada, "cs101", "big").await;
     let out = tempfile::tempdir().expect("tempdir");
     let mut opts = options(&ada, 0);
@@ -140,7 +140,7 @@ async fn a_peer_without_a_valid_ticket_or_with_a_replayed_one_is_refused() {
     let mut ada = member(&server, "ada", 0, "cs101").await;
     let bob = member(&server, "bob", 1, "cs101").await;
     let file = make_file(dir.path(), "notes.txt", 10_000, 4);
-    let mut bob = share(bob, 1, &[file.clone()], |_| {}).await;
+    let mut bob = share(bob, 1, std::slice::from_ref(&file), |_| {}).await;
     let port = bob.sharer.port();
 
     // No ticket at all: random bytes.
@@ -222,7 +222,7 @@ async fn a_wrong_identity_key_is_refused_on_either_side() {
     let mut ada = member(&server, "ada", 0, "cs101").await;
     let bob = member(&server, "bob", 1, "cs101").await;
     let file = make_file(dir.path(), "notes.txt", 10_000, 4);
-    let mut bob = share(bob, 1, &[file.clone()], |_| {}).await;
+    let mut bob = share(bob, 1, std::slice::from_ref(&file), |_| {}).await;
     let results = search_all(&mut ada, "cs101", "notes").await;
     let req = FetchRequest::for_result("cs101", &results.results[0], dir.path().join("out").as_path());
     std::fs::create_dir(dir.path().join("out")).expect("mkdir");
@@ -258,7 +258,7 @@ async fn content_that_does_not_match_its_hash_is_discarded_with_a_clear_error() 
     let mut ada = member(&server, "ada", 0, "cs101").await;
     let bob = member(&server, "bob", 1, "cs101").await;
     let file = make_file(dir.path(), "lab.csv", 2 << 20, 4);
-    let _bob = share(bob, 1, &[file.clone()], |_| {}).await;
+    let _bob = share(bob, 1, std::slice::from_ref(&file), |_| {}).await;
     // The file changes on disk after it was indexed (same size, one byte different).
     let mut data = std::fs::read(&file).expect("read");
     data[1_500_000] ^= 1;
@@ -451,7 +451,7 @@ async fn a_peer_that_stalls_mid_transfer_fails_clearly_and_the_fetch_resumes_lat
 
     // The real bob takes over and the fetch resumes from the part.
     bob.ok(Request::SetSharing { listener: None }).await;
-    let bob = share(bob, 1, &[file.clone()], |_| {}).await;
+    let bob = share(bob, 1, std::slice::from_ref(&file), |_| {}).await;
     let got = fetch(&ada.client, &req, &options(&ada, 0)).await.expect("resumed fetch");
     assert_eq!(got.resumed_from, 100_000);
     assert_eq!(std::fs::read(&got.path).expect("saved"), content);
@@ -466,7 +466,7 @@ async fn a_busy_sharer_says_so_and_can_stop_a_fetch_and_the_asker_can_cancel() {
     let mut ada = member(&server, "ada", 0, "cs101").await;
     let bob = member(&server, "bob", 1, "cs101").await;
     let file = make_file(dir.path(), "big.bin", 64 << 20, 4);
-    let mut bob = share(bob, 1, &[file.clone()], |c| c.max_uploads = 1).await;
+    let mut bob = share(bob, 1, std::slice::from_ref(&file), |c| c.max_uploads = 1).await;
     let results = search_all(&mut ada, "cs101", "big").await;
     let hit = results.results[0].clone();
 
