@@ -107,17 +107,11 @@ pub fn requests() -> Vec<Request> {
                 addrs: vec!["192.168.1.20".into(), "fe80::1".into()],
             }),
         },
-        Request::SetSharing { listener: None },
         Request::WhoHas { room: s("cs101"), query: SearchQuery { name: s("lab3"), sha256: None } },
-        Request::WhoHas {
-            room: s("cs101"),
-            query: SearchQuery { name: String::new(), sha256: Some(vec![0x5a; 32]) },
-        },
         Request::AnswerSearch { search: 9, files: vec![shared_file()] },
         Request::PeerFetch { room: s("cs101"), sharer: s("bob"), sha256: vec![0x5a; 32] },
         Request::PeerRelay { ticket: vec![0x33; 32] },
         Request::AttachRelay { ticket: vec![0x33; 32], side: RelaySide::Asker },
-        Request::AttachRelay { ticket: vec![0x33; 32], side: RelaySide::Sharer },
     ]
 }
 
