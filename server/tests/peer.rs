@@ -519,6 +519,9 @@ async fn a_busy_sharer_says_so_and_can_stop_a_fetch_and_the_asker_can_cancel() {
     });
     match fetch(&ada.client, &req, &opts).await {
         Err(Error::Peer(PeerError::Cancelled)) => {
+            // Bob's one slot frees when his side sees the close; only then can he serve
+            // the resume instead of refusing it as busy.
+            bob.expect("the cancelled upload's end", |e| matches!(e, SharerEvent::Finished { .. })).await;
             let got = fetch(&ada.client, &req, &options(&ada, 0)).await.expect("resumed");
             assert!(got.resumed_from > 0);
             assert_eq!(sha256_of(&got.path), hit.file.sha256);

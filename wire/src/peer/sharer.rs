@@ -529,10 +529,13 @@ where
             return Ok(());
         }
     };
-    let _slot = Slot { shared, id: info.id };
+    let slot = Slot { shared, id: info.id };
     let _ = shared.events.try_send(SharerEvent::Started(info.clone()));
     let result = send_file(shared, &mut r, &mut w, &entry, &info, sealer, &mut opener, stop).await;
     let _ = w.shutdown().await;
+    // The slot is free before anyone hears of the end, so a fetch started on `Finished`
+    // is never refused as busy by the upload that just ended.
+    drop(slot);
     let _ = shared.events.try_send(SharerEvent::Finished {
         id: info.id,
         result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
