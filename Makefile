@@ -72,7 +72,9 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The peer-to-peer tests put peers in network namespaces (ip netns; skipped without root).
 test: lint
+	$(call apt_ensure,iproute2)
 	$(CARGO) test --workspace
 
 # The seal micro-benchmark, then a short run of every classchat-bench scenario (a few
@@ -80,7 +82,7 @@ test: lint
 # and their commands are in BENCHMARKS.md.
 bench: deps
 	$(CARGO) bench -p classchat-wire --bench seal
-	$(call apt_ensure,inspircd util-linux)
+	$(call apt_ensure,inspircd util-linux iproute2)
 	$(CARGO) build --release -p classchat-server
 	./target/release/classchat-bench suite
 

@@ -182,7 +182,10 @@ async fn establish(
     let first = match first {
         Ok(Ok(Some(ClientMsg::Request {
             id,
-            body: body @ (Request::AttachUpload { .. } | Request::AttachDownload { .. }),
+            body:
+                body @ (Request::AttachUpload { .. }
+                | Request::AttachDownload { .. }
+                | Request::AttachRelay { .. }),
         }))) => {
             // A transfer's token is its login: it stays for as long as the transfer runs.
             // A bad token ends the connection in `serve_bulk` at once.
@@ -191,7 +194,12 @@ async fn establish(
             }
             // Boxed: unboxed, the transfer's state would be part of every chat connection's
             // handshake too.
-            Box::pin(crate::files::serve_bulk(state, reader, writer, id, body)).await;
+            match body {
+                Request::AttachRelay { ticket, side } => {
+                    Box::pin(crate::peer::relay::serve(state, reader, writer, id, ticket, side)).await;
+                }
+                body => Box::pin(crate::files::serve_bulk(state, reader, writer, id, body)).await,
+            }
             return None;
         }
         Ok(Ok(Some(msg))) => msg,
