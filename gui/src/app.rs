@@ -511,6 +511,12 @@ impl ClassChatApp {
                 }
             }
             Event::CaughtUp => self.catching_up = false,
+            // The net task's sharing half takes these (`crate::sharing::net`).
+            Event::SearchRequest { .. }
+            | Event::SearchResults { .. }
+            | Event::SearchDone { .. }
+            | Event::FetchRequest { .. }
+            | Event::RelayRequest { .. } => {}
             Event::Presence { user, online } => self.model.on_presence(&user, online),
             Event::RemovedFromRoom { room, reason } => {
                 self.model.on_removed(&room, &reason);

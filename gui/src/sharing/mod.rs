@@ -706,9 +706,10 @@ pub fn summary(settings: &SharingSettings) -> String {
     }
 }
 
-/// The user's Downloads folder, if the desktop names one.
+/// The user's Downloads folder: the one the desktop names, else `~/Downloads`.
 fn downloads_dir() -> Option<PathBuf> {
-    directories::UserDirs::new().and_then(|d| d.download_dir().map(Path::to_path_buf))
+    let dirs = directories::UserDirs::new()?;
+    Some(dirs.download_dir().map_or_else(|| dirs.home_dir().join("Downloads"), Path::to_path_buf))
 }
 
 #[cfg(test)]
