@@ -278,12 +278,12 @@ impl PeerTasks {
                             book.ids.pop_front();
                         }
                         book.ids.push_back((results.search, ours));
-                        let (mine, rest): (Vec<Event>, VecDeque<Event>) =
+                        let (mine, rest): (Vec<Event>, Vec<Event>) =
                             std::mem::take(&mut book.early).into_iter().partition(|e| {
                             matches!(e, Event::SearchResults { search, .. } | Event::SearchDone { search, .. }
                                 if *search == results.search)
                         });
-                        book.early = rest;
+                        book.early = rest.into();
                         mine
                     };
                     for ev in early {
