@@ -439,7 +439,7 @@ impl Sharing {
                 if on && env.settings.folder.is_none() {
                     self.panel_open = true;
                     return banner(
-                        "Choose a shared folder first (Settings → Shared folder, or the Shared files panel)."
+                        "Choose a shared folder first (Settings > Shared folder, or the Shared files panel)."
                             .into(),
                         true,
                     );
