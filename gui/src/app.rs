@@ -544,13 +544,6 @@ impl ClassChatApp {
                 };
                 self.on_offer(file, seal);
             }
-            // Peer-to-peer events (issue 15) belong to the sharer and the search results;
-            // an app that does not share or search has nothing to show for them.
-            Event::SearchRequest { .. }
-            | Event::SearchResults { .. }
-            | Event::SearchDone { .. }
-            | Event::FetchRequest { .. }
-            | Event::RelayRequest { .. } => {}
             Event::OfferAnswered { file, user, accepted } => {
                 let state = if accepted { OfferState::Accepted } else { OfferState::Declined };
                 self.files.set_offer_state(file, false, state);
