@@ -166,10 +166,12 @@ key Return
 type_text "/shared"
 key Return
 shot shared-files 2
+click_at 1084 12 # the panel's close button: the chat gets its room back
+click_at 500 748 # back in the composer
 type_text "/whohas lab3"
 key Return
 shot search-results 4
-click_at "${GET_X:-700}" "${GET_Y:-600}" # Get, on bob's large file
+click_at 934 615 # Get, on bob's large file (the first result)
 shot fetch 2
 stop_app
 exec 3>&-

@@ -118,6 +118,23 @@ fn the_shared_files_panel_lists_the_folder_with_its_switches() {
     assert!(!has_text(&h, "Share escape"));
 }
 
+#[test]
+fn the_composer_keeps_the_keyboard_when_a_command_opens_the_shared_files_panel() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let mut h = app(&rt, &dir.path().join("alice"), &server.addr_string());
+    register(&mut h, "alice", "correct horse");
+    command(&mut h, "/shared");
+    wait_for_text(&mut h, "Shared folder: none");
+    // Typed straight on, as a person does after Enter: the panel that appeared beside the
+    // chat must not have taken the field's focus away.
+    h.event(egui::Event::Text("/whohas lab3".into()));
+    settle(&mut h);
+    let field = h.get_by_label("Message").accesskit_node().value();
+    assert_eq!(field.as_deref(), Some("/whohas lab3"), "on screen: {:?}", labels(&h));
+}
+
 /// An app for `name` on `addr`, registered, saving downloads to `dir/NAME-saves`.
 fn user_app(
     rt: &tokio::runtime::Runtime,
@@ -160,6 +177,29 @@ fn wait_all(
     }
 }
 
+/// Runs `/whohas query` in `h` until `wanted` (an accessible name) is on screen: a sharer's
+/// listener registers once its identity key is published, a moment after login.
+fn search_until(
+    h: &mut Harness<'static, ClassChatApp>,
+    others: &mut [&mut Harness<'static, ClassChatApp>],
+    query: &str,
+    wanted: &str,
+) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        command(h, &format!("/whohas {query}"));
+        wait_all(h, others, "the search to end", |h| {
+            h.state().sharing.search.as_ref().is_some_and(|s| s.done && s.query == query)
+        });
+        settle(h);
+        if has_text(h, wanted) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{wanted:?} never showed: {:?}", labels(h));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
 #[test]
 fn a_search_lists_what_sharers_share_and_nothing_switched_off() {
     let rt = runtime();
@@ -182,21 +222,7 @@ fn a_search_lists_what_sharers_share_and_nothing_switched_off() {
     assert!(!carol.state().settings.sharing.enabled);
 
     let mut bob = user_app(&rt, dir.path(), &addr, "bob");
-    // alice's listener registers once her identity key is there; search until she answers.
-    let found = |h: &Harness<'static, ClassChatApp>| has_text(h, "Get lab3.csv from alice");
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        command(&mut bob, "/whohas LAB3");
-        wait_all(&mut bob, &mut [&mut alice, &mut carol], "the search to end", |h| {
-            h.state().sharing.search.as_ref().is_some_and(|s| s.done)
-        });
-        if found(&bob) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "alice never answered: {:?}", labels(&bob));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-    settle(&mut bob);
+    search_until(&mut bob, &mut [&mut alice, &mut carol], "LAB3", "Get lab3.csv from alice");
     assert!(
         has_text(&bob, "Search results: 1 file matches “LAB3” in #lobby"),
         "on screen: {:?}",
@@ -249,18 +275,7 @@ fn get_fetches_the_file_from_the_sharer_with_progress_in_the_transfers_panel() {
     choose_folder(&mut alice, &folder, 2);
     command(&mut alice, "/share on");
     let mut bob = user_app(&rt, dir.path(), &addr, "bob");
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        command(&mut bob, "/whohas lab3");
-        wait_all(&mut bob, &mut [&mut alice], "the search to end", |h| {
-            h.state().sharing.search.as_ref().is_some_and(|s| s.done)
-        });
-        if has_text(&bob, "Get lab3.csv from alice") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "alice never answered: {:?}", labels(&bob));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    search_until(&mut bob, &mut [&mut alice], "lab3", "Get lab3.csv from alice");
 
     click(&mut bob, "Get lab3.csv from alice");
     // The transfers panel opens with the download, straight from alice.
@@ -281,4 +296,60 @@ fn get_fetches_the_file_from_the_sharer_with_progress_in_the_transfers_panel() {
 
     // alice saw who fetched what from her.
     wait_for_text(&mut alice, "bob is fetching lab3.csv from you");
+}
+
+#[test]
+fn a_sharer_at_the_upload_limit_shows_as_busy_and_can_stop_an_upload() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    // Large enough that the fetch is still running while carol searches (sparse: no disk).
+    let folder = dir.path().join("share");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::File::create(folder.join("dataset.bin"))
+        .and_then(|f| f.set_len(512 << 20))
+        .expect("a sparse file");
+
+    let mut alice = user_app(&rt, dir.path(), &addr, "alice");
+    choose_folder(&mut alice, &folder, 1);
+    alice.state_mut().sharing_action(SharingAction::SetMaxUploads(1));
+    command(&mut alice, "/share on");
+    let mut bob = user_app(&rt, dir.path(), &addr, "bob");
+    let mut carol = user_app(&rt, dir.path(), &addr, "carol");
+
+    search_until(&mut bob, &mut [&mut alice, &mut carol], "dataset", "Get dataset.bin from alice");
+    click(&mut bob, "Get dataset.bin from alice");
+    wait_all(&mut alice, &mut [&mut bob, &mut carol], "alice to see the fetch", |h| {
+        has_text(h, "bob is fetching dataset.bin from you")
+    });
+
+    // alice is at her limit of one: carol sees her as busy, and a Get says so.
+    search_until(&mut carol, &mut [&mut alice, &mut bob], "dataset", "Get dataset.bin from alice");
+    let hits = carol.state().sharing.search.as_ref().map(|s| s.hits.clone()).unwrap_or_default();
+    assert!(hits.len() == 1 && hits[0].busy, "{hits:?}");
+    assert!(has_text(&carol, "busy"), "on screen: {:?}", labels(&carol));
+    click(&mut carol, "Get dataset.bin from alice");
+    wait_all(&mut carol, &mut [&mut alice, &mut bob], "the busy refusal", |h| {
+        has_text(h, "alice is busy (at their upload limit)")
+    });
+
+    // alice stops bob's fetch from her transfers panel; bob is told and may retry.
+    click(&mut alice, "Stop dataset.bin");
+    wait_all(&mut bob, &mut [&mut alice, &mut carol], "bob's fetch to end", |h| {
+        h.state()
+            .files
+            .transfers()
+            .any(|t| t.name == "dataset.bin" && matches!(t.state, classchat::files::TransferState::Failed(_)))
+    });
+    settle(&mut bob);
+    let why = bob.state().files.transfers().find_map(|t| match &t.state {
+        classchat::files::TransferState::Failed(why) => Some(why.clone()),
+        _ => None,
+    });
+    assert_eq!(why.as_deref(), Some("alice stopped sending it; Retry continues where it stopped"));
+    assert!(has_text(&bob, "Retry dataset.bin"), "on screen: {:?}", labels(&bob));
+    let done = bob.state().files.transfers().any(|t| t.state == classchat::files::TransferState::Done);
+    assert!(!done, "a stopped fetch is not shown as done");
+    assert!(!dir.path().join("bob-saves/dataset.bin").exists(), "nothing half-done is shown as the file");
 }

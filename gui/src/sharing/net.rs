@@ -458,6 +458,15 @@ fn fetch_error_text(e: &WireError, sharer: &str) -> String {
         WireError::Peer(PeerError::Refused { code: PeerRefusal::Busy, .. }) => {
             format!("{sharer} is busy (at their upload limit); pick another sharer or retry later")
         }
+        WireError::Peer(PeerError::Refused { code: PeerRefusal::Stopped, .. }) => {
+            format!("{sharer} stopped sending it; Retry continues where it stopped")
+        }
+        WireError::Peer(PeerError::Refused {
+            code: PeerRefusal::NoSuchFile | PeerRefusal::NotSharing,
+            ..
+        }) => {
+            format!("{sharer} no longer shares this file; search again")
+        }
         WireError::Peer(refused @ PeerError::Refused { .. }) => format!("{sharer} refused: {refused}"),
         other => wire_text(other),
     }

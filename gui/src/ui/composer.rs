@@ -98,7 +98,10 @@ pub fn show(
             Conv::Direct { user } => format!("Message {user}"),
             Conv::Announcements => "Announcement to everyone".into(),
         };
+        // A named id: an automatic one counts the widgets before it, and a side panel that
+        // opens (`/shared`, the transfers) would change it and take the keyboard away.
         let edit = TextEdit::multiline(draft)
+            .id_salt("composer")
             .hint_text(hint)
             .desired_rows(2)
             .desired_width(ui.available_width() - buttons_width)

@@ -29,6 +29,7 @@ pub fn show(ui: &mut Ui, room: &str, sharing: &mut Sharing, online: bool) -> Vec
     ui.horizontal(|ui| {
         ui.label("🔎");
         let edit = TextEdit::singleline(&mut sharing.find_text)
+            .id_salt("find-a-file")
             .hint_text(format!("Find a file among #{room}'s classmates (or type /whohas NAME)"))
             .desired_width(ui.available_width() - 90.0);
         let r = ui.add(edit);

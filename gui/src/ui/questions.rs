@@ -62,6 +62,7 @@ fn ask_box(ui: &mut Ui, draft: &mut AskDraft, room: &str, blocked: Option<&str>,
     }
     let r = ui.add(
         TextEdit::multiline(&mut draft.text)
+            .id_salt("ask-field")
             .hint_text("Ask the class or the instructor…")
             .desired_rows(2)
             .desired_width(f32::INFINITY)

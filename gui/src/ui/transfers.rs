@@ -80,8 +80,9 @@ pub fn show(ui: &mut Ui, files: &Files) -> Vec<Action> {
             a11y_label(&bar, format!("{} progress {:.0}%", t.name, t.fraction() * 100.0));
             ui.horizontal_wrapped(|ui| match &t.state {
                 TransferState::Running => {
-                    let b = ui.small_button(if t.peer.is_some() && t.dir == Direction::Up { "Stop" } else { "Cancel" });
-                    a11y_label(&b, format!("Cancel {}", t.name));
+                    let verb = if t.peer.is_some() && t.dir == Direction::Up { "Stop" } else { "Cancel" };
+                    let b = ui.small_button(verb);
+                    a11y_label(&b, format!("{verb} {}", t.name));
                     if b.clicked() {
                         actions.push(Action::CancelTransfer(t.id));
                     }
