@@ -114,6 +114,8 @@ pub struct AppConfig {
     pub save_dir_for_tests: Option<PathBuf>,
     /// `--share-folder`: the shared folder to use (sharing stays off until switched on).
     pub share_folder: Option<PathBuf>,
+    /// `--peer-port`: the port to listen on for classmates' fetches (remembered).
+    pub peer_port: Option<u16>,
 }
 
 impl AppConfig {
@@ -131,6 +133,7 @@ impl AppConfig {
             identity_bits: crate::e2e::DEFAULT_BITS,
             save_dir_for_tests: None,
             share_folder: None,
+            peer_port: None,
         }
     }
 }
@@ -290,6 +293,9 @@ impl ClassChatApp {
             ctx: cc.egui_ctx.clone(),
         };
         app.sharing.start(sharing_env!(app));
+        if let Some(port) = app.config.peer_port {
+            app.sharing_action(crate::sharing::SharingAction::SetPort(port));
+        }
         if let Some(folder) = app.config.share_folder.clone() {
             app.sharing_action(crate::sharing::SharingAction::SetFolder(folder));
         }

@@ -39,6 +39,10 @@ struct Args {
     /// stays as it was: off until switched on ("Share my files" or `/share on`).
     #[arg(long, value_name = "DIR")]
     share_folder: Option<PathBuf>,
+    /// The TCP port classmates' apps connect to when they fetch a file you share (as the
+    /// Shared files panel's "Port"); 0 takes any free port.
+    #[arg(long, value_name = "PORT")]
+    peer_port: Option<u16>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,6 +79,7 @@ fn main() -> anyhow::Result<()> {
     config.auto_resume = !args.no_resume;
     config.invite = args.invite;
     config.share_folder = args.share_folder;
+    config.peer_port = args.peer_port;
     config.discovery = match args.discovery.as_str() {
         "loopback" => Some(Scope::Loopback),
         "off" => None,

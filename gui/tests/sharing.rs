@@ -353,3 +353,36 @@ fn a_sharer_at_the_upload_limit_shows_as_busy_and_can_stop_an_upload() {
     assert!(!done, "a stopped fetch is not shown as done");
     assert!(!dir.path().join("bob-saves/dataset.bin").exists(), "nothing half-done is shown as the file");
 }
+
+#[test]
+fn the_peer_port_can_be_fixed_and_a_port_in_use_is_reported() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let mut h = user_app(&rt, dir.path(), &server.addr_string(), "alice");
+    let folder = shared_folder(dir.path(), b"1,2,3\n");
+    choose_folder(&mut h, &folder, 2);
+    click(&mut h, "Shared files");
+    assert_eq!(h.state().settings.sharing.port, 0, "any free port by default");
+    command(&mut h, "/share on");
+    let listening = |h: &Harness<'static, ClassChatApp>| match &h.state().sharing.listening {
+        Some(Ok(addrs)) => addrs.first().map(std::net::SocketAddr::port),
+        _ => None,
+    };
+    wait_until(&mut h, "the listener", |h| listening(h).is_some_and(|p| p != 0));
+
+    // A port of the user's choosing: the listener moves there at once.
+    let free =
+        std::net::TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    h.state_mut().sharing_action(SharingAction::SetPort(free));
+    wait_until(&mut h, "the listener on the chosen port", |h| listening(h) == Some(free));
+    wait_for_text(&mut h, &format!("Peer port: listening on {free}"));
+    std::net::TcpStream::connect(("127.0.0.1", free)).expect("the app listens on the chosen port");
+
+    // A port something else holds: said plainly, not silently ignored.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    h.state_mut().sharing_action(SharingAction::SetPort(taken_port));
+    wait_for_text(&mut h, &format!("Classmates cannot fetch from you: cannot listen on port {taken_port}"));
+    assert_eq!(h.state().settings.sharing.port, taken_port, "the choice is kept for the next start");
+}

@@ -64,6 +64,9 @@ pub struct SharingSettings {
     pub enabled: bool,
     /// "At most N uploads at once".
     pub max_uploads: u32,
+    /// The TCP port classmates' apps connect to for a fetch; 0 (the default) takes any
+    /// free port each time sharing starts. A fixed one is for a firewall rule.
+    pub port: u16,
     /// Files of the folder the user switched off (paths below the folder, `/`-joined).
     pub off: BTreeSet<String>,
     /// The last index of `folder`.
@@ -76,6 +79,7 @@ impl Default for SharingSettings {
             folder: None,
             enabled: false,
             max_uploads: DEFAULT_MAX_UPLOADS,
+            port: 0,
             off: BTreeSet::new(),
             index: Vec::new(),
         }
@@ -185,7 +189,13 @@ pub struct Indexing {
 pub enum SharingCommand {
     /// What classmates may find and fetch from now on. An empty list with `enabled` false
     /// stops the peer listener.
-    Publish { enabled: bool, max_uploads: u32, root: Option<PathBuf>, files: Arc<Vec<IndexedFile>> },
+    Publish {
+        enabled: bool,
+        max_uploads: u32,
+        port: u16,
+        root: Option<PathBuf>,
+        files: Arc<Vec<IndexedFile>>,
+    },
     /// Ask `room` who has `query`.
     Search { search: u64, room: String, query: String },
     /// Fetch `hit` (found in `room`) into `dest`; an existing `dest` is replaced only with
@@ -246,6 +256,8 @@ pub enum SharingAction {
     SetFolder(PathBuf),
     SetEnabled(bool),
     SetMaxUploads(u32),
+    /// The port to listen on for fetches (0: any free port).
+    SetPort(u16),
     SetFileShared {
         rel: String,
         on: bool,
@@ -398,6 +410,7 @@ impl Sharing {
         net.send(Command::Sharing(SharingCommand::Publish {
             enabled: settings.enabled && settings.folder.is_some(),
             max_uploads: settings.max_uploads.clamp(1, MAX_UPLOADS_LIMIT),
+            port: settings.port,
             root: settings.folder.clone(),
             files: Arc::new(files),
         }));
@@ -511,6 +524,10 @@ impl Sharing {
             }
             SharingAction::SetMaxUploads(n) => {
                 env.settings.max_uploads = n.clamp(1, MAX_UPLOADS_LIMIT);
+                self.publish(env.settings, env.net);
+            }
+            SharingAction::SetPort(port) => {
+                env.settings.port = port;
                 self.publish(env.settings, env.net);
             }
             SharingAction::SetFileShared { rel, on } => {

@@ -44,6 +44,7 @@ const IDENTITY_WAIT: Duration = Duration::from_secs(60);
 struct Published {
     enabled: bool,
     max_uploads: u32,
+    port: u16,
 }
 
 /// Our searches: the server's id → ours, and answers that came too early.
@@ -148,8 +149,8 @@ impl PeerTasks {
     pub fn on_command(&mut self, cmd: SharingCommand, send: &Send) {
         self.fetches.retain(|_, (t, _)| !t.is_finished());
         match cmd {
-            SharingCommand::Publish { enabled, max_uploads, root, files } => {
-                self.publish(enabled, max_uploads, root, &files, send);
+            SharingCommand::Publish { enabled, max_uploads, port, root, files } => {
+                self.publish(Published { enabled, max_uploads, port }, root, &files, send);
             }
             SharingCommand::Search { search, room, query } => self.search(search, room, query, send),
             SharingCommand::Fetch { id, room, hit, dest, replace } => {
@@ -171,14 +172,8 @@ impl PeerTasks {
         }
     }
 
-    fn publish(
-        &mut self,
-        enabled: bool,
-        max_uploads: u32,
-        root: Option<PathBuf>,
-        files: &[IndexedFile],
-        send: &Send,
-    ) {
+    fn publish(&mut self, now: Published, root: Option<PathBuf>, files: &[IndexedFile], send: &Send) {
+        let enabled = now.enabled;
         let entries = match &root {
             Some(root) => files
                 .iter()
@@ -194,13 +189,17 @@ impl PeerTasks {
         };
         self.index.replace_all(entries);
         self.index.set_enabled(enabled);
-        let was = self.published.enabled;
-        self.published = Published { enabled, max_uploads };
+        let was = std::mem::replace(&mut self.published, now);
         if let Listener::On(sharer) = &*lock(&self.listener) {
-            sharer.set_max_uploads(max_uploads as usize);
+            sharer.set_max_uploads(self.published.max_uploads as usize);
         }
-        match (was, enabled) {
+        match (was.enabled, enabled) {
             (false, true) => self.start_listener(send),
+            // Listening elsewhere from now on: the server learns the new port at the start.
+            (true, true) if was.port != self.published.port => {
+                self.stop_listener();
+                self.start_listener(send);
+            }
             (true, false) => {
                 self.stop_listener();
                 send(NetEvent::Sharing(SharingEvent::Listening(Err("sharing is off".into()))));
@@ -217,7 +216,7 @@ impl PeerTasks {
         }
         let Some((client, user, Some(e2e))) = self.online.clone() else { return };
         let (index, slot, send) = (self.index.clone(), Arc::clone(&self.listener), Arc::clone(send));
-        let max_uploads = self.published.max_uploads as usize;
+        let (max_uploads, port) = (self.published.max_uploads as usize, self.published.port);
         // Held while spawning, so the task cannot record its sharer before `Starting` is.
         let mut state = lock(&self.listener);
         let task = tokio::spawn(async move {
@@ -230,6 +229,7 @@ impl PeerTasks {
             };
             let mut config = SharerConfig::new(user, identity);
             config.max_uploads = max_uploads.max(1);
+            config.listen = std::net::SocketAddr::from(([0, 0, 0, 0], port));
             match Sharer::start(client, index, config).await {
                 Ok((sharer, events)) => {
                     let port = sharer.port();
@@ -240,7 +240,13 @@ impl PeerTasks {
                 }
                 Err(e) => {
                     *lock(&slot) = Listener::Off;
-                    send(NetEvent::Sharing(SharingEvent::Listening(Err(e.to_string()))));
+                    let why = match port {
+                        0 => e.to_string(),
+                        port => {
+                            format!("cannot listen on port {port} ({e}); choose another port, or 0 for any")
+                        }
+                    };
+                    send(NetEvent::Sharing(SharingEvent::Listening(Err(why))));
                 }
             }
         });

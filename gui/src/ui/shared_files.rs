@@ -13,6 +13,7 @@ use crate::ui::a11y_label;
 pub const SHARE_SWITCH: &str = "Share my files";
 pub const MAX_UPLOADS: &str = "At most this many uploads at once";
 pub const CHOOSE_FOLDER: &str = "Choose the shared folder";
+pub const PORT: &str = "Port for classmates' fetches";
 
 fn act(a: SharingAction) -> Action {
     Action::Sharing(a)
@@ -61,6 +62,27 @@ pub fn show(ui: &mut Ui, sharing: &Sharing, settings: &SharingSettings) -> Vec<A
             actions.push(act(SharingAction::SetMaxUploads(n)));
         }
         ui.label("uploads at once");
+    });
+    ui.horizontal(|ui| {
+        ui.label("Port");
+        let mut port = settings.port;
+        let r = ui
+            .add(egui::DragValue::new(&mut port).range(0..=u16::MAX).speed(1.0))
+            .on_hover_text("Where classmates' apps connect for a fetch. 0: any free port (the default); a fixed port is for a firewall rule.");
+        a11y_label(&r, PORT);
+        if r.changed() {
+            actions.push(act(SharingAction::SetPort(port)));
+        }
+        let now = match &sharing.listening {
+            Some(Ok(addrs)) if settings.enabled => match addrs.first() {
+                Some(a) => format!("listening on {}", a.port()),
+                None => String::new(),
+            },
+            _ if settings.port == 0 => "0: any free port".to_owned(),
+            _ => String::new(),
+        };
+        let r = ui.label(RichText::new(&now).small().weak());
+        a11y_label(&r, format!("Peer port: {now}"));
     });
     let state = state_line(sharing, settings);
     let r = ui.label(RichText::new(&state).small().color(if settings.enabled {
@@ -140,7 +162,7 @@ fn state_line(sharing: &Sharing, settings: &SharingSettings) -> String {
     let n = settings.shared_files().count();
     let mut s = format!("Classmates can find {n} of {} files.", settings.index.len());
     if let Some(Err(why)) = &sharing.listening {
-        s.push_str(&format!(" Fetches cannot reach you directly ({why}); they go through the server."));
+        s.push_str(&format!(" Classmates cannot fetch from you: {why}."));
     }
     s
 }
