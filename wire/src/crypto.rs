@@ -11,7 +11,7 @@
 
 use aes::Aes256;
 use aes::cipher::block_padding::Pkcs7;
-use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
+use aes::cipher::{BlockModeDecrypt, InnerIvInit, KeyInit};
 use bytes::{BufMut, BytesMut};
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -25,10 +25,8 @@ use crate::fingerprint::Fingerprint;
 use crate::frame;
 
 type HmacSha256 = Hmac<Sha256>;
-// Each frame's mode works on its own copy of the key schedule. Borrowing it instead
-// (`cbc::Encryptor<&Aes256>`, which `cipher` allows) measured slower: a 128-byte seal took
-// 644–684 ns against 541–568 ns (BENCHMARKS.md, sealing).
-type CbcEnc = cbc::Encryptor<Aes256>;
+// Encryption is `crate::cbc_lanes` (several chains at once). Each frame's decryption works
+// on its own copy of the key schedule.
 type CbcDec = cbc::Decryptor<Aes256>;
 
 /// Length of each side's handshake nonce.
@@ -263,7 +261,7 @@ impl Sealer {
     pub fn seal_record(&mut self, dst: &mut BytesMut, start: usize, max_frame_len: usize) -> Result<()> {
         let mut iv = [0u8; IV_LEN];
         rand::rng().fill_bytes(&mut iv);
-        self.seal_record_with_iv(dst, start, &iv, max_frame_len)
+        self.seal_in_place(&mut [(dst, start)], &[iv], max_frame_len)
     }
 
     fn seal_record_with_iv(
@@ -273,37 +271,96 @@ impl Sealer {
         iv: &[u8; IV_LEN],
         max_frame_len: usize,
     ) -> Result<()> {
-        let pt_start = start + RECORD_HEAD;
-        let Some(pt_len) = dst.len().checked_sub(pt_start) else {
-            return Err(Error::Protocol("a record shorter than its head".into()));
-        };
-        let body_len = sealed_len(pt_len);
-        let sealed = frame::check_len(body_len, max_frame_len).and_then(|prefix| {
-            let seq = self.seq;
-            self.seq = seq.checked_add(1).ok_or(Error::Protocol("sequence number exhausted".into()))?;
-            Ok((prefix, seq))
-        });
-        let (prefix, seq) = match sealed {
+        self.seal_in_place(&mut [(dst, start)], &[*iv], max_frame_len)
+    }
+
+    /// Seals several records at once, each a buffer laid out as for
+    /// [`Sealer::seal_record`] from its start (`RECORD_HEAD` bytes, then the plaintext), in
+    /// order: they carry consecutive sequence numbers and must be sent in this order. The
+    /// frames are exactly what sealing them one by one gives, but their CBC chains run in
+    /// lockstep (up to 8 at a time), which encrypts several times faster than one chain
+    /// after another. On an error nothing is sealed, every record is emptied and the
+    /// sequence number has not moved.
+    pub fn seal_records(&mut self, records: &mut [BytesMut], max_frame_len: usize) -> Result<()> {
+        let mut ivs = vec![[0u8; IV_LEN]; records.len()];
+        let mut rng = rand::rng();
+        for iv in &mut ivs {
+            rng.fill_bytes(iv);
+        }
+        self.seal_records_with_ivs(records, &ivs, max_frame_len)
+    }
+
+    /// As [`Sealer::seal_records`] with caller-chosen IVs. Only for tests: an IV must never
+    /// repeat under one key.
+    #[doc(hidden)]
+    pub fn seal_records_with_ivs(
+        &mut self,
+        records: &mut [BytesMut],
+        ivs: &[[u8; IV_LEN]],
+        max_frame_len: usize,
+    ) -> Result<()> {
+        let mut records: Vec<(&mut BytesMut, usize)> = records.iter_mut().map(|r| (r, 0)).collect();
+        self.seal_in_place(&mut records, ivs, max_frame_len)
+    }
+
+    /// Seals each `(buffer, start)` record in place with its IV, in order.
+    fn seal_in_place(
+        &mut self,
+        records: &mut [(&mut BytesMut, usize)],
+        ivs: &[[u8; IV_LEN]],
+        max_frame_len: usize,
+    ) -> Result<()> {
+        // Every check before any change, so a failure leaves the sequence where it was.
+        let checked = (|| {
+            if ivs.len() != records.len() {
+                return Err(Error::Protocol("one IV per record".into()));
+            }
+            let mut lens = Vec::with_capacity(records.len());
+            for (dst, start) in records.iter() {
+                let pt_len = dst
+                    .len()
+                    .checked_sub(start + RECORD_HEAD)
+                    .ok_or_else(|| Error::Protocol("a record shorter than its head".into()))?;
+                let body_len = sealed_len(pt_len);
+                lens.push((frame::check_len(body_len, max_frame_len)?, pt_len));
+            }
+            let first = self.seq;
+            let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+            self.seq = first.checked_add(count).ok_or(Error::Protocol("sequence number exhausted".into()))?;
+            Ok((first, lens))
+        })();
+        let (first, lens) = match checked {
             Ok(v) => v,
             Err(e) => {
-                dst.truncate(start);
+                for (dst, start) in records.iter_mut() {
+                    dst.truncate(*start);
+                }
                 return Err(e);
             }
         };
-        dst[start..start + frame::HEADER_LEN].copy_from_slice(&prefix.to_be_bytes());
-        dst[start + frame::HEADER_LEN..pt_start].copy_from_slice(iv);
-        dst.resize(start + frame::HEADER_LEN + body_len - MAC_LEN, 0);
-        let enc = CbcEnc::inner_iv_init(self.cipher.clone(), iv.into());
-        // The buffer was sized for the padding just above, so this cannot fail.
-        if enc.encrypt_padded::<Pkcs7>(&mut dst[pt_start..], pt_len).is_err() {
-            dst.truncate(start);
-            return Err(CryptoError::BadPadding.into());
+        // Head (length prefix, IV) and PKCS#7 padding, then every chain at once, then the
+        // MACs (each over its sequence number, IV and ciphertext).
+        for ((dst, start), (iv, (prefix, pt_len))) in records.iter_mut().zip(ivs.iter().zip(&lens)) {
+            let start = *start;
+            dst[start..start + frame::HEADER_LEN].copy_from_slice(&prefix.to_be_bytes());
+            dst[start + frame::HEADER_LEN..start + RECORD_HEAD].copy_from_slice(iv);
+            let pad = 16 - pt_len % 16;
+            dst.put_bytes(pad as u8, pad);
         }
-        let mut m = self.mac.clone();
-        m.update(&seq.to_be_bytes());
-        m.update(&dst[start + frame::HEADER_LEN..]);
-        let tag = m.finalize().into_bytes();
-        dst.extend_from_slice(&tag);
+        let mut lanes: Vec<crate::cbc_lanes::Lane<'_>> = records
+            .iter_mut()
+            .zip(ivs)
+            .map(|((dst, start), iv)| (&mut dst[*start + RECORD_HEAD..], (*iv).into()))
+            .collect();
+        crate::cbc_lanes::encrypt(&self.cipher, &mut lanes);
+        drop(lanes);
+        for (seq, (dst, start)) in (first..).zip(records.iter_mut()) {
+            let mut m = self.mac.clone();
+            m.update(&seq.to_be_bytes());
+            m.update(&dst[*start + frame::HEADER_LEN..]);
+            let tag = m.finalize().into_bytes();
+            dst.extend_from_slice(&tag);
+        }
         Ok(())
     }
 }
@@ -507,7 +564,7 @@ mod tests {
     /// its own copy of the key schedule and a fresh HMAC, the way `seal_frame` was built
     /// before it borrowed the schedule. Sealing must match it byte for byte.
     fn reference_frame(keys: &SessionKeys, seq: u64, iv: &[u8; IV_LEN], plaintext: &[u8]) -> Vec<u8> {
-        use aes::cipher::KeyIvInit;
+        use aes::cipher::{BlockModeEncrypt, KeyIvInit};
         let ct = cbc::Encryptor::<Aes256>::new(&keys.c2s_enc.into(), iv.into())
             .encrypt_padded_vec::<Pkcs7>(plaintext);
         let mut m = mac(&keys.c2s_mac);
@@ -564,6 +621,55 @@ mod tests {
             expected.extend_from_slice(&reference_frame(&keys, seq as u64, &iv, &plaintext));
         }
         assert_eq!(&out[..], &expected[..]);
+    }
+
+    #[test]
+    fn a_batch_of_records_is_what_sealing_each_alone_gives() {
+        let keys = derive_keys(&[7; 32], &[8; 32], &[9; 32]);
+        let (mut sealer, _) = keys.split(Role::Client);
+        sealer.seal_frame(b"one before", &mut BytesMut::new(), frame::MAX_FRAME_LEN).expect("seal");
+        // Batches of 1 to 19 records (past two groups of 8 chains), of the reference lengths.
+        let mut seq = 1u64;
+        for count in 1..20usize {
+            let plaintexts: Vec<Vec<u8>> = (0..count)
+                .map(|i| vec![(i + count) as u8; REFERENCE_LENGTHS[(i + count) % REFERENCE_LENGTHS.len()]])
+                .collect();
+            let ivs: Vec<[u8; IV_LEN]> = (0..count).map(|i| [(i * 3 + count) as u8; IV_LEN]).collect();
+            let mut records: Vec<BytesMut> = plaintexts
+                .iter()
+                .map(|p| {
+                    let mut r = BytesMut::new();
+                    r.put_bytes(0, RECORD_HEAD);
+                    r.extend_from_slice(p);
+                    r
+                })
+                .collect();
+            sealer.seal_records_with_ivs(&mut records, &ivs, frame::MAX_FRAME_LEN).expect("seal");
+            for ((record, p), iv) in records.iter().zip(&plaintexts).zip(&ivs) {
+                assert_eq!(&record[..], &reference_frame(&keys, seq, iv, p)[..], "record at seq {seq}");
+                seq += 1;
+            }
+        }
+        assert_eq!(sealer.seq(), seq);
+    }
+
+    #[test]
+    fn a_batch_with_one_record_too_long_seals_nothing() {
+        let keys = derive_keys(&[7; 32], &[8; 32], &[9; 32]);
+        let (mut sealer, _) = keys.split(Role::Client);
+        let mut records: Vec<BytesMut> = [10usize, 5000, 10]
+            .iter()
+            .map(|&n| {
+                let mut r = BytesMut::new();
+                r.put_bytes(0, RECORD_HEAD + n);
+                r
+            })
+            .collect();
+        let ivs = [[1u8; IV_LEN]; 3];
+        assert!(sealer.seal_records_with_ivs(&mut records, &ivs, 1024).is_err());
+        assert_eq!(sealer.seq(), 0, "the sequence has not moved");
+        assert!(records.iter().all(BytesMut::is_empty), "every record emptied");
+        assert!(sealer.seal_records_with_ivs(&mut records[..1], &ivs, 1024).is_err(), "one IV per record");
     }
 
     impl Opener {

@@ -25,6 +25,7 @@
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
+mod cbc_lanes;
 pub mod class;
 pub mod client;
 pub mod connection;

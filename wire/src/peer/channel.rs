@@ -102,6 +102,13 @@ impl RecordSealer {
     pub fn seal_data(&mut self, buf: &mut BytesMut) -> Result<()> {
         self.sealer.seal_record(buf, 0, PEER_MAX_FRAME_LEN)
     }
+
+    /// Seals several buffers from [`RecordSealer::data_buffer`] at once, to be sent in
+    /// their order: the same frames as [`RecordSealer::seal_data`] one by one, with their
+    /// CBC chains encrypted together (several times faster; `Sealer::seal_records`).
+    pub fn seal_data_batch(&mut self, bufs: &mut [BytesMut]) -> Result<()> {
+        self.sealer.seal_records(bufs, PEER_MAX_FRAME_LEN)
+    }
 }
 
 /// One opened record.
