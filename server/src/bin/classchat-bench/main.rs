@@ -161,7 +161,14 @@ async fn suite(opts: &ServerOpts, irc: &irc::IrcOpts, rows: &mut Vec<Row>) -> an
         ("history", Scenario::History(history::Args { messages: 1_000_000, fetches: 200 })),
         (
             "siege",
-            Scenario::Siege(siege::Args { connections: 2000, trickle_ms: 500, probes: 10, ramp_secs: 5 }),
+            Scenario::Siege(siege::Args {
+                connections: 2000,
+                trickle_ms: 500,
+                probes: 10,
+                ramp_secs: 5,
+                sources: 1,
+                no_reconnect: false,
+            }),
         ),
         ("peer", Scenario::Peer(peer::Args { mib: 256, runs: 1, netns: false, block_direct: false })),
         (

@@ -34,6 +34,25 @@ pub struct Args {
     /// Seconds the siege runs before the first probe, to reach its full size.
     #[arg(long, default_value_t = 10)]
     pub ramp_secs: u64,
+    /// Source addresses the siege connects from: 1 (the default) is 127.0.0.1, the real
+    /// client's own; N > 1 spreads it over 127.0.0.2 … 127.0.0.(N+1), as attackers on
+    /// other machines of the network, while the real client stays on 127.0.0.1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=250))]
+    pub sources: u8,
+    /// A siege connection the server closed stays closed (the "held open": what is
+    /// left open is what the server let stay). Without it each one is reopened at once.
+    #[arg(long)]
+    pub no_reconnect: bool,
+}
+
+/// Connects to `server` from `source` (any port).
+async fn connect_from(
+    source: std::net::Ipv4Addr,
+    server: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from((source, 0)))?;
+    socket.connect(server).await
 }
 
 /// The bound on a real client's login under siege.
@@ -79,10 +98,17 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         let (stop, closed, opened) = (Arc::clone(&stop), Arc::clone(&closed_by_server), Arc::clone(&opened));
         let trickle = i % 2 == 1;
         let every = Duration::from_millis(a.trickle_ms);
+        let source = match a.sources {
+            0 | 1 => std::net::Ipv4Addr::LOCALHOST,
+            n => std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(n)) as u8), // n <= 250
+        };
+        let reconnect = !a.no_reconnect;
         tasks.push(tokio::spawn(async move {
             let mut buf = [0u8; 4096];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(mut s) = tokio::net::TcpStream::connect(server_addr).await else {
+            let mut first = true;
+            while !stop.load(Ordering::Relaxed) && (first || reconnect) {
+                first = false;
+                let Ok(mut s) = connect_from(source, server_addr).await else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
@@ -150,6 +176,8 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         "connections": n,
         "connections_asked": a.connections,
         "trickle_ms": a.trickle_ms,
+        "sources": a.sources.max(1),
+        "reconnect": !a.no_reconnect,
         "probes": a.probes,
         "rsa_bits": opts.rsa_bits,
         "login_ms_quiet_median": round3(quiet_med),
@@ -164,7 +192,11 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         Row::new("siege", "real login, quiet (median ms)", format!("{quiet_med:.1}")),
         Row::new(
             "siege",
-            &format!("real login under {n} idle/trickling (median / max ms)"),
+            &format!(
+                "real login under {n} idle/trickling from {} address(es), {} (median / max ms)",
+                a.sources.max(1),
+                if a.no_reconnect { "closed ones stay closed" } else { "reopened at once" }
+            ),
             format!(
                 "{sieged_med:.1} / {sieged_max:.1} ({})",
                 if failed == 0 && sieged_max <= TARGET_MS { "met: <= 1 s" } else { "NOT met" }
