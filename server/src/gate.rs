@@ -9,7 +9,10 @@
 //! When a new connection would pass a pre-login bound, the **oldest** connection that has
 //! not logged in yet (from that address, for the per-address bounds; one still in its
 //! handshake before one that finished it) is closed to make room, rather than the new one
-//! refused. Holding thousands of idle or trickling
+//! refused. For the total bound it is the oldest of the address holding the most
+//! connections not logged in (the globally oldest only when no address holds more than
+//! one), so a flood from other machines makes room among its own connections, not with a
+//! student's. Holding thousands of idle or trickling
 //! connections open therefore keeps nobody out: a real client's handshake and login take
 //! milliseconds, and each of its connections is the newest until then. Only when an
 //! address's connections are all logged in is a further one from it refused.
@@ -51,6 +54,33 @@ struct Inner {
     pending: HashMap<u64, (IpAddr, CancellationToken, Stage)>,
     stages: Stages,
     addresses: HashMap<IpAddr, PerAddress>,
+    /// Addresses by how many of their connections have not logged in (0 not listed).
+    by_load: BTreeSet<(usize, IpAddr)>,
+}
+
+impl PerAddress {
+    fn load(&self) -> usize {
+        self.pre_login[0].len() + self.pre_login[1].len()
+    }
+}
+
+/// Moves `addr` in `by_load` from `before` to `after` connections not logged in.
+fn relist(by_load: &mut BTreeSet<(usize, IpAddr)>, addr: IpAddr, before: usize, after: usize) {
+    if before > 0 {
+        by_load.remove(&(before, addr));
+    }
+    if after > 0 {
+        by_load.insert((after, addr));
+    }
+}
+
+/// The connection to close for the total bound: the oldest of the address holding the
+/// most not logged in, or the oldest of all when no address holds more than one.
+fn victim(inner: &Inner) -> Option<u64> {
+    match inner.by_load.last() {
+        Some(&(load, addr)) if load > 1 => inner.addresses.get(&addr).and_then(|s| oldest(&s.pre_login)),
+        _ => oldest(&inner.stages),
+    }
 }
 
 /// The limits and who holds them.
@@ -120,7 +150,7 @@ fn make_room(gate: &Gate, inner: &mut Inner, addr: IpAddr) -> bool {
         }
     }
     while inner.pending.len() >= gate.max_pre_login {
-        let Some(id) = oldest(&inner.stages) else { break };
+        let Some(id) = victim(inner) else { break };
         evict(inner, id);
     }
     true
@@ -132,7 +162,10 @@ fn register(inner: &mut Inner, id: u64, addr: IpAddr, token: CancellationToken, 
     inner.stages[stage as usize].insert(id);
     let slot = inner.addresses.entry(addr).or_default();
     slot.total += 1;
+    let before = slot.load();
     slot.pre_login[stage as usize].insert(id);
+    let after = slot.load();
+    relist(&mut inner.by_load, addr, before, after);
 }
 
 /// Takes a pending ticket out of the stage sets; its address and token, if it was pending.
@@ -140,7 +173,10 @@ fn unpend(inner: &mut Inner, id: u64) -> Option<(IpAddr, CancellationToken)> {
     let (addr, token, stage) = inner.pending.remove(&id)?;
     inner.stages[stage as usize].remove(&id);
     if let Some(slot) = inner.addresses.get_mut(&addr) {
+        let before = slot.load();
         slot.pre_login[stage as usize].remove(&id);
+        let after = slot.load();
+        relist(&mut inner.by_load, addr, before, after);
     }
     Some((addr, token))
 }
@@ -263,6 +299,28 @@ mod tests {
         assert_eq!(gate.pre_login(), 3);
         drop(tickets);
         assert_eq!(gate.pre_login(), 1);
+    }
+
+    #[test]
+    fn the_total_bound_takes_from_the_address_holding_the_most_not_a_lone_client() {
+        let gate = Gate::new(4, 100, 100);
+        // The student connected first, so it is the oldest of all.
+        let student = gate.admit(B).expect("admitted");
+        let flood: Vec<Ticket> = (0..3).map(|_| gate.admit(A).expect("admitted")).collect();
+        let more: Vec<Ticket> = (0..5).map(|_| gate.admit(A).expect("admitted")).collect();
+        assert!(!student.is_evicted(), "the flood's address gave up its own");
+        assert!(flood.iter().all(Ticket::is_evicted));
+        assert_eq!(more.iter().filter(|t| t.is_evicted()).count(), 2, "oldest first");
+        assert_eq!(gate.pre_login(), 4);
+        // With one connection per address, the oldest of all goes.
+        let gate = Gate::new(2, 100, 100);
+        let first = gate.admit(A).expect("admitted");
+        let _second = gate.admit(B).expect("admitted");
+        let _third = gate.admit(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 3))).expect("admitted");
+        assert!(first.is_evicted());
+        drop(more);
+        drop(flood);
+        drop(student);
     }
 
     #[test]
