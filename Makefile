@@ -31,7 +31,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz icons package package-test screenshots clean
+.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench classroom fuzz icons package package-test screenshots clean
 
 all: build
 
@@ -83,6 +83,16 @@ bench: deps
 	$(call apt_ensure,inspircd util-linux)
 	$(CARGO) build --release -p classchat-server
 	./target/release/classchat-bench suite
+
+# A whole class day against the real release server, with a report ending in PASS or FAIL
+# (README, "A class day in one command"): 200 students, a 200 MiB file, kill -9, two app
+# windows under Xvfb (screenshots in screenshots/). CLASSROOM_ARGS go to the tool, e.g.
+# CLASSROOM_ARGS="--students 50 --no-windows"; `--help` lists them.
+CLASSROOM_ARGS ?=
+classroom: shot-deps
+	$(CARGO) build --release -p classchat-server --bin classchat-server
+	$(CARGO) build --release -p classchat --bin classchat --example classroom
+	./target/release/examples/classroom $(CLASSROOM_ARGS)
 
 # Fuzz every decoder for FUZZ_SECONDS each (needs nightly and cargo-fuzz; not part of `make test`).
 FUZZ_SECONDS ?= 60
