@@ -31,7 +31,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench classroom fuzz icons package package-test screenshots clean
+.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench classroom fuzz audit icons package package-test screenshots clean
 
 all: build
 
@@ -72,7 +72,9 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The peer-to-peer tests put peers in network namespaces (ip netns; skipped without root).
 test: lint
+	$(call apt_ensure,iproute2)
 	$(CARGO) test --workspace
 
 # The seal micro-benchmark, then a short run of every classchat-bench scenario (a few
@@ -80,7 +82,7 @@ test: lint
 # and their commands are in BENCHMARKS.md.
 bench: deps
 	$(CARGO) bench -p classchat-wire --bench seal
-	$(call apt_ensure,inspircd util-linux)
+	$(call apt_ensure,inspircd util-linux iproute2)
 	$(CARGO) build --release -p classchat-server
 	./target/release/classchat-bench suite
 
@@ -94,12 +96,28 @@ classroom: shot-deps
 	$(CARGO) build --release -p classchat --bin classchat --example classroom
 	./target/release/examples/classroom $(CLASSROOM_ARGS)
 
-# Fuzz every decoder for FUZZ_SECONDS each (needs nightly and cargo-fuzz; not part of `make test`).
+# Fuzz every decoder (wire/fuzz/fuzz_targets/), one target after another, one process
+# each, under `nice -n 19`: FUZZ_RUNS executions each (libFuzzer's -runs) or, without it,
+# FUZZ_SECONDS each. FUZZ_TARGETS picks targets; FUZZ_SANITIZER=none runs without
+# AddressSanitizer (faster). Prints a table of executions, time, corpus and crashes. Needs
+# nightly (`rustup toolchain install nightly`); installs cargo-fuzz when missing. Not part
+# of `make test`. RELIABILITY.md has the 10-million-run figures: make fuzz FUZZ_RUNS=10000000
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_TARGETS ?=
+FUZZ_SANITIZER ?= address
 fuzz:
-	cd wire && for t in decode_frame decode_client_msg decode_server_msg decode_handshake open_sealed; do \
-	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
-	done
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	./wire/fuzz/run.sh $(if $(FUZZ_RUNS),-n $(FUZZ_RUNS),-t $(FUZZ_SECONDS)) -s $(FUZZ_SANITIZER) $(FUZZ_TARGETS)
+
+# The dependency audit (RELIABILITY.md): licences, duplicate crates and sources, checked by
+# cargo-deny against deny.toml; installs cargo-deny when missing. The advisories check needs
+# the RustSec database, which cargo-deny fetches with git: where that works, run
+# make audit AUDIT_CHECKS="advisories licenses bans sources". Not part of `make test`.
+AUDIT_CHECKS ?= licenses bans sources
+audit:
+	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check $(AUDIT_CHECKS)
 
 # The .deb packages of the app and the server, and a self-contained tarball, in dist/.
 package: deps

@@ -8,8 +8,12 @@
 # The demo seeds a plot and a template in #physics-lab (busy-room.png shows them, with
 # the plot's thumbnail) and bob offers ada a file (dm.png shows Accept and Decline).
 #
+# bob and carol share lab files from the demo server's own sharers (issue 15):
+# shared-files.png shows ada's shared folder, search-results.png a `/whohas lab3` in
+# #physics-lab, and fetch.png the direct fetch of bob's large file in progress.
+#
 # Writes screenshots/connect.png, trust.png, busy-room.png, dm.png, announcements.png,
-# browse.png and light.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
+# browse.png, light.png, shared-files.png, search-results.png and fetch.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
 # libraries (`make shot-deps` installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -139,6 +143,34 @@ key Return
 click_at 1222 788 # the theme switch in the status bar: system → dark
 click_at 1222 788 # dark → light
 shot light 2
+stop_app
+
+# 6. Sharing with classmates: ada's shared folder (given on the command line; sharing is
+#    switched on by command), a search answered by bob and carol, and a direct fetch.
+#    Downloads go to a home of the script's own.
+SHARE="$WORK/ada-share"
+mkdir -p "$SHARE/week7" "$WORK/home"
+printf 'import numpy as np\n' >"$SHARE/lab3-fit.py"
+head -c 24000 /dev/urandom >"$SHARE/lab3-notes.md"
+head -c 130000 /dev/urandom >"$SHARE/week7/spectrum.csv"
+printf 'draft\n' >"$SHARE/week7/old-draft.txt"
+HOME="$WORK/home" start_app "$WORK/ada" ada --share-folder "$SHARE"
+click_at 1222 788 # the theme switch: light → system (dark here)
+key ctrl+k
+type_text "physics-lab"
+key Return
+type_text "/share on"
+key Return
+type_text "/share old-draft.txt off"
+key Return
+type_text "/shared"
+key Return
+shot shared-files 2
+type_text "/whohas lab3"
+key Return
+shot search-results 4
+click_at "${GET_X:-700}" "${GET_Y:-600}" # Get, on bob's large file
+shot fetch 2
 stop_app
 exec 3>&-
 echo "screenshots in $OUT/"

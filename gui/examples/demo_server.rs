@@ -10,6 +10,10 @@
 //! (known server key, device id and resume token), so
 //! `classchat --data-dir /tmp/demo/ada --server 127.0.0.1:7431 --user ada` logs straight in.
 //! It prints `READY` when seeded, then serves until stdin closes or Ctrl+C.
+//!
+//! bob and carol share lab files with classmates (issue 15): `/whohas lab3` in
+//! #physics-lab finds them, and Get fetches them straight from this process's sharers
+//! (`--big-share MB` sets the size of bob's large file, for a transfer in progress).
 
 mod common;
 
@@ -18,6 +22,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use classchat::e2e::WireSender;
+use classchat_wire::peer::{SharedEntry, SharedIndex, Sharer, SharerConfig};
 use classchat_wire::{Client, Conv, Request};
 use common::{Server, connect, prepare_app, pseudo_random, publish_key};
 
@@ -31,6 +36,9 @@ struct Args {
     app_data: Option<PathBuf>,
     #[arg(long, default_value = "ada")]
     user: String,
+    /// Size in MB of `lab3-fringes-raw.bin`, the large file bob shares.
+    #[arg(long, default_value_t = 1500)]
+    big_share: u64,
 }
 
 #[tokio::main]
@@ -47,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let (addr, port, fingerprint) = (server.addr.clone(), server.port, server.fingerprint);
 
     let (mut online, me_key) = seed(&addr, &args.user).await?;
+    let _sharers = start_sharers(&addr, &online, args.big_share).await?;
     if let Some(dir) = &args.app_data {
         prepare_app(dir, &addr, &args.user, fingerprint, &me_key, &["bob", "carol"]).await?;
     }
@@ -197,6 +206,47 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<(Online, WireSender)> {
     Ok((vec![(prof, prof_key), (bob, bob_key), (carol, carol_key)], me_key))
 }
 
+/// bob and carol share lab files, each from a connection of its own whose events go to
+/// its sharer; carol's results file is the same as bob's, so a search lists it twice.
+async fn start_sharers(addr: &str, online: &Online, big_mb: u64) -> anyhow::Result<Vec<Sharer>> {
+    let results = pseudo_random(48_213);
+    let big = demo_file("lab3-fringes-raw.bin", b"")?;
+    // Sparse: no disk space, and the hash is of zeros.
+    std::fs::File::options().write(true).open(&big)?.set_len(big_mb * 1_000_000)?;
+    let shares: [(&str, Vec<PathBuf>); 2] = [
+        ("bob", vec![demo_file("lab3-results.csv", &results)?, big]),
+        (
+            "carol",
+            vec![
+                demo_file_in("carol", "lab3-results.csv", &results)?,
+                demo_file("lab3-report-draft.pdf", &pseudo_random(310_000))?,
+            ],
+        ),
+    ];
+    let mut sharers = Vec::new();
+    for (name, paths) in shares {
+        let Some((_, key)) = online.iter().find(|(_, k)| k.name == name) else { continue };
+        let index = SharedIndex::new();
+        for path in paths {
+            let entry = tokio::task::spawn_blocking(move || SharedEntry::from_path(&path)).await??;
+            index.insert(entry);
+        }
+        index.set_enabled(true);
+        let (client, mut events) = common::connect_with_events(addr, name, "demo-sharer").await?;
+        let (sharer, mut uploads) =
+            Sharer::start(client, index, SharerConfig::new(name, key.identity.clone())).await?;
+        let s = sharer.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                s.handle_event(&ev);
+            }
+        });
+        tokio::spawn(async move { while uploads.recv().await.is_some() {} });
+        sharers.push(sharer);
+    }
+    Ok(sharers)
+}
+
 /// Files shared in #physics-lab: a plot (an image, so the app shows a thumbnail) and a
 /// report template.
 async fn share_files(carol: &Client, dave: &Client) -> anyhow::Result<()> {
@@ -218,7 +268,12 @@ async fn share_files(carol: &Client, dave: &Client) -> anyhow::Result<()> {
 
 /// Writes `bytes` to a file named `name` in a temporary folder of this process.
 fn demo_file(name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("classchat-demo-{}", std::process::id()));
+    demo_file_in("", name, bytes)
+}
+
+/// [`demo_file`] in a subfolder `sub` (so two people's files of the same name can exist).
+fn demo_file_in(sub: &str, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("classchat-demo-{}", std::process::id())).join(sub);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(name);
     std::fs::write(&path, bytes)?;

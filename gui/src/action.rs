@@ -108,6 +108,10 @@ pub enum Action {
     Thumbnail(classchat_wire::FileInfo),
     ToggleTransfers,
 
+    // ---- sharing with classmates -------------------------------------------------------
+    /// The shared folder and its switches, searches, fetches (see [`crate::sharing`]).
+    Sharing(crate::sharing::SharingAction),
+
     // ---- instructor tools ------------------------------------------------------------
     /// Room modes, mutes, exam mode, the audit log, questions, polls, office hours.
     Class(crate::class::ClassAction),

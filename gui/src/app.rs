@@ -60,6 +60,8 @@ pub struct Settings {
     pub username: String,
     pub theme: ThemeChoice,
     pub notifications: bool,
+    /// The shared folder, its switches and its index (nothing shared by default).
+    pub sharing: crate::sharing::SharingSettings,
 }
 
 impl Default for Settings {
@@ -69,6 +71,7 @@ impl Default for Settings {
             username: String::new(),
             theme: ThemeChoice::System,
             notifications: true,
+            sharing: Default::default(),
         }
     }
 }
@@ -109,6 +112,8 @@ pub struct AppConfig {
     /// Tests: save downloads here (under their sanitised names) instead of asking with
     /// the native save dialog.
     pub save_dir_for_tests: Option<PathBuf>,
+    /// `--share-folder`: the shared folder to use (sharing stays off until switched on).
+    pub share_folder: Option<PathBuf>,
 }
 
 impl AppConfig {
@@ -125,6 +130,7 @@ impl AppConfig {
             invite: None,
             identity_bits: crate::e2e::DEFAULT_BITS,
             save_dir_for_tests: None,
+            share_folder: None,
         }
     }
 }
@@ -174,10 +180,19 @@ pub struct ClassChatApp {
     pub files: Files,
     /// The instructor tools: exam mode, mutes, polls, questions, office hours.
     pub class: ClassState,
+    /// Shared files, searches among classmates, fetches from them.
+    pub sharing: crate::sharing::Sharing,
     /// Answers of the native file dialogs, which run on the tokio runtime.
     picks_tx: std::sync::mpsc::Sender<Picked>,
     picks: Receiver<Picked>,
     ctx: egui::Context,
+}
+
+/// What [`crate::sharing`] works with: the persisted settings, the transfers, the net.
+macro_rules! sharing_env {
+    ($app:expr) => {
+        crate::sharing::Env { settings: &mut $app.settings.sharing, files: &mut $app.files, net: &$app.net }
+    };
 }
 
 /// What a native file dialog came back with.
@@ -239,6 +254,11 @@ impl ClassChatApp {
                 config.auto_resume = false;
             }
         }
+        let sharing = crate::sharing::Sharing::new(
+            config.runtime.clone(),
+            cc.egui_ctx.clone(),
+            config.save_dir_for_tests.clone(),
+        );
         let mut app = Self {
             settings,
             config,
@@ -264,10 +284,15 @@ impl ClassChatApp {
             send_after_accept: None,
             files: Files::default(),
             class: ClassState::new(),
+            sharing,
             picks_tx,
             picks,
             ctx: cc.egui_ctx.clone(),
         };
+        app.sharing.start(sharing_env!(app));
+        if let Some(folder) = app.config.share_folder.clone() {
+            app.sharing_action(crate::sharing::SharingAction::SetFolder(folder));
+        }
         if app.config.auto_resume && !app.settings.username.is_empty() && !app.settings.server.is_empty() {
             app.login.busy = true;
             app.net.send(Command::Resume {
@@ -301,6 +326,8 @@ impl ClassChatApp {
         while let Ok(picked) = self.picks.try_recv() {
             self.on_picked(picked);
         }
+        let fx = self.sharing.drain(sharing_env!(self));
+        self.run_class_effects(fx);
     }
 
     fn on_net_event(&mut self, ev: NetEvent) {
@@ -390,6 +417,10 @@ impl ClassChatApp {
             NetEvent::Offer { file, seal } => self.on_offer(file, seal),
             NetEvent::Transfer { id, update } => self.on_transfer(id, update),
             NetEvent::Thumb(thumb) => self.files.on_thumb(&self.ctx, thumb),
+            NetEvent::Sharing(ev) => {
+                let fx = self.sharing.on_event(&mut self.files, ev);
+                self.run_class_effects(fx);
+            }
             NetEvent::Reply { request, result } => self.on_reply(request, result),
             NetEvent::Sent { local_id, id, ts } => self.model.on_sent(local_id, id, ts),
             NetEvent::SendFailed { local_id, reason, code } => {
@@ -480,6 +511,12 @@ impl ClassChatApp {
                 }
             }
             Event::CaughtUp => self.catching_up = false,
+            // The net task's sharing half takes these (`crate::sharing::net`).
+            Event::SearchRequest { .. }
+            | Event::SearchResults { .. }
+            | Event::SearchDone { .. }
+            | Event::FetchRequest { .. }
+            | Event::RelayRequest { .. } => {}
             Event::Presence { user, online } => self.model.on_presence(&user, online),
             Event::RemovedFromRoom { room, reason } => {
                 self.model.on_removed(&room, &reason);
@@ -550,6 +587,7 @@ impl ClassChatApp {
             NoticeReason::Announcement => format!("Announcement from {}", notice.from),
             NoticeReason::FileOffer => format!("{} offers you a file", notice.from),
             NoticeReason::Called => format!("{} is ready for you", notice.from),
+            NoticeReason::Fetching => format!("{} is fetching a file from you", notice.from),
         };
         let body: String = notice.text.chars().take(200).collect();
         match &self.config.notifier {
@@ -850,6 +888,13 @@ impl ClassChatApp {
                 }
                 self.request(op.into_request());
             }
+            Action::Send { conv, text } if crate::sharing::command::parse(&text).is_some() => {
+                let Some(cmd) = crate::sharing::command::parse(&text) else { return };
+                self.composer.clear(&conv);
+                let fx = self.sharing.on_command(sharing_env!(self), &conv, cmd);
+                self.run_class_effects(fx);
+            }
+            Action::Sharing(action) => self.sharing_action(action),
             Action::Send { conv, text } => {
                 let changed = match &conv {
                     Conv::Direct { user } => self.model.peer(user).is_some_and(|p| p.changed_to.is_some()),
@@ -943,7 +988,12 @@ impl ClassChatApp {
                 self.files.set_offer_state(file.id, true, OfferState::Declined);
                 self.request(Request::AnswerOffer { file: file.id, accept: false });
             }
-            Action::CancelTransfer(id) => self.net.send(Command::Files(FileCommand::Cancel { id })),
+            Action::CancelTransfer(id) => {
+                match self.files.transfer(id).and_then(crate::sharing::cancel_command) {
+                    Some(cmd) => self.net.send(cmd),
+                    None => self.net.send(Command::Files(FileCommand::Cancel { id })),
+                }
+            }
             Action::RetryTransfer(id) => self.start_transfer(id, false),
             Action::ReplaceDownload(id) => self.start_transfer(id, true),
             Action::SaveElsewhere(id) => {
@@ -977,6 +1027,13 @@ impl ClassChatApp {
                 self.login.username.clear();
             }
         }
+    }
+
+    /// Applies a sharing action (the shared-files panel, the search, Get). Public so
+    /// tests can choose a folder without the native picker.
+    pub fn sharing_action(&mut self, action: crate::sharing::SharingAction) {
+        let fx = self.sharing.apply(sharing_env!(self), action);
+        self.run_class_effects(fx);
     }
 
     // ---- files ------------------------------------------------------------------------
@@ -1041,6 +1098,10 @@ impl ClassChatApp {
     /// (Re)starts transfer `id`; it resumes where an earlier attempt stopped.
     fn start_transfer(&mut self, id: TransferId, replace: bool) {
         let Some(t) = self.files.restart(id) else { return };
+        if let Some(cmd) = crate::sharing::restart_command(t, replace) {
+            self.net.send(cmd);
+            return;
+        }
         let cmd = match (t.dir, &t.file) {
             (Direction::Up, _) => FileCommand::Upload { id, conv: t.conv.clone(), path: t.path.clone() },
             (Direction::Down, Some(file)) => FileCommand::Download {
@@ -1226,8 +1287,10 @@ impl ClassChatApp {
                         self.settings.theme,
                         self.files.running_count(),
                         &self.class,
+                        &self.settings.sharing,
                     ));
                 });
+                actions.extend(ui::shared_files::side_panel(ui, &self.sharing, &self.settings.sharing));
                 egui::Panel::left("rooms").resizable(true).default_size(210.0).min_size(150.0).show(
                     ui,
                     |ui| {
@@ -1260,6 +1323,12 @@ impl ClassChatApp {
                     ));
                     ui.add_space(4.0);
                 });
+                actions.extend(ui::file_search::bottom_panel(
+                    ui,
+                    &self.model,
+                    &mut self.sharing,
+                    self.conn.is_online(),
+                ));
                 egui::CentralPanel::default().show(ui, |ui| {
                     self.show_banner_ui(ui);
                     actions.extend(ui::chat_view::show(

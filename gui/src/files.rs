@@ -64,6 +64,8 @@ pub enum TransferUpdate {
         total: u64,
     },
     Done(FileInfo),
+    /// Complete, with no file of the server's behind it (a transfer between classmates).
+    Finished,
     Failed(String),
     /// Stopped because the connection went; it resumes by itself after the reconnect.
     Interrupted(String),
@@ -532,6 +534,9 @@ pub struct Transfer {
     /// Bytes per second, smoothed.
     pub speed: f64,
     last: Option<(Instant, u64)>,
+    /// A transfer between two classmates ([`crate::sharing`]), not through the server's
+    /// file store.
+    pub peer: Option<crate::sharing::PeerRoute>,
 }
 
 impl Transfer {
@@ -675,6 +680,7 @@ impl Files {
             resume_on_reconnect: false,
             speed: 0.0,
             last: None,
+            peer: None,
         });
         while self.transfers.len() > MAX_TRANSFERS {
             match self.transfers.iter().position(|t| !t.is_running()) {
@@ -685,6 +691,33 @@ impl Files {
             }
         }
         id
+    }
+
+    /// Adds a transfer between classmates ([`crate::sharing`]) and returns its id.
+    pub fn add_peer(
+        &mut self,
+        dir: Direction,
+        name: String,
+        path: PathBuf,
+        conv: Conv,
+        total: u64,
+        route: crate::sharing::PeerRoute,
+    ) -> TransferId {
+        let id = self.add(dir, name, path, conv, None);
+        if let Some(t) = self.transfer_mut(id) {
+            t.total = total;
+            t.peer = Some(route);
+        }
+        id
+    }
+
+    /// The transfer showing a classmate's fetch from us (the net task's `upload` number).
+    pub fn upload_transfer(&self, upload: u64) -> Option<TransferId> {
+        self.transfers
+            .iter()
+            .rev()
+            .find(|t| t.peer.as_ref().is_some_and(|p| p.upload == Some(upload)))
+            .map(|t| t.id)
     }
 
     /// A retry starts the transfer again (it resumes where it stopped).
@@ -725,6 +758,10 @@ impl Files {
                 t.total = file.size;
                 t.file_id = Some(file.id);
                 t.file = Some(file);
+                t.state = TransferState::Done;
+            }
+            TransferUpdate::Finished => {
+                t.done = t.total;
                 t.state = TransferState::Done;
             }
             TransferUpdate::Failed(why) => {

@@ -35,6 +35,10 @@ struct Args {
     /// network interface), `loopback` (this computer only) or `off`.
     #[arg(long, value_name = "WHERE", default_value = "lan", value_parser = ["lan", "loopback", "off"])]
     discovery: String,
+    /// The folder to share with classmates (as Settings → Shared folder). Sharing itself
+    /// stays as it was: off until switched on ("Share my files" or `/share on`).
+    #[arg(long, value_name = "DIR")]
+    share_folder: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +74,7 @@ fn main() -> anyhow::Result<()> {
     config.user = args.user;
     config.auto_resume = !args.no_resume;
     config.invite = args.invite;
+    config.share_folder = args.share_folder;
     config.discovery = match args.discovery.as_str() {
         "loopback" => Some(Scope::Loopback),
         "off" => None,

@@ -118,6 +118,8 @@ pub enum NoticeReason {
     FileOffer,
     /// An instructor took the user off their office-hours queue: it is their turn.
     Called,
+    /// A classmate started fetching one of the user's shared files.
+    Fetching,
 }
 
 /// A conversation: a room, a DM, or the announcements.

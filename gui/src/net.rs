@@ -73,6 +73,8 @@ pub enum Command {
     ChangePassword { current: String, new: String },
     /// Uploads, downloads, thumbnails (see [`crate::files`]).
     Files(FileCommand),
+    /// Shared files, searches, fetches from classmates (see [`crate::sharing`]).
+    Sharing(crate::sharing::SharingCommand),
 }
 
 /// What the net task tells the UI.
@@ -151,6 +153,8 @@ pub enum NetEvent {
     },
     /// A thumbnail was decoded (or could not be).
     Thumb(Thumb),
+    /// Searches, the peer listener, classmates fetching from us.
+    Sharing(crate::sharing::SharingEvent),
 }
 
 /// Connection state, for the status bar and the composer.
@@ -272,6 +276,12 @@ impl Sink {
             (self.wake)();
         }
     }
+
+    /// The same, as a function the sharing half's tasks can own.
+    fn sharing_send(&self) -> crate::sharing::net::Send {
+        let sink = self.clone();
+        Arc::new(move |ev| sink.send(ev))
+    }
 }
 
 /// Starts the net task on `rt`. `wake` is called after every event (the app passes
@@ -313,6 +323,7 @@ pub fn spawn(
         trust_write: None,
         drop_reason: String::new(),
         files: FileTasks::default(),
+        sharing: Default::default(),
     };
     rt.spawn(task.run());
     (NetHandle { tx: cmd_tx }, ev_rx)
@@ -493,6 +504,7 @@ struct NetTask {
     /// Why the connection dropped (or the last reconnect failed), for the status bar.
     drop_reason: String,
     files: FileTasks,
+    sharing: crate::sharing::net::PeerTasks,
 }
 
 enum Step {
@@ -650,6 +662,7 @@ impl NetTask {
                     });
                 }
                 self.phase = Phase::Idle;
+                self.sharing.on_disconnected();
                 self.attempt_gen += 1;
                 self.outbox.clear();
                 self.sending = None;
@@ -696,6 +709,10 @@ impl NetTask {
                 };
                 let sink = self.sink.clone();
                 self.files.on_command(cmd, client, self.e2e.clone(), move |ev| sink.send(ev));
+            }
+            Command::Sharing(cmd) => {
+                let send = self.sink.sharing_send();
+                self.sharing.on_command(cmd, &send);
             }
         }
     }
@@ -754,6 +771,7 @@ impl NetTask {
     /// Ends whatever connection or attempt is under way (without logging out).
     fn drop_session(&mut self) {
         self.attempt_gen += 1;
+        self.sharing.on_disconnected();
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Connecting { task, .. } => task.abort(),
             Phase::Online { client, .. } => {
@@ -859,6 +877,12 @@ impl NetTask {
         self.target = Some(Target { addr: addr.clone(), username: welcome.user.clone() });
         self.catching_up = true;
         self.setup_e2e(&client, &addr, &welcome.user, key_plan, peer_keys);
+        self.sharing.on_connected(
+            client.clone(),
+            welcome.user.clone(),
+            self.e2e.clone(),
+            &self.sink.sharing_send(),
+        );
         self.phase = Phase::Online { client, events };
         self.sending = None;
         self.caught_up_mine.clear();
@@ -941,6 +965,7 @@ impl NetTask {
 
     fn give_up(&mut self, reason: Option<String>) {
         self.phase = Phase::Idle;
+        self.sharing.on_disconnected();
         self.target = None;
         self.sending = None;
         self.sink.send(NetEvent::State(ConnState::Offline));
@@ -948,6 +973,7 @@ impl NetTask {
     }
 
     fn on_server_event(&mut self, ev: Event) {
+        let Some(ev) = self.sharing.on_server_event(ev, &self.sink.sharing_send()) else { return };
         let caught_up = matches!(ev, Event::CaughtUp);
         if self.resend_gate.is_some()
             && let Event::Message { message } = &ev
@@ -1010,6 +1036,7 @@ impl NetTask {
         let Phase::Online { client, .. } = &self.phase else { return };
         let reason = client.close_reason().unwrap_or(reason);
         tracing::info!(%reason, "connection lost");
+        self.sharing.on_disconnected();
         self.sending = None;
         for o in &mut self.outbox {
             o.maybe_delivered = true;

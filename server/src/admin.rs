@@ -37,6 +37,7 @@ commands (a leading / is optional):
   audit [N]                the last N moderation actions (default 50, at most 200)
   grant-admin NAME         make NAME a server admin
   revoke-admin NAME        take server admin rights away
+  stats                    bytes the server carried: relayed peer transfers, file content
   fingerprint              the server key fingerprint
   invite                   invite links (classchat://host:port#fingerprint) to hand out
   shutdown                 stop the server gracefully";
@@ -61,6 +62,10 @@ pub async fn execute(state: &State, line: &str) -> String {
         ("users", _) => users(state),
         ("rooms", _) => rooms(state),
         ("fingerprint", _) => state.key.fingerprint().to_string(),
+        ("stats", _) => {
+            let t = state.traffic();
+            format!("relayed_bytes {}\nbulk_bytes {}", t.relayed_bytes, t.bulk_bytes)
+        }
         ("files", _) => files(state),
         ("cleanup-files", _) => format!("deleted {} expired files", crate::files::sweep(state).await),
         ("remove-file", false) => match arg.parse::<u64>() {

@@ -78,6 +78,15 @@ pub struct Config {
     /// Files are deleted this long after their upload finished (unfinished uploads,
     /// after they started).
     pub file_retention_secs: u64,
+    /// Peer-to-peer search: how long answers are awaited, ms; searches per minute per
+    /// user, sustained, and the burst above it.
+    pub peer_search_deadline_ms: u32,
+    pub peer_searches_per_minute: u32,
+    pub peer_search_burst: u32,
+    /// Peer-to-peer fetch tickets live this long, ms (at most 30,000).
+    pub peer_ticket_ms: u32,
+    /// Relay peer transfers whose peers cannot reach each other.
+    pub peer_relay: bool,
 }
 
 impl Default for Config {
@@ -115,6 +124,11 @@ impl Default for Config {
             user_file_quota: 10 << 30,
             total_file_quota: 100 << 30,
             file_retention_secs: 7 * 24 * 3600,
+            peer_search_deadline_ms: classchat_wire::peer::SEARCH_DEADLINE_MS,
+            peer_searches_per_minute: 20,
+            peer_search_burst: 5,
+            peer_ticket_ms: classchat_wire::peer::TICKET_LIFETIME_MS,
+            peer_relay: true,
         }
     }
 }
@@ -158,6 +172,18 @@ impl Config {
             "store_batch and store_queue must be positive"
         );
         anyhow::ensure!(self.file_retention_secs > 0, "file_retention_secs must be positive");
+        anyhow::ensure!(
+            (100..=30_000).contains(&self.peer_search_deadline_ms),
+            "peer_search_deadline_ms must be between 100 and 30000"
+        );
+        anyhow::ensure!(
+            self.peer_searches_per_minute > 0 && self.peer_search_burst > 0,
+            "peer_searches_per_minute and peer_search_burst must be positive"
+        );
+        anyhow::ensure!(
+            (1..=classchat_wire::peer::TICKET_LIFETIME_MS).contains(&self.peer_ticket_ms),
+            "peer_ticket_ms must be between 1 and 30000"
+        );
         anyhow::ensure!(
             self.max_file_size <= self.user_file_quota && self.user_file_quota <= self.total_file_quota,
             "need max_file_size <= user_file_quota <= total_file_quota"

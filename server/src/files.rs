@@ -463,6 +463,7 @@ async fn upload(
                     )));
                 }
                 received += len;
+                state.peers.traffic.add_bulk(len);
                 if tx.send(data).await.is_err() {
                     break Stop::Detach(Some("the server could not write the file".into()));
                 }
@@ -675,6 +676,7 @@ async fn download(
         tokio::select! {
             out = rx.recv() => match out {
                 Some(Out::Chunk(data)) => {
+                    state.peers.traffic.add_bulk(data.len() as u64);
                     writer.queue(&ServerMsg::Chunk { data })?;
                     if writer.queued_len() >= WRITE_BATCH_BYTES || rx.is_empty() {
                         writer.flush().await?;

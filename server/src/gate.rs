@@ -86,31 +86,13 @@ impl Gate {
     /// logged-in connections already.
     pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Option<Ticket> {
         let mut inner = self.lock();
-        loop {
-            let slot = inner.addresses.get(&addr);
-            let (total, pre_login) =
-                slot.map_or((0, 0), |s| (s.total, s.pre_login[0].len() + s.pre_login[1].len()));
-            if total < self.max_per_address && pre_login < self.max_pre_login_per_address {
-                break;
-            }
-            match slot.and_then(|s| oldest(&s.pre_login)) {
-                Some(id) => evict(&mut inner, id),
-                // Every connection of the address is logged in.
-                None => return None,
-            }
-        }
-        while inner.pending.len() >= self.max_pre_login {
-            let Some(id) = oldest(&inner.stages) else { break };
-            evict(&mut inner, id);
+        if !make_room(self, &mut inner, addr) {
+            return None;
         }
         inner.next += 1;
         let id = inner.next;
         let token = CancellationToken::new();
-        inner.pending.insert(id, (addr, token.clone(), Stage::Handshake));
-        inner.stages[Stage::Handshake as usize].insert(id);
-        let slot = inner.addresses.entry(addr).or_default();
-        slot.total += 1;
-        slot.pre_login[Stage::Handshake as usize].insert(id);
+        register(&mut inner, id, addr, token.clone(), Stage::Handshake);
         Some(Ticket { gate: Arc::clone(self), id, addr, evict: token, logged_in: false })
     }
 
@@ -119,6 +101,38 @@ impl Gate {
     fn pre_login(&self) -> usize {
         self.lock().pending.len()
     }
+}
+
+/// Evicts connections not logged in yet until one more from `addr` fits every bound;
+/// `false` when `addr` holds `max_connections_per_address` logged-in connections already.
+fn make_room(gate: &Gate, inner: &mut Inner, addr: IpAddr) -> bool {
+    loop {
+        let slot = inner.addresses.get(&addr);
+        let (total, pre_login) =
+            slot.map_or((0, 0), |s| (s.total, s.pre_login[0].len() + s.pre_login[1].len()));
+        if total < gate.max_per_address && pre_login < gate.max_pre_login_per_address {
+            break;
+        }
+        match slot.and_then(|s| oldest(&s.pre_login)) {
+            Some(id) => evict(inner, id),
+            // Every connection of the address is logged in.
+            None => return false,
+        }
+    }
+    while inner.pending.len() >= gate.max_pre_login {
+        let Some(id) = oldest(&inner.stages) else { break };
+        evict(inner, id);
+    }
+    true
+}
+
+/// Counts a connection not logged in yet, in `stage`.
+fn register(inner: &mut Inner, id: u64, addr: IpAddr, token: CancellationToken, stage: Stage) {
+    inner.pending.insert(id, (addr, token, stage));
+    inner.stages[stage as usize].insert(id);
+    let slot = inner.addresses.entry(addr).or_default();
+    slot.total += 1;
+    slot.pre_login[stage as usize].insert(id);
 }
 
 /// Takes a pending ticket out of the stage sets; its address and token, if it was pending.
@@ -160,11 +174,6 @@ impl Ticket {
         self.evict.clone()
     }
 
-    #[cfg(test)]
-    fn is_evicted(&self) -> bool {
-        self.evict.is_cancelled()
-    }
-
     /// The handshake is done: from now on connections still in theirs go first.
     pub fn handshake_done(&self) {
         let mut inner = self.gate.lock();
@@ -180,6 +189,36 @@ impl Ticket {
             slot.pre_login[Stage::Handshake as usize].remove(&self.id);
             slot.pre_login[Stage::Login as usize].insert(self.id);
         }
+    }
+
+    /// Whether the gate closed this connection to admit a newer one.
+    pub fn is_evicted(&self) -> bool {
+        self.evict.is_cancelled()
+    }
+
+    /// Takes back a place for a connection that was evicted while its key exchange was
+    /// already waiting to be read: under a reconnecting flood the server may reach a real
+    /// client's `ClientKey` only after a bound closed it, and such a peer is past the
+    /// stage the flood sits in. It comes back in the login stage, with a fresh token,
+    /// making room the way `admit` does. `false` when there is no room (the address's
+    /// connections are all logged in): the connection then ends.
+    pub fn readmit(&mut self) -> bool {
+        if self.logged_in || !self.evict.is_cancelled() {
+            return true;
+        }
+        let gate = Arc::clone(&self.gate);
+        let mut inner = gate.lock();
+        if inner.pending.contains_key(&self.id) {
+            return true;
+        }
+        if !make_room(&gate, &mut inner, self.addr) {
+            return false;
+        }
+        let token = CancellationToken::new();
+        register(&mut inner, self.id, self.addr, token.clone(), Stage::Login);
+        self.evict = token;
+        tracing::debug!(addr = %self.addr, "a connection closed with its key exchange waiting took its place back");
+        true
     }
 
     /// The connection logged in (or attached a transfer): it can no longer be evicted.
@@ -270,6 +309,40 @@ mod tests {
         }
         assert!(!real.is_evicted());
         assert!(idle.iter().all(Ticket::is_evicted));
+    }
+
+    #[test]
+    fn an_evicted_connection_with_its_key_exchange_waiting_takes_its_place_back() {
+        let gate = Gate::new(100, 2, 100);
+        let mut real = gate.admit(A).expect("admitted");
+        let flood: Vec<Ticket> = (0..2).map(|_| gate.admit(A).expect("admitted")).collect();
+        assert!(real.is_evicted(), "the flood closed the real client before its key was read");
+        assert!(real.readmit(), "its key exchange was waiting: it comes back");
+        assert!(!real.is_evicted(), "with a fresh token");
+        assert!(flood[0].is_evicted() && !flood[1].is_evicted(), "the oldest of the flood made room");
+        // Back in the login stage, the flood's newer connections give way before it.
+        let more: Vec<Ticket> = (0..5).map(|_| gate.admit(A).expect("admitted")).collect();
+        assert!(!real.is_evicted());
+        assert!(real.log_in());
+        assert_eq!(gate.pre_login(), 1, "one of the flood still logging in beside it");
+        drop((flood, more));
+        assert_eq!(gate.pre_login(), 0);
+        drop(real);
+        assert!(gate.lock().addresses.is_empty(), "every place freed once");
+    }
+
+    #[test]
+    fn readmit_is_refused_when_the_address_is_full_of_logged_in_connections() {
+        let gate = Gate::new(100, 5, 2);
+        let mut a = gate.admit(A).expect("admitted");
+        let mut b = gate.admit(A).expect("admitted");
+        let mut c = gate.admit(A).expect("admitted by evicting a");
+        assert!(a.is_evicted());
+        assert!(b.log_in() && c.log_in());
+        assert!(!a.readmit(), "no room left at this address");
+        assert!(!a.log_in());
+        drop(a);
+        assert_eq!(gate.lock().addresses.get(&A).map(|s| s.total), Some(2));
     }
 
     #[test]

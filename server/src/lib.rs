@@ -14,6 +14,7 @@
 //! - `class`: the instructor tools' state and posting rules (mutes, exam mode, room
 //!   settings, questions, polls, office-hours queues).
 //! - `files`: shared files: registry, content store, bulk connections, retention.
+//! - `peer`: peer-to-peer search, fetch tickets, the relay and the byte counters.
 //! - [`admin`]: the admin console and the admin socket.
 
 pub mod admin;
@@ -25,6 +26,7 @@ mod gate;
 mod handlers;
 mod keys;
 mod outbound;
+mod peer;
 pub mod server;
 mod session;
 mod state;
@@ -32,6 +34,7 @@ mod store;
 
 pub use config::Config;
 pub use keys::KEY_FILE;
+pub use peer::TrafficCounts;
 pub use server::DB_FILE;
 pub use server::{run, serve};
 pub use state::State;

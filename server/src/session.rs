@@ -149,8 +149,11 @@ async fn establish(
     let evicted = ticket.evicted();
     tokio::pin!(evicted);
     // A shutdown must not wait for a handshake that may never finish: without this, one
-    // half-open connection held the drain for its full timeout.
+    // half-open connection held the drain for its full timeout. Biased towards the
+    // handshake: an eviction that lands while the peer's key exchange is already waiting
+    // loses to it, and the connection takes its place back below.
     let handshake = tokio::select! {
+        biased;
         r = handshake => r,
         () = state.shutdown.cancelled() => {
             tracing::debug!(%addr, "shutting down during the handshake");
@@ -172,6 +175,12 @@ async fn establish(
             return None;
         }
     };
+    if ticket.is_evicted() {
+        if !ticket.readmit() {
+            return None;
+        }
+        evicted.set(ticket.evicted());
+    }
     let (mut reader, writer) = secure.split();
     // A bulk connection (file transfer) says so in its first request.
     let first = tokio::select! {
@@ -182,7 +191,10 @@ async fn establish(
     let first = match first {
         Ok(Ok(Some(ClientMsg::Request {
             id,
-            body: body @ (Request::AttachUpload { .. } | Request::AttachDownload { .. }),
+            body:
+                body @ (Request::AttachUpload { .. }
+                | Request::AttachDownload { .. }
+                | Request::AttachRelay { .. }),
         }))) => {
             // A transfer's token is its login: it stays for as long as the transfer runs.
             // A bad token ends the connection in `serve_bulk` at once.
@@ -191,7 +203,12 @@ async fn establish(
             }
             // Boxed: unboxed, the transfer's state would be part of every chat connection's
             // handshake too.
-            Box::pin(crate::files::serve_bulk(state, reader, writer, id, body)).await;
+            match body {
+                Request::AttachRelay { ticket, side } => {
+                    Box::pin(crate::peer::relay::serve(state, reader, writer, id, ticket, side)).await;
+                }
+                body => Box::pin(crate::files::serve_bulk(state, reader, writer, id, body)).await,
+            }
             return None;
         }
         Ok(Ok(Some(msg))) => msg,

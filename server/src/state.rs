@@ -153,6 +153,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The address the server listens on, once it does (for invite links).
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Peer-to-peer sharing: listeners, searches, tickets, relays, byte counters.
+    pub peers: crate::peer::Peers,
     inner: Mutex<Inner>,
     next_session: AtomicU64,
 }
@@ -175,6 +177,11 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
+    /// What the server carried since it started (relayed peer bytes, file content).
+    pub fn traffic(&self) -> crate::peer::TrafficCounts {
+        self.peers.traffic.counts()
+    }
+
     pub fn new(config: Config, key: ServerKey, store: Store, snapshot: Snapshot) -> Self {
         let mut inner = Inner::default();
         let burst = config.message_burst;
@@ -243,6 +250,7 @@ impl State {
             cursors: crate::cursors::Cursors::default(),
             shutdown: CancellationToken::new(),
             local_addr: std::sync::OnceLock::new(),
+            peers: crate::peer::Peers::default(),
             inner: Mutex::new(inner),
             next_session: AtomicU64::new(1),
         }))

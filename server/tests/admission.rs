@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, expect_closed};
+use common::{TestServer, expect_closed, raw_register};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -48,6 +48,45 @@ async fn idle_and_trickling_connections_do_not_keep_a_real_client_out() {
         more.push(TcpStream::connect(server.addr).await.expect("connect"));
     }
     ada.ok(classchat_wire::Request::Ping).await;
+    server.stop().await;
+}
+
+/// On a single-threaded runtime the server runs only while the test waits, so the
+/// order is fixed: the real client's key exchange is in the socket, two newer connections
+/// wait to be accepted, and the accept loop runs first and closes the real client at the
+/// per-address bound before its task reads that key. The key already waiting wins: the
+/// connection takes its place back and logs in.
+#[tokio::test]
+async fn a_client_closed_by_the_gate_with_its_key_exchange_waiting_still_logs_in() {
+    let server = TestServer::start_with(tempfile::tempdir().expect("tempdir"), |c| {
+        c.max_pre_login_per_address = 2;
+    })
+    .await;
+    let stream = TcpStream::connect(server.addr).await.expect("connect");
+    let (r, w) = stream.into_split();
+    let mut flood = Vec::new();
+    let conn = classchat_wire::connection::Connection::from_parts(r, w, classchat_wire::MAX_FRAME_LEN);
+    let (secure, _, _) = conn
+        .connect(|_, _| {
+            // Between the hello and the key exchange: blocking connects complete in the
+            // kernel's backlog without the server running.
+            for _ in 0..2 {
+                flood.push(std::net::TcpStream::connect(server.addr).map_err(classchat_wire::Error::Io)?);
+            }
+            Ok(())
+        })
+        .await
+        .expect("handshake");
+    let (mut reader, mut writer) = secure.split();
+    raw_register(&mut reader, &mut writer, "ada").await;
+    // The oldest of the flood made room for it.
+    let first = TcpStream::from_std({
+        let s = flood.remove(0);
+        s.set_nonblocking(true).expect("nonblocking");
+        s
+    })
+    .expect("tokio stream");
+    expect_closed(first, Duration::from_secs(10)).await;
     server.stop().await;
 }
 

@@ -1223,6 +1223,15 @@ fn every_request_needing_login() -> Vec<Request> {
         Request::LeaveQueue { instructor: "alice".into() },
         Request::OfficeQueue,
         Request::NextInQueue,
+        Request::SetSharing { listener: None },
+        Request::WhoHas {
+            room: HEALTHY.into(),
+            query: classchat_wire::peer::SearchQuery { name: "x".into(), sha256: None },
+        },
+        Request::AnswerSearch { search: 1, files: vec![] },
+        Request::PeerFetch { room: HEALTHY.into(), sharer: "alice".into(), sha256: vec![1; 32] },
+        Request::PeerRelay { ticket: vec![1; 32] },
+        Request::AttachRelay { ticket: vec![1; 32], side: classchat_wire::peer::RelaySide::Asker },
     ]
 }
 
@@ -1284,11 +1293,17 @@ fn kind_index(r: &Request) -> Option<usize> {
         R::LeaveQueue { .. } => 50,
         R::OfficeQueue => 51,
         R::NextInQueue => 52,
+        R::SetSharing { .. } => 53,
+        R::WhoHas { .. } => 54,
+        R::AnswerSearch { .. } => 55,
+        R::PeerFetch { .. } => 56,
+        R::PeerRelay { .. } => 57,
+        R::AttachRelay { .. } => 58,
     })
 }
 
 /// Request kinds that need a login.
-const KINDS_NEEDING_LOGIN: usize = 53;
+const KINDS_NEEDING_LOGIN: usize = 59;
 
 #[test]
 fn every_request_kind_is_tried_before_login() {
@@ -1318,7 +1333,7 @@ fn account_cases() -> Vec<Case> {
         case!(
             every_request_before_login,
             BEFORE_LOGIN,
-            "each of the 53 request kinds that need a login, on a connection that has not logged in",
+            "each of the 59 request kinds that need a login, on a connection that has not logged in",
             Outcome::Refused(ErrorCode::NotLoggedIn),
             |ctx| {
                 let mut raw = ctx.raw().await;

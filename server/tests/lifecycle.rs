@@ -136,6 +136,48 @@ async fn acknowledged_messages_survive_kill_9() {
     child.kill9().await;
 }
 
+/// The short form of `classchat-bench kill9` (RELIABILITY.md, "kill -9 at scale"; the
+/// full form is 5 runs of 20 senders with the release binaries): 2 runs of 5 senders, the
+/// server binary killed with SIGKILL at a random moment and restarted on the same data.
+/// The bench reads the whole history back and fails if a message acknowledged to its
+/// sender is missing, stored twice or under another id; this test checks its verdict and
+/// that each run really acknowledged messages on both sides of the kill.
+#[tokio::test]
+async fn kill9_at_random_moments_loses_and_duplicates_nothing() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_classchat-bench"))
+            .args(["--server-bin", common::SERVER_BIN, "--rsa-bits", "2048", "--data-root"])
+            .arg(data.path())
+            .args(["kill9", "--runs", "2", "--senders", "5", "--kill-max-ms", "1500", "--after-secs", "0.5"])
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the bench finished in time")
+    .expect("run classchat-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "classchat-bench kill9 failed:\n{stdout}\n{stderr}");
+    let result: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["scenario"] == "kill9")
+        .unwrap_or_else(|| panic!("no kill9 result in:\n{stdout}"));
+    assert_eq!(result["runs"], 2);
+    assert_eq!(result["lost"], 0, "{result}");
+    assert_eq!(result["duplicated"], 0, "{result}");
+    let runs = result["per_run"].as_array().expect("per_run");
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert!(run["acked_before_kill"].as_u64() > Some(0), "nothing acknowledged before the kill: {run}");
+        assert!(run["acked_after_restart"].as_u64() > Some(0), "nothing acknowledged after it: {run}");
+    }
+}
+
 #[tokio::test]
 async fn graceful_shutdown_tells_clients_and_returns_ok() {
     let server = TestServer::start().await;

@@ -136,6 +136,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.max_frame_len
     }
 
+    /// The stream and the bytes read past the last frame returned, to hand the stream
+    /// over to another protocol (the relay of a peer connection).
+    pub fn into_parts(self) -> (R, BytesMut) {
+        (self.io, self.buf)
+    }
+
     fn set_max_frame_len(&mut self, max: usize) {
         self.max_frame_len = max;
     }
@@ -307,6 +313,16 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         Ok(true)
     }
 
+    /// The stream and the raw bytes read past the last frame, to hand the stream over to
+    /// another protocol (the relay of a peer connection). Fails if the last frame still
+    /// holds messages not taken.
+    pub fn into_raw(self) -> Result<(R, BytesMut)> {
+        if !self.rest.is_empty() {
+            return Err(Error::Protocol("messages were sent after the last expected one".into()));
+        }
+        Ok(self.frames.into_parts())
+    }
+
     /// The first `used` bytes of `rest` were one message.
     fn taken(&mut self, used: usize) {
         self.rest.advance(used);
@@ -419,6 +435,15 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
 
     pub fn max_frame_len(&self) -> usize {
         self.max_frame_len
+    }
+
+    /// The stream, to hand it over to another protocol. Fails if anything queued was not
+    /// flushed.
+    pub fn into_inner(self) -> Result<W> {
+        if !self.buf.is_empty() || self.open.is_some() {
+            return Err(Error::Protocol("a writer handed over with unsent messages".into()));
+        }
+        Ok(self.io)
     }
 }
 

@@ -91,9 +91,14 @@ impl PublicIdentity {
         &self.fingerprint
     }
 
-    fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), E2eError> {
+    pub(crate) fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), E2eError> {
         let sig = Signature::try_from(sig).map_err(|_| E2eError::BadSignature)?;
         VerifyingKey::<Sha256>::new(self.key.clone()).verify(msg, &sig).map_err(|_| E2eError::BadSignature)
+    }
+
+    /// RSA-OAEP-SHA256 of `secret` under this key (the peer session's key exchange).
+    pub(crate) fn wrap(&self, secret: &[u8]) -> Result<Vec<u8>, E2eError> {
+        self.key.encrypt(&mut rand::rng(), Oaep::<Sha256>::new(), secret).map_err(|_| E2eError::Rsa)
     }
 }
 
@@ -136,13 +141,18 @@ impl Identity {
         &self.public
     }
 
-    fn sign(&self, msg: &[u8]) -> Vec<u8> {
+    /// Undoes [`PublicIdentity::wrap`] with the private key.
+    pub(crate) fn unwrap_secret(&self, wrapped: &[u8]) -> Result<Vec<u8>, E2eError> {
+        self.private.decrypt(Oaep::<Sha256>::new(), wrapped).map_err(|_| E2eError::NotForMe)
+    }
+
+    pub(crate) fn sign(&self, msg: &[u8]) -> Vec<u8> {
         SigningKey::<Sha256>::new(self.private.clone()).sign_with_rng(&mut rand::rng(), msg).to_vec()
     }
 }
 
 /// Length-prefixed concatenation under a domain label: the bytes that are MACed or signed.
-fn transcript(label: &str, parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn transcript(label: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(label.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
     out.extend_from_slice(label.as_bytes());
     for p in parts {

@@ -70,6 +70,10 @@ pub enum Error {
 
     #[error("known-servers store {path}: {reason}")]
     KnownServers { path: String, reason: String },
+
+    /// A peer-to-peer search or fetch failed ([`crate::peer`]).
+    #[error("{0}")]
+    Peer(#[from] crate::peer::PeerError),
 }
 
 /// Why sealed data or the key exchange was rejected.

@@ -81,7 +81,7 @@ pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
         host.parse::<std::net::Ipv6Addr>().ok()?;
         let port = match after {
             "" => DEFAULT_PORT,
-            p => p.strip_prefix(':')?.parse().ok()?,
+            p => p.strip_prefix(':')?.parse().ok().filter(|p| *p != 0)?,
         };
         return Some((host.to_owned(), port));
     }
@@ -141,6 +141,10 @@ mod tests {
         assert_eq!(Invite::parse(&format!("classchat://lab:99999#{hex}")), Err(InviteError::BadAddress));
         assert_eq!(Invite::parse(&format!("classchat://la b:7420#{hex}")), Err(InviteError::BadAddress));
         assert_eq!(Invite::parse(&format!("classchat://lab:0#{hex}")), Err(InviteError::BadAddress));
+        // Found by the parse_invite fuzz target (input `[::1]:0`, after 216,000 runs): port 0
+        // was refused after a host name but accepted after an IPv6 address.
+        assert_eq!(Invite::parse(&format!("classchat://[::1]:0#{hex}")), Err(InviteError::BadAddress));
+        assert_eq!(split_host_port("[::1]:0"), None);
         assert_eq!(Invite::parse(&"x".repeat(600)), Err(InviteError::TooLong));
     }
 }

@@ -20,6 +20,8 @@
 //! - [`connection`]: frames and sealed messages over any `AsyncRead + AsyncWrite`.
 //! - [`client`]: the async client.
 //! - [`files`]: file transfers over bulk connections, and safe file names.
+//! - [`peer`]: peer-to-peer file search and fetch: the shared index, the sharer, fetching
+//!   directly or through the server's relay.
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
@@ -35,6 +37,7 @@ pub mod fingerprint;
 pub mod frame;
 pub mod invite;
 pub mod message;
+pub mod peer;
 pub mod sealed_file;
 
 pub use class::*;

@@ -13,6 +13,7 @@ use crate::class::{
     QueuePosition, RoomSettings,
 };
 use crate::error::{Error, Result};
+use crate::peer::proto::{PeerListener, PeerTicket, RelaySide, SearchId, SearchQuery, SharedFile};
 
 /// Version of the protocol spoken inside the session. Sent in the handshake.
 pub const PROTOCOL_VERSION: u16 = 2;
@@ -312,6 +313,42 @@ pub enum Request {
     /// Instructors: take the first student off your queue; they hear `Called`.
     /// → `Next` (`student` is `None` when the queue is empty).
     NextInQueue,
+
+    // ---- peer-to-peer file search and fetch (PROTOCOL.md section 17) -------------------
+    /// Sharing on (`Some`: where this session's app listens for peers) or off (`None`).
+    /// Only sessions with sharing on are asked in searches and can be fetched from.
+    /// → `Done`.
+    SetSharing { listener: Option<PeerListener> },
+    /// Ask the room's other online members who share files for `query`. Answers arrive
+    /// as `search_results` events, then one `search_done` at the deadline. Never stored.
+    /// → `Search`.
+    WhoHas { room: String, query: SearchQuery },
+    /// A sharer's answer to `search_request` (at most `MAX_FILES_PER_ANSWER` files; an
+    /// empty list may be sent, or nothing at all). → `Done`, also when it came too late.
+    AnswerSearch { search: SearchId, files: Vec<SharedFile> },
+    /// A one-time ticket to fetch the file with `sha256` from `sharer`, both members of
+    /// `room`. The sharer hears `fetch_request`. → `PeerTicket`.
+    PeerFetch {
+        room: String,
+        sharer: String,
+        #[serde(with = "serde_bytes")]
+        sha256: Vec<u8>,
+    },
+    /// The asker could not reach the sharer: ask the sharer to meet at the server, which
+    /// pipes the (still end-to-end encrypted) peer connection. The sharer hears
+    /// `relay_request`. → `Done`.
+    PeerRelay {
+        #[serde(with = "serde_bytes")]
+        ticket: Vec<u8>,
+    },
+    /// First request of a bulk connection: one end of the relay of `ticket`. → `Done`
+    /// once the other end is attached too; from then on the connection carries the raw
+    /// bytes of the peer connection, piped by the server.
+    AttachRelay {
+        #[serde(with = "serde_bytes")]
+        ticket: Vec<u8>,
+        side: RelaySide,
+    },
 }
 
 /// Everything the server sends.
@@ -445,6 +482,14 @@ pub enum Response {
     Next {
         student: Option<String>,
     },
+    /// `WhoHas` sent to `asked` sharers; answers come until `deadline_ms` from now.
+    Search {
+        search: SearchId,
+        asked: u32,
+        deadline_ms: u32,
+    },
+    /// `PeerFetch` granted.
+    PeerTicket(PeerTicket),
 }
 
 /// Reply to a successful `Register`, `Login` or `Resume`.
@@ -631,6 +676,31 @@ pub enum Event {
     QueueMoved { instructor: String, position: Option<u32> },
     /// `instructor` took you off their queue and is ready for you (a DM follows).
     Called { instructor: String },
+    /// To sharers: `from` in `room` looks for `query`; answer with `AnswerSearch` within
+    /// the deadline, or not at all.
+    SearchRequest { search: SearchId, from: String, room: String, query: SearchQuery },
+    /// To the asker: `from` shares these files matching search `search`.
+    SearchResults { search: SearchId, from: String, files: Vec<SharedFile> },
+    /// To the asker: the search's deadline passed; `answered` sharers sent `results` files
+    /// in all; `truncated` when the server dropped some over its caps.
+    SearchDone { search: SearchId, answered: u32, results: u32, truncated: bool },
+    /// To a sharer: `asker` (a member of `room`) holds `ticket` to fetch the file with
+    /// `sha256` from you; accept it once, within `expires_in_ms` from now.
+    FetchRequest {
+        #[serde(with = "serde_bytes")]
+        ticket: Vec<u8>,
+        asker: String,
+        room: String,
+        #[serde(with = "serde_bytes")]
+        sha256: Vec<u8>,
+        expires_in_ms: u32,
+    },
+    /// To a sharer: the asker of `ticket` cannot reach you; attach to the server's relay
+    /// (`AttachRelay` with side `sharer`) and serve the peer connection through it.
+    RelayRequest {
+        #[serde(with = "serde_bytes")]
+        ticket: Vec<u8>,
+    },
 }
 
 /// Stable error codes. Encoded as snake_case strings; new codes may be added, so a client
@@ -701,6 +771,8 @@ pub enum ErrorCode {
     PollClosed,
     /// You already did that (upvoted this question, joined this queue).
     AlreadyDone,
+    /// That user is not online with sharing on (peer-to-peer fetch).
+    NotSharing,
     /// Anything else; the message says what. A code this build does not know decodes as
     /// `Internal`, so a newer server's codes do not break older clients.
     #[serde(other)]
@@ -749,6 +821,7 @@ impl ErrorCode {
             ErrorCode::NoSuchPoll => "no_such_poll",
             ErrorCode::PollClosed => "poll_closed",
             ErrorCode::AlreadyDone => "already_done",
+            ErrorCode::NotSharing => "not_sharing",
             ErrorCode::Internal => "internal",
         }
     }

@@ -180,11 +180,12 @@ pub fn record_plain_len(plain: u64, index: u64) -> usize {
     plain.saturating_sub(before).min(RECORD_LEN as u64) as usize
 }
 
-/// The size the server sees for a file of `plain` bytes.
+/// The size the server sees for a file of `plain` bytes; `u64::MAX` when that does not
+/// fit in a u64 (a size only a hostile [`FileSecret`] claims: no server takes such a file).
 pub fn sealed_size(plain: u64) -> u64 {
     let n = record_count(plain);
     let last = record_plain_len(plain, n - 1);
-    (n - 1) * SEALED_RECORD_LEN as u64 + (padded_len(last) + TAG_LEN) as u64
+    (n - 1).saturating_mul(SEALED_RECORD_LEN as u64).saturating_add((padded_len(last) + TAG_LEN) as u64)
 }
 
 /// Sealed length of record `index` of a file whose sealed size is `sealed`, and whether
@@ -268,7 +269,8 @@ impl FileSecret {
         if secret.v != VERSION || secret.key.len() != 64 {
             return Err(SealedFileError::Malformed);
         }
-        if sealed_size(secret.size) != sealed {
+        let expected = sealed_size(secret.size);
+        if expected == u64::MAX || expected != sealed {
             return Err(SealedFileError::BadSize);
         }
         Ok(secret)
@@ -351,5 +353,21 @@ mod tests {
         assert_eq!(FileSecret::from_plaintext(&bytes, sealed_size(1100)), Err(SealedFileError::BadSize));
         assert_eq!(secret.file_key(), Ok(key));
         assert_eq!(FileSecret::from_plaintext(b"hello", 48), Err(SealedFileError::Malformed));
+    }
+
+    /// The reproducer of wire/fuzz/seeds/open_sealed_file/crash-size-u64-max: a peer's
+    /// file secret claiming u64::MAX bytes made `sealed_size` overflow (a panic in a debug
+    /// build, a wrapped size in a release build).
+    #[test]
+    fn a_secret_claiming_an_absurd_size_is_refused_without_overflow() {
+        let key = FileKey::generate();
+        for size in [u64::MAX, u64::MAX / 2, 1 << 50] {
+            let bytes = FileSecret::new("big.iso", size, &key).to_plaintext();
+            for sealed in [0, 48, 1 << 40, u64::MAX] {
+                assert_eq!(FileSecret::from_plaintext(&bytes, sealed), Err(SealedFileError::BadSize));
+            }
+        }
+        assert_eq!(sealed_size(u64::MAX), u64::MAX);
+        assert_eq!(sealed_size(1 << 50), (1 << 34) * SEALED_RECORD_LEN as u64);
     }
 }

@@ -43,8 +43,8 @@ fn every_client_msg_round_trips_byte_exact() {
         assert_round_trip(m);
     }
     assert_eq!(names(&msgs, samples::client_msg_name).len(), 4, "samples cover every ClientMsg variant");
-    assert_eq!(names(&samples::requests(), samples::request_name).len(), 57, "every Request variant");
-    assert_eq!(samples::requests().len(), 57, "one sample per Request variant");
+    assert_eq!(names(&samples::requests(), samples::request_name).len(), 63, "every Request variant");
+    assert_eq!(samples::requests().len(), 63, "one sample per Request variant");
 }
 
 #[test]
@@ -54,8 +54,8 @@ fn every_server_msg_round_trips_byte_exact() {
         assert_round_trip(m);
     }
     assert_eq!(names(&msgs, samples::server_msg_name).len(), 5, "every ServerMsg variant");
-    assert_eq!(names(&samples::responses(), samples::response_name).len(), 27, "every Response variant");
-    assert_eq!(names(&samples::events(), samples::event_name).len(), 16, "every Event variant");
+    assert_eq!(names(&samples::responses(), samples::response_name).len(), 29, "every Response variant");
+    assert_eq!(names(&samples::events(), samples::event_name).len(), 21, "every Event variant");
     assert_eq!(names(&samples::bodies(), samples::body_name).len(), 4, "every Body variant");
     assert_eq!(names(&samples::system_events(), samples::system_event_name).len(), 10);
     assert_eq!(names(&samples::convs(), samples::conv_name).len(), 3, "every Conv variant");

@@ -59,14 +59,24 @@ impl Server {
 /// Registers `name` (or logs in if it exists) on a new connection whose events are
 /// drained and dropped.
 pub async fn connect(addr: &str, name: &str, device: &str) -> anyhow::Result<Client> {
-    let (client, mut events) = Client::connect(ClientConfig::new(addr, TrustPolicy::AnyKey)).await?;
+    let (client, mut events) = connect_with_events(addr, name, device).await?;
     // Nobody reads these; drain them so the server never sees a stalled client.
     tokio::spawn(async move { while events.recv().await.is_some() {} });
+    Ok(client)
+}
+
+/// Like [`connect`], handing back the connection's events.
+pub async fn connect_with_events(
+    addr: &str,
+    name: &str,
+    device: &str,
+) -> anyhow::Result<(Client, tokio::sync::mpsc::Receiver<classchat_wire::Event>)> {
+    let (client, events) = Client::connect(ClientConfig::new(addr, TrustPolicy::AnyKey)).await?;
     let key = auth_key(name).await?;
     if client.register(name, &key, device).await.is_err() {
         client.login(name, &key, device).await?;
     }
-    Ok(client)
+    Ok((client, events))
 }
 
 async fn auth_key(name: &str) -> anyhow::Result<[u8; classchat_wire::auth::KEY_LEN]> {

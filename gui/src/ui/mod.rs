@@ -8,6 +8,7 @@
 pub mod chat_view;
 pub mod composer;
 pub mod dialogs;
+pub mod file_search;
 pub mod login;
 pub mod members;
 pub mod moderation;
@@ -17,6 +18,7 @@ pub mod questions;
 pub mod room_tools;
 pub mod rooms;
 pub mod settings;
+pub mod shared_files;
 pub mod status_bar;
 pub mod transfers;
 pub mod trust;

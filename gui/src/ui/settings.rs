@@ -33,6 +33,18 @@ pub fn show(ui: &mut Ui, settings: &Settings, model: &Model) -> Vec<Action> {
     {
         actions.push(Action::SetNotifications(notify));
     }
+    ui.add_space(6.0);
+    ui.label(RichText::new("Shared folder").strong());
+    ui.label(
+        RichText::new("Classmates can find and fetch files from this folder while \"Share my files\" is on.")
+            .small()
+            .weak(),
+    );
+    crate::ui::shared_files::folder_row(ui, &settings.sharing, &mut actions);
+    if ui.button("Shared files…").on_hover_text("Which files are shared, and the upload limit").clicked() {
+        actions.push(Action::Sharing(crate::sharing::SharingAction::OpenPanel));
+        actions.push(Action::CloseDialog);
+    }
     ui.add_space(10.0);
     if let Some(me) = &model.me {
         ui.label(RichText::new("Account").strong());

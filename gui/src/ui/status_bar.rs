@@ -27,8 +27,9 @@ pub fn conn_text(conn: &ConnState) -> String {
     }
 }
 
-/// `transfers`: how many transfers run (for the Transfers button). Instructors get their
-/// tools (office hours, exam mode, audit log) here too.
+/// `transfers`: how many transfers run (for the Transfers button); `sharing`: for the
+/// Shared files button. Instructors get their tools (office hours, exam mode, audit log)
+/// here too.
 pub fn show(
     ui: &mut Ui,
     model: &Model,
@@ -36,6 +37,7 @@ pub fn show(
     theme: ThemeChoice,
     transfers: usize,
     class: &ClassState,
+    sharing: &crate::sharing::SharingSettings,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     ui.horizontal(|ui| {
@@ -79,6 +81,7 @@ pub fn show(
             if r.clicked() {
                 actions.push(Action::ToggleTransfers);
             }
+            crate::ui::shared_files::status_button(ui, sharing, &mut actions);
             crate::ui::moderation::instructor_menu(ui, model, class, &mut actions);
         });
     });

@@ -27,9 +27,17 @@ pub fn show(ui: &mut Ui, files: &Files) -> Vec<Action> {
                 Direction::Down => "⬇",
             };
             let r = ui.label(RichText::new(format!("{arrow} {}", t.name)).strong());
-            let whither = match t.dir {
-                Direction::Up => format!("to {}", conv_title(&t.conv)),
-                Direction::Down => format!("from {}", conv_title(&t.conv)),
+            if let Some(p) = t.peer.as_ref().filter(|p| p.relayed) {
+                ui.label(RichText::new("relayed").small().color(ui.visuals().warn_fg_color)).on_hover_text(
+                    format!("The two computers could not reach each other: the server passes the bytes on, still encrypted between you and {}", p.peer),
+                );
+            }
+            let whither = match (&t.peer, t.dir) {
+                (Some(p), Direction::Up) => format!("{} is fetching {} from you", p.peer, t.name),
+                (Some(p), Direction::Down) if p.relayed => format!("from {} · relayed by the server", p.peer),
+                (Some(p), Direction::Down) => format!("from {}, directly", p.peer),
+                (None, Direction::Up) => format!("to {}", conv_title(&t.conv)),
+                (None, Direction::Down) => format!("from {}", conv_title(&t.conv)),
             };
             ui.label(RichText::new(&whither).small().weak());
             let bar = egui::ProgressBar::new(t.fraction()).show_percentage();
@@ -72,10 +80,15 @@ pub fn show(ui: &mut Ui, files: &Files) -> Vec<Action> {
             a11y_label(&bar, format!("{} progress {:.0}%", t.name, t.fraction() * 100.0));
             ui.horizontal_wrapped(|ui| match &t.state {
                 TransferState::Running => {
-                    let b = ui.small_button("Cancel");
+                    let b = ui.small_button(if t.peer.is_some() && t.dir == Direction::Up { "Stop" } else { "Cancel" });
                     a11y_label(&b, format!("Cancel {}", t.name));
                     if b.clicked() {
                         actions.push(Action::CancelTransfer(t.id));
+                    }
+                }
+                TransferState::Failed(_) | TransferState::Cancelled if t.peer.as_ref().is_some_and(|p| p.upload.is_some()) => {
+                    if ui.small_button("Remove").clicked() {
+                        actions.push(Action::ForgetTransfer(t.id));
                     }
                 }
                 TransferState::Failed(_) | TransferState::Cancelled => {
@@ -94,13 +107,14 @@ pub fn show(ui: &mut Ui, files: &Files) -> Vec<Action> {
                     if b.clicked() {
                         actions.push(Action::ReplaceDownload(t.id));
                     }
-                    if ui.small_button("Save elsewhere…").clicked() {
+                    if t.peer.is_none() && ui.small_button("Save elsewhere…").clicked() {
                         actions.push(Action::SaveElsewhere(t.id));
                     }
                     if ui.small_button("Skip").clicked() {
                         actions.push(Action::ForgetTransfer(t.id));
                     }
                 }
+                TransferState::Done if t.dir == Direction::Up && t.peer.is_some() => {}
                 TransferState::Done => {
                     if t.dir == Direction::Down && ui.small_button("Open").clicked() {
                         actions.push(Action::OpenPath(t.path.clone()));

@@ -354,6 +354,14 @@ pub fn open_dm(h: &mut Harness<'static, classchat::ClassChatApp>, user: &str) {
     });
     settle(h);
     h.get_by_label("Jump to").type_text(user);
+    // The people list arrives from the server after login: Enter on an empty list does
+    // nothing, so wait until the switcher offers `user`.
+    wait_until(h, "the switcher to offer the user", |h| {
+        let wanted = user.to_lowercase();
+        classchat::ui::dialogs::switcher_matches(&h.state().model, user)
+            .iter()
+            .any(|(title, _)| title.to_lowercase().trim_start_matches('@').starts_with(&wanted))
+    });
     settle(h);
     h.key_press(egui::Key::Enter);
     wait_until(

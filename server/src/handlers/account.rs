@@ -345,6 +345,7 @@ async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, dev
 
 /// Unregisters a session that ends; the user goes offline with their last session.
 pub fn end_session(state: &State, session: &Session) {
+    state.peers.session_ended(session.id);
     let Some(lc) = &session.user else { return };
     let mut inner = state.lock();
     inner.sessions.remove(&session.id);

@@ -127,6 +127,17 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
             Reply::Now(files::upload(state, session, conv, name, size, meta).await)
         }
         Request::DownloadFile { file } => Reply::Now(files::download(state, session, file).await),
+        Request::SetSharing { listener } => {
+            Reply::Now(crate::peer::search::set_sharing(state, session, listener))
+        }
+        Request::WhoHas { room, query } => crate::peer::search::who_has(state, session, id, room, query),
+        Request::AnswerSearch { search, files } => {
+            Reply::Now(crate::peer::search::answer(state, session, search, files))
+        }
+        Request::PeerFetch { room, sharer, sha256 } => {
+            Reply::Now(crate::peer::tickets::fetch(state, session, room, sharer, sha256))
+        }
+        Request::PeerRelay { ticket } => Reply::Now(crate::peer::tickets::relay(state, session, ticket)),
         Request::AnswerOffer { file, accept } => {
             Reply::Now(files::answer(state, session, file, accept).await)
         }
@@ -165,12 +176,13 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
         }
         Request::OfficeQueue => Reply::Now(office_hours::list(state, session)),
         Request::NextInQueue => Reply::Now(office_hours::next(state, session).await),
-        Request::AttachUpload { .. } | Request::FinishUpload { .. } | Request::AttachDownload { .. } => {
-            Reply::Now(Err(ApiError::new(
-                ErrorCode::BadRequest,
-                "only as the first request of a bulk connection",
-            )))
-        }
+        Request::AttachUpload { .. }
+        | Request::FinishUpload { .. }
+        | Request::AttachDownload { .. }
+        | Request::AttachRelay { .. } => Reply::Now(Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "only as the first request of a bulk connection",
+        ))),
     }
 }
 

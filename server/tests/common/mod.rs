@@ -1,6 +1,8 @@
 //! Test harness: a real server on 127.0.0.1:0 with a temp data dir, and real clients.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;

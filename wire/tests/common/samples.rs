@@ -4,11 +4,16 @@
 //! the build here until it gets a sample (and, through `protocol_doc.rs`, a line in
 //! PROTOCOL.md).
 
+use classchat_wire::peer::{PeerListener, PeerTicket, RelaySide, SearchQuery, SharedFile};
 use classchat_wire::{
     AuditAction, AuditEntry, Body, ChatMessage, ClassStatus, ClientMsg, Conv, ErrorCode, Event, ExamInfo,
     FileInfo, Limits, Member, MuteInfo, MuteScope, Poll, Question, QueueEntry, QueuePosition, Request,
     Response, RoomInfo, RoomSettings, ServerMsg, SystemEvent, UserInfo, Welcome,
 };
+
+fn shared_file() -> SharedFile {
+    SharedFile { name: "lab3-data.csv".into(), size: 123_456, sha256: vec![0x5a; 32], busy: false }
+}
 
 /// Every byte value once: exercises MessagePack `bin` with non-UTF-8 content.
 pub fn all_bytes() -> Vec<u8> {
@@ -96,6 +101,17 @@ pub fn requests() -> Vec<Request> {
         Request::LeaveQueue { instructor: s("prof") },
         Request::OfficeQueue,
         Request::NextInQueue,
+        Request::SetSharing {
+            listener: Some(PeerListener {
+                port: 40123,
+                addrs: vec!["192.168.1.20".into(), "fe80::1".into()],
+            }),
+        },
+        Request::WhoHas { room: s("cs101"), query: SearchQuery { name: s("lab3"), sha256: None } },
+        Request::AnswerSearch { search: 9, files: vec![shared_file()] },
+        Request::PeerFetch { room: s("cs101"), sharer: s("bob"), sha256: vec![0x5a; 32] },
+        Request::PeerRelay { ticket: vec![0x33; 32] },
+        Request::AttachRelay { ticket: vec![0x33; 32], side: RelaySide::Asker },
     ]
 }
 
@@ -233,6 +249,12 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::LeaveQueue { .. } => "leave_queue",
         Request::OfficeQueue => "office_queue",
         Request::NextInQueue => "next_in_queue",
+        Request::SetSharing { .. } => "set_sharing",
+        Request::WhoHas { .. } => "who_has",
+        Request::AnswerSearch { .. } => "answer_search",
+        Request::PeerFetch { .. } => "peer_fetch",
+        Request::PeerRelay { .. } => "peer_relay",
+        Request::AttachRelay { .. } => "attach_relay",
     }
 }
 
@@ -424,6 +446,13 @@ pub fn responses() -> Vec<Response> {
         Response::Queue { students: vec![QueueEntry { student: "alice".into(), since: 1_700_000_000_000 }] },
         Response::Next { student: Some("alice".into()) },
         Response::Next { student: None },
+        Response::Search { search: 9, asked: 4, deadline_ms: 3000 },
+        Response::PeerTicket(PeerTicket {
+            ticket: vec![0x33; 32],
+            sharer: "bob".into(),
+            candidates: vec!["203.0.113.7:40123".into(), "192.168.1.20:40123".into()],
+            expires_in_ms: 30_000,
+        }),
     ]
 }
 
@@ -456,6 +485,8 @@ pub fn response_name(r: &Response) -> &'static str {
         Response::Queued { .. } => "queued",
         Response::Queue { .. } => "queue",
         Response::Next { .. } => "next",
+        Response::Search { .. } => "search",
+        Response::PeerTicket(_) => "peer_ticket",
     }
 }
 
@@ -485,6 +516,22 @@ pub fn events() -> Vec<Event> {
     });
     out.push(Event::QueueMoved { instructor: "prof".into(), position: Some(1) });
     out.push(Event::Called { instructor: "prof".into() });
+    out.push(Event::SearchRequest {
+        search: 9,
+        from: "ada".into(),
+        room: "cs101".into(),
+        query: SearchQuery { name: "lab3".into(), sha256: None },
+    });
+    out.push(Event::SearchResults { search: 9, from: "bob".into(), files: vec![shared_file()] });
+    out.push(Event::SearchDone { search: 9, answered: 1, results: 1, truncated: false });
+    out.push(Event::FetchRequest {
+        ticket: vec![0x33; 32],
+        asker: "ada".into(),
+        room: "cs101".into(),
+        sha256: vec![0x5a; 32],
+        expires_in_ms: 30_000,
+    });
+    out.push(Event::RelayRequest { ticket: vec![0x33; 32] });
     out
 }
 
@@ -506,11 +553,16 @@ pub fn event_name(e: &Event) -> &'static str {
         Event::QueueChanged { .. } => "queue_changed",
         Event::QueueMoved { .. } => "queue_moved",
         Event::Called { .. } => "called",
+        Event::SearchRequest { .. } => "search_request",
+        Event::SearchResults { .. } => "search_results",
+        Event::SearchDone { .. } => "search_done",
+        Event::FetchRequest { .. } => "fetch_request",
+        Event::RelayRequest { .. } => "relay_request",
     }
 }
 
 /// Every error code, checked for completeness by [`error_code_index`].
-pub const ERROR_CODES: [ErrorCode; 39] = [
+pub const ERROR_CODES: [ErrorCode; 40] = [
     ErrorCode::BadRequest,
     ErrorCode::NotLoggedIn,
     ErrorCode::AlreadyLoggedIn,
@@ -549,6 +601,7 @@ pub const ERROR_CODES: [ErrorCode; 39] = [
     ErrorCode::NoSuchPoll,
     ErrorCode::PollClosed,
     ErrorCode::AlreadyDone,
+    ErrorCode::NotSharing,
     ErrorCode::Internal,
 ];
 
@@ -593,7 +646,8 @@ pub fn error_code_index(code: ErrorCode) -> usize {
         ErrorCode::NoSuchPoll => 35,
         ErrorCode::PollClosed => 36,
         ErrorCode::AlreadyDone => 37,
-        ErrorCode::Internal => 38,
+        ErrorCode::NotSharing => 38,
+        ErrorCode::Internal => 39,
     }
 }
 

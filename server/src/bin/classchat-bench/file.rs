@@ -108,7 +108,7 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
 }
 
 /// `mib` MiB of incompressible-looking bytes (one random MiB, each copy shifted).
-fn write_source(path: &std::path::Path, mib: u64) -> anyhow::Result<()> {
+pub fn write_source(path: &std::path::Path, mib: u64) -> anyhow::Result<()> {
     let mut block = vec![0u8; 1 << 20];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut block);
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);

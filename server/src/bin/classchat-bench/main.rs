@@ -17,7 +17,8 @@
 //! - `load`: what fan-out receivers record (shared by ClassChat and IRC).
 //! - `lean`: the fan-out receivers' lean receive path (the real handshake and login, then
 //!   frames decoded into just what is recorded).
-//! - `connect`, `fanout`, `dm`, `durable`, `history`, `siege`: the scenarios.
+//! - `connect`, `fanout`, `dm`, `durable`, `history`, `siege`, `kill9`, `file`, `peer`: the
+//!   scenarios.
 //! - `irc`: InspIRCd and plain IRC clients for the fan-out comparison.
 
 mod conn;
@@ -28,8 +29,10 @@ mod fanout;
 mod file;
 mod history;
 mod irc;
+mod kill9;
 mod lean;
 mod load;
+mod peer;
 mod procstat;
 mod siege;
 mod stats;
@@ -88,6 +91,18 @@ enum Scenario {
     File(file::Args),
     /// A real client's login while thousands of connections never log in.
     Siege(siege::Args),
+    /// Senders, the server killed with SIGKILL and restarted: no acknowledged message
+    /// lost or stored twice (exits non-zero if one is).
+    Kill9(kill9::Args),
+    /// One shared file (1 GiB by default) fetched straight from its sharer (peer to peer),
+    /// on loopback or between two network namespaces.
+    Peer(peer::Args),
+    /// One peer of `peer --netns` (run inside its namespace): shares a file.
+    #[command(hide = true)]
+    PeerShare(peer::RoleArgs),
+    /// One peer of `peer --netns` (run inside its namespace): fetches it.
+    #[command(hide = true)]
+    PeerFetch(peer::RoleArgs),
     /// A short version of every scenario (what `make bench` runs), then the table.
     Suite,
 }
@@ -148,6 +163,11 @@ async fn suite(opts: &ServerOpts, irc: &irc::IrcOpts, rows: &mut Vec<Row>) -> an
             "siege",
             Scenario::Siege(siege::Args { connections: 2000, trickle_ms: 500, probes: 10, ramp_secs: 5 }),
         ),
+        ("peer", Scenario::Peer(peer::Args { mib: 256, runs: 1, netns: false, block_direct: false })),
+        (
+            "peer over veth",
+            Scenario::Peer(peer::Args { mib: 256, runs: 1, netns: true, block_direct: false }),
+        ),
     ];
     for (name, scenario) in runs {
         eprintln!("== {name}");
@@ -180,6 +200,9 @@ async fn run_one(
         Scenario::History(a) => history::run(opts, a).await?,
         Scenario::File(a) => file::run(opts, a).await?,
         Scenario::Siege(a) => siege::run(opts, a).await?,
+        Scenario::Kill9(a) => kill9::run(opts, a).await?,
+        Scenario::Peer(a) => peer::run(opts, a).await?,
+        Scenario::PeerShare(_) | Scenario::PeerFetch(_) => anyhow::bail!("a peer role is not a scenario"),
         Scenario::Suite => anyhow::bail!("the suite does not nest"),
     };
     stats::emit(&json);
@@ -197,6 +220,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The peers of `peer --netns` print only their own results.
+    match &cli.scenario {
+        Scenario::PeerShare(r) => return peer::share_role(r).await,
+        Scenario::PeerFetch(r) => return peer::fetch_role(r).await,
+        _ => {}
+    }
     // Before any pinning, which narrows what this process sees.
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     // Every connection is a descriptor: take all the hard limit allows.

@@ -216,11 +216,22 @@ impl Target {
         data: &DataDir,
         tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Target> {
+        Self::start_on(opts, data, "127.0.0.1:0", tweak).await
+    }
+
+    /// As [`Target::start_with`], listening on `listen` (an address of a veth link, for
+    /// the peers in network namespaces).
+    pub async fn start_on(
+        opts: &ServerOpts,
+        data: &DataDir,
+        listen: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Target> {
         let mut config = bench_config(data.path(), opts.rsa_bits);
         tweak(&mut config);
         match opts.mode {
             Mode::Inproc => {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let listener = tokio::net::TcpListener::bind(listen).await?;
                 let addr = listener.local_addr()?;
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 let task = tokio::spawn(classchat_server::run(listener, config, async move {
@@ -241,7 +252,7 @@ impl Target {
                     }
                     None => Command::new(&opts.bin),
                 };
-                cmd.args(["--listen", "127.0.0.1:0", "--config"])
+                cmd.args(["--listen", listen, "--config"])
                     .arg(&path)
                     .env("RUST_LOG", "warn")
                     .stdin(Stdio::null())
@@ -272,6 +283,18 @@ impl Target {
 
     pub fn addr_string(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// SIGKILL, no goodbye (child mode only); returns once the process is gone.
+    pub async fn kill9(self) -> anyhow::Result<()> {
+        match self.kind {
+            Kind::Child(mut child) => {
+                child.kill()?;
+                tokio::task::spawn_blocking(move || child.wait()).await??;
+                Ok(())
+            }
+            Kind::Inproc { .. } => bail!("a server in this process cannot be killed"),
+        }
     }
 
     /// Stops the server gracefully (SIGTERM; killed if it does not exit within 20 s).
