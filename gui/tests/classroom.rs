@@ -27,7 +27,8 @@ async fn a_short_class_day_passes_every_check() {
         "{} is missing: run `cargo build -p classchat-server` first (`cargo test --workspace` builds it)",
         bin.display()
     );
-    let mut opts = day::Options::full(bin, concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/server.toml").into());
+    let mut opts =
+        day::Options::full(bin, concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/server.toml").into());
     opts.students = 30;
     opts.offline = 6;
     opts.discover = 2;

@@ -62,6 +62,9 @@ struct Args {
     /// Where the two windows' screenshots are saved.
     #[arg(long, default_value = "screenshots")]
     shots: PathBuf,
+    /// Also save the report's text to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -72,10 +75,8 @@ async fn main() -> std::process::ExitCode {
         .ok()
         .and_then(|p| p.parent().and_then(|d| d.parent()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("target/release"));
-    let mut opts = day::Options::full(
-        args.server_bin.unwrap_or_else(|| release.join("classchat-server")),
-        args.config,
-    );
+    let mut opts =
+        day::Options::full(args.server_bin.unwrap_or_else(|| release.join("classchat-server")), args.config);
     opts.students = args.students;
     opts.offline = args.offline;
     opts.discover = args.discover;
@@ -86,11 +87,17 @@ async fn main() -> std::process::ExitCode {
     opts.senders = args.senders;
     opts.per_sender = args.per_sender;
     if !args.no_windows {
-        opts.windows = Some(day::WindowOptions {
+        opts.windows = Some(day::windows::WindowOptions {
             app_bin: args.app_bin.unwrap_or_else(|| release.join("classchat")),
             shots: args.shots,
         });
     }
     let report = day::run(opts).await;
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, report.text())
+    {
+        eprintln!("cannot save the report to {}: {e}", path.display());
+        return std::process::ExitCode::FAILURE;
+    }
     if report.passed() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
 }

@@ -15,7 +15,7 @@ mod scan;
 mod server;
 mod steps;
 mod student;
-mod windows;
+pub mod windows;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,8 +59,6 @@ pub struct Options {
     /// Where each line of the report goes as it is made.
     pub echo: fn(&str),
 }
-
-pub use windows::WindowOptions;
 
 impl Options {
     /// The shape of `make classroom`'s day, with the binaries and files given.

@@ -122,11 +122,7 @@ impl Report {
         }
         self.line("");
         let verdict = if self.passed() {
-            format!(
-                "PASS: {summary}: all {} checks held in {:.1} s",
-                self.checks,
-                total.as_secs_f64()
-            )
+            format!("PASS: {summary}: all {} checks held in {:.1} s", self.checks, total.as_secs_f64())
         } else {
             format!(
                 "FAIL: {summary}: {} of {} checks failed ({}) in {:.1} s",
@@ -158,6 +154,11 @@ mod tests {
         assert!(!r.check(false, "broken"));
         r.finish("test");
         assert!(!r.passed());
-        assert!(r.text().lines().last().is_some_and(|l| l.starts_with("FAIL: test: 1 of 2 checks failed (broken)")));
+        assert!(
+            r.text()
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("FAIL: test: 1 of 2 checks failed (broken)"))
+        );
     }
 }

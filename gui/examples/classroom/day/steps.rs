@@ -24,6 +24,8 @@ use super::{INSTRUCTOR, Options, ROOM, wait_until};
 const LIVE: Duration = Duration::from_secs(60);
 /// How long a room of students may take to reconnect after the server is back.
 const RECONNECT: Duration = Duration::from_secs(120);
+/// Most one student's part may take once started (a registration, a key, a download).
+const PART: Duration = Duration::from_secs(300);
 
 /// The class: the instructor and the students, with their parts.
 struct Class {
@@ -60,7 +62,7 @@ impl Class {
         self.students
             .iter()
             .enumerate()
-            .filter(|(i, _)| !(troll_banned && *i == self.troll) && !(offline_away && self.offline.contains(i)))
+            .filter(|(i, _)| !(troll_banned && *i == self.troll || offline_away && self.offline.contains(i)))
             .map(|(_, s)| s)
             .chain(std::iter::once(&self.prof))
             .collect()
@@ -135,7 +137,8 @@ pub async fn day(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     report.step(&format!("4. End-to-end encrypted DMs between {} pairs", opts.dm_pairs));
     dms(opts, report, &class, &server, &mut tally).await?;
 
-    report.step(&format!("5. A {} MiB file dropped in #{ROOM}, {} downloads", opts.file_mib, opts.downloaders));
+    report
+        .step(&format!("5. A {} MiB file dropped in #{ROOM}, {} downloads", opts.file_mib, opts.downloaders));
     file(opts, report, &class, work.path(), &mut tally).await?;
 
     report.step("6. The instructor kicks and bans a troll");
@@ -186,9 +189,13 @@ async fn enrol(
     prof.register().await.context("the instructor's registration")?;
     let granted = server.grant_admin(INSTRUCTOR)?;
     report.info(format!("classchat-server user grant-admin {INSTRUCTOR}: {granted}"));
-    prof.request(Request::CreateRoom { name: ROOM.into(), topic: "Networks, week 7: transport security".into(), password: None })
-        .await
-        .context("creating the room")?;
+    prof.request(Request::CreateRoom {
+        name: ROOM.into(),
+        topic: "Networks, week 7: transport security".into(),
+        password: None,
+    })
+    .await
+    .context("creating the room")?;
     let users = match prof.request(Request::ListUsers).await? {
         Response::Users { users } => users,
         other => bail!("unexpected reply {other:?}"),
@@ -252,10 +259,10 @@ async fn enrol(
 
 fn student_name(i: usize) -> String {
     const FIRST: [&str; 40] = [
-        "ada", "ben", "chloe", "dev", "emma", "farid", "grace", "hugo", "ines", "jonas", "kira", "liam", "mei",
-        "nora", "omar", "pia", "quinn", "ravi", "sara", "tomas", "uma", "vik", "wen", "xavi", "yara", "zoe",
-        "alba", "bruno", "cleo", "dario", "elif", "felix", "gita", "hana", "ivan", "jade", "kofi", "lena",
-        "milo", "nina",
+        "ada", "ben", "chloe", "dev", "emma", "farid", "grace", "hugo", "ines", "jonas", "kira", "liam",
+        "mei", "nora", "omar", "pia", "quinn", "ravi", "sara", "tomas", "uma", "vik", "wen", "xavi", "yara",
+        "zoe", "alba", "bruno", "cleo", "dario", "elif", "felix", "gita", "hana", "ivan", "jade", "kofi",
+        "lena", "milo", "nina",
     ];
     format!("{}.{}", FIRST[i % FIRST.len()], i / FIRST.len() + 1)
 }
@@ -330,20 +337,32 @@ async fn announce(report: &mut Report, class: &Class, tally: &mut Tally) -> anyh
     let room_msg = sent_id(
         class
             .prof
-            .request(Request::SendRoom { room: ROOM.into(), text: "Good morning! Today: TLS, and why we pin keys.".into() })
+            .request(Request::SendRoom {
+                room: ROOM.into(),
+                text: "Good morning! Today: TLS, and why we pin keys.".into(),
+            })
             .await?,
     )?;
     tally.room_messages += 1;
     report.info(format!("announcement #{announcement} (the server counted {recipients} online users), room message #{room_msg}"));
     let ids = [announcement, room_msg];
-    let online: Vec<&Arc<Student>> =
-        class.students.iter().enumerate().filter(|(i, _)| !class.offline.contains(i)).map(|(_, s)| s).collect();
+    let online: Vec<&Arc<Student>> = class
+        .students
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !class.offline.contains(i))
+        .map(|(_, s)| s)
+        .collect();
     let got_all = |s: &Arc<Student>| ids.iter().all(|&id| s.count(id) >= 1);
     wait_until(LIVE, || online.iter().all(|s| got_all(s))).await;
     let live = online.iter().filter(|s| got_all(s)).count();
     report.check(
         live == online.len(),
-        format!("{live} of {} online students got both live ({:.2} s)", online.len(), t0.elapsed().as_secs_f64()),
+        format!(
+            "{live} of {} online students got both live ({:.2} s)",
+            online.len(),
+            t0.elapsed().as_secs_f64()
+        ),
     );
     let offline: Vec<&Arc<Student>> = class.offline.iter().map(|&i| class.s(i)).collect();
     report.check(
@@ -370,9 +389,19 @@ async fn announce(report: &mut Report, class: &Class, tally: &mut Tally) -> anyh
     );
     // Anything sent twice would have arrived by now.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let twice: Vec<&str> =
-        class.students.iter().filter(|s| ids.iter().any(|&id| s.count(id) > 1)).map(|s| s.name.as_str()).collect();
-    report.check(twice.is_empty(), format!("none got either twice{}", first_errors(&twice.iter().map(|s| s.to_string()).collect::<Vec<_>>())));
+    let twice: Vec<&str> = class
+        .students
+        .iter()
+        .filter(|s| ids.iter().any(|&id| s.count(id) > 1))
+        .map(|s| s.name.as_str())
+        .collect();
+    report.check(
+        twice.is_empty(),
+        format!(
+            "none got either twice{}",
+            first_errors(&twice.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        ),
+    );
     Ok(())
 }
 
@@ -394,7 +423,8 @@ async fn dms(
         let keys = Arc::clone(&keys);
         async move {
             let client = s.wait_client(Duration::from_secs(30)).await?;
-            let key = WireSender::publish(&client, &s.name, PASSWORD, bits).await.map_err(anyhow::Error::msg)?;
+            let key =
+                WireSender::publish(&client, &s.name, PASSWORD, bits).await.map_err(anyhow::Error::msg)?;
             keys.lock().await.insert(s.name.clone(), key);
             anyhow::Ok(())
         }
@@ -441,13 +471,22 @@ async fn dms(
     );
     // The server stores them: a DM's history holds opaque envelopes only.
     let (a, b) = class.pairs[0];
-    let history = match class.s(a).request(Request::History { conv: Conv::direct(class.s(b).name.as_str()), before: None, limit: 10 }).await? {
+    let history = match class
+        .s(a)
+        .request(Request::History { conv: Conv::direct(class.s(b).name.as_str()), before: None, limit: 10 })
+        .await?
+    {
         Response::History { messages, .. } => messages,
         other => bail!("unexpected reply {other:?}"),
     };
     report.check(
         history.len() == 2 && history.iter().all(|m| matches!(m.body, Body::Opaque { .. })),
-        format!("the server keeps the DMs as opaque envelopes ({} in {}'s history with {})", history.len(), class.s(a).name, class.s(b).name),
+        format!(
+            "the server keeps the DMs as opaque envelopes ({} in {}'s history with {})",
+            history.len(),
+            class.s(a).name,
+            class.s(b).name
+        ),
     );
     // Every file of the data dir, raw: the database, its WAL, stored files.
     let control = b"Good morning! Today: TLS".to_vec();
@@ -456,18 +495,31 @@ async fn dms(
     needles.push(control);
     let data = server.data.clone();
     let scan = tokio::task::spawn_blocking(move || super::scan::scan(&data, &needles)).await??;
-    let names: Vec<String> =
-        scan.files.iter().filter_map(|f| f.strip_prefix(&server.data).ok()).map(|f| f.display().to_string()).collect();
+    let names: Vec<String> = scan
+        .files
+        .iter()
+        .filter_map(|f| f.strip_prefix(&server.data).ok())
+        .map(|f| f.display().to_string())
+        .collect();
     report.info(format!("scanned {} files, {} ({})", scan.files.len(), mb(scan.bytes), names.join(", ")));
     let (control_hits, rest) = scan.found.split_last().context("scan")?;
     report.check(
         !control_hits.is_empty(),
         "the scan finds the instructor's room message (stored as text), so it can see stored text",
     );
-    let leaked: Vec<String> = rest.iter().zip(secrets.iter().map(String::as_str).chain(["dm-secret"])).filter(|(f, _)| !f.is_empty()).map(|(f, s)| format!("{s:?} in {f:?}")).collect();
+    let leaked: Vec<String> = rest
+        .iter()
+        .zip(secrets.iter().map(String::as_str).chain(["dm-secret"]))
+        .filter(|(f, _)| !f.is_empty())
+        .map(|(f, s)| format!("{s:?} in {f:?}"))
+        .collect();
     report.check(
         leaked.is_empty(),
-        format!("none of the {} DM texts, nor their common marker, is in the data dir{}", secrets.len(), first_errors(&leaked)),
+        format!(
+            "none of the {} DM texts, nor their common marker, is in the data dir{}",
+            secrets.len(),
+            first_errors(&leaked)
+        ),
     );
     Ok(())
 }
@@ -498,7 +550,13 @@ async fn read_dm(to: &Student, key: &WireSender, from: &str, text: &str) -> anyh
     Ok(false)
 }
 
-async fn file(opts: &Options, report: &mut Report, class: &Class, work: &Path, tally: &mut Tally) -> anyhow::Result<()> {
+async fn file(
+    opts: &Options,
+    report: &mut Report,
+    class: &Class,
+    work: &Path,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
     let path = work.join("lecture-7-recording.mp4");
     let size = opts.file_mib << 20;
     let (p, h) = (path.clone(), path.clone());
@@ -522,7 +580,8 @@ async fn file(opts: &Options, report: &mut Report, class: &Class, work: &Path, t
     );
     let id = stored.id;
     let downloaders: Vec<Arc<Student>> = class.downloaders.iter().map(|&i| Arc::clone(class.s(i))).collect();
-    let announced = |s: &Arc<Student>| s.find(|m| matches!(&m.body, Body::File { file } if file.id == id)).is_some();
+    let announced =
+        |s: &Arc<Student>| s.find(|m| matches!(&m.body, Body::File { file } if file.id == id)).is_some();
     wait_until(LIVE, || downloaders.iter().all(announced)).await;
     report.check(
         downloaders.iter().all(announced),
@@ -538,14 +597,10 @@ async fn file(opts: &Options, report: &mut Report, class: &Class, work: &Path, t
             let mut dl = Downloader::attach(client.bulk_config(), &ticket.token, 0).await?;
             let mut hasher = sha2::Sha256::new();
             let mut len = 0u64;
-            loop {
-                match dl.next().await? {
-                    DownloadStep::Chunk(data) => {
-                        len += data.len() as u64;
-                        hasher.update(&data);
-                    }
-                    DownloadStep::Done(_) => break,
-                }
+            // Ends at `Done`; the downloader's idle timeout bounds each wait.
+            while let DownloadStep::Chunk(data) = dl.next().await? {
+                len += data.len() as u64;
+                hasher.update(&data);
             }
             lock(&hashes).push((len, hasher.finalize().to_vec()));
             anyhow::Ok(())
@@ -577,7 +632,8 @@ async fn troll(report: &mut Report, class: &Class) -> anyhow::Result<()> {
     let troll = class.s(class.troll);
     let name = troll.name.clone();
     report.info(format!("the troll: {name}"));
-    let removed = |t: &Student, n: usize| lock(&t.inbox).removed.iter().filter(|(r, _)| r == ROOM).count() >= n;
+    let removed =
+        |t: &Student, n: usize| lock(&t.inbox).removed.iter().filter(|(r, _)| r == ROOM).count() >= n;
     class.prof.request(Request::Kick { room: ROOM.into(), user: name.clone() }).await?;
     let kicked = wait_until(LIVE, || removed(troll, 1)).await;
     report.check(kicked, format!("kicked: {name} is told and is out of #{ROOM}"));
@@ -594,7 +650,9 @@ async fn troll(report: &mut Report, class: &Class) -> anyhow::Result<()> {
     let why = lock(&troll.gave_up).clone().unwrap_or_default();
     report.check(
         refused && why.contains("AccountBanned"),
-        format!("banned from the server: disconnected, and the reconnect with the resume token is refused ({why})"),
+        format!(
+            "banned from the server: disconnected, and the reconnect with the resume token is refused ({why})"
+        ),
     );
     // A fresh password login from another machine is refused too.
     let key = {
@@ -605,7 +663,13 @@ async fn troll(report: &mut Report, class: &Class) -> anyhow::Result<()> {
     let login = client.login(&name, &key, "another-pc").await;
     report.check(
         matches!(login, Err(Error::Server { code: ErrorCode::AccountBanned, .. })),
-        format!("a password login from another machine is refused ({})", match &login { Ok(_) => "logged in".to_owned(), Err(e) => e.to_string() }),
+        format!(
+            "a password login from another machine is refused ({})",
+            match &login {
+                Ok(_) => "logged in".to_owned(),
+                Err(e) => e.to_string(),
+            }
+        ),
     );
     client.close().await;
     Ok(())
@@ -621,7 +685,7 @@ async fn crash(
 ) -> anyhow::Result<()> {
     let senders: Vec<Arc<Student>> = class.senders.iter().map(|&i| Arc::clone(class.s(i))).collect();
     let per_sender = opts.per_sender;
-    let acked = Arc::new(std::sync::Mutex::new(Vec::<(MessageId, String)>::new()));
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(MessageId, String, String)>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for s in &senders {
@@ -636,7 +700,7 @@ async fn crash(
                 let text = format!("{} note {n}", s.name);
                 match s.request(Request::SendRoom { room: ROOM.into(), text: text.clone() }).await {
                     Ok(Response::Sent { id, .. }) => {
-                        lock(&acked).push((id, text));
+                        lock(&acked).push((id, s.name.clone(), text));
                         mine += 1;
                     }
                     // Not acknowledged: the server went away. Try the next once back.
@@ -670,35 +734,48 @@ async fn crash(
             t_kill.elapsed().as_secs_f64()
         ),
     );
-    let deadline = tokio::time::timeout(RECONNECT, async { while tasks.join_next().await.is_some() {} }).await;
+    let deadline =
+        tokio::time::timeout(RECONNECT, async { while tasks.join_next().await.is_some() {} }).await;
     stop.store(true, Ordering::SeqCst);
     if deadline.is_err() {
         tasks.abort_all();
     }
     let acked = lock(&acked).clone();
     tally.room_messages += acked.len() as u64;
-    report.check(acked.len() == total, format!("{} of {total} messages acknowledged across the crash", acked.len()));
+    report.check(
+        acked.len() == total,
+        format!("{} of {total} messages acknowledged across the crash", acked.len()),
+    );
 
     // Nothing acknowledged is missing: from the history the server keeps...
-    let history = room_history(&class.prof, acked.iter().map(|(id, _)| *id).min().unwrap_or(0)).await?;
+    let history = room_history(&class.prof, acked.iter().map(|(id, ..)| *id).min().unwrap_or(0)).await?;
     let missing: Vec<String> = acked
         .iter()
-        .filter(|(id, text)| !matches!(history.get(id), Some(Body::Text { text: t }) if t == text))
-        .map(|(id, t)| format!("#{id} {t:?}"))
+        .filter(|(id, _, text)| !matches!(history.get(id), Some(Body::Text { text: t }) if t == text))
+        .map(|(id, _, t)| format!("#{id} {t:?}"))
         .collect();
-    report.check(missing.is_empty(), format!("all {} acknowledged messages are in #{ROOM}'s history{}", acked.len(), first_errors(&missing)));
+    report.check(
+        missing.is_empty(),
+        format!(
+            "all {} acknowledged messages are in #{ROOM}'s history{}",
+            acked.len(),
+            first_errors(&missing)
+        ),
+    );
     // ...and from what every student received, live or in the catch-up after reconnecting.
     let students = class.present(true, false);
-    let has_all = |s: &Arc<Student>| acked.iter().all(|(id, _)| s.count(*id) >= 1);
+    // A sender's own messages come back in its `Sent` replies, not as events: the server
+    // delivers a message to every session but the one that sent it.
+    let has_all = |s: &Arc<Student>| acked.iter().all(|(id, from, _)| *from == s.name || s.count(*id) >= 1);
     wait_until(LIVE, || students.iter().all(|s| has_all(s))).await;
     let complete = students.iter().filter(|s| has_all(s)).count();
     let repeats: u64 = students
         .iter()
-        .map(|s| acked.iter().map(|(id, _)| u64::from(s.count(*id).saturating_sub(1))).sum::<u64>())
+        .map(|s| acked.iter().map(|(id, ..)| u64::from(s.count(*id).saturating_sub(1))).sum::<u64>())
         .sum();
     report.check(
         complete == students.len(),
-        format!("{complete} of {} have every acknowledged message", students.len()),
+        format!("{complete} of {} have every acknowledged message of the others", students.len()),
     );
     report.info(format!(
         "{repeats} deliveries came again in the catch-up after the crash (acks not yet saved); clients drop them by id"
@@ -740,10 +817,11 @@ async fn room_history(prof: &Student, oldest: MessageId) -> anyhow::Result<HashM
     let mut before = None;
     // Bounded: 100 pages of 200.
     for _ in 0..100 {
-        let (messages, more) = match prof.request(Request::History { conv: Conv::room(ROOM), before, limit: 200 }).await? {
-            Response::History { messages, more, .. } => (messages, more),
-            other => bail!("unexpected reply {other:?}"),
-        };
+        let (messages, more) =
+            match prof.request(Request::History { conv: Conv::room(ROOM), before, limit: 200 }).await? {
+                Response::History { messages, more, .. } => (messages, more),
+                other => bail!("unexpected reply {other:?}"),
+            };
         let Some(last) = messages.last().map(|m| m.id) else { break };
         for m in messages {
             out.insert(m.id, m.body);
@@ -756,7 +834,8 @@ async fn room_history(prof: &Student, oldest: MessageId) -> anyhow::Result<HashM
     Ok(out)
 }
 
-/// Runs `f` for each student, at most `limit` at once; the results in the students' order.
+/// Runs `f` for each student, at most `limit` at once, each for at most [`PART`]; the
+/// results in the students' order.
 async fn for_each<F, Fut>(students: &[Arc<Student>], limit: usize, f: F) -> Vec<anyhow::Result<()>>
 where
     F: Fn(Arc<Student>) -> Fut,
@@ -768,10 +847,12 @@ where
         let (sem, fut) = (Arc::clone(&sem), f(Arc::clone(s)));
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            (i, fut.await)
+            let r = tokio::time::timeout(PART, fut).await;
+            (i, r.unwrap_or_else(|_| Err(anyhow::anyhow!("did not finish within {PART:?}"))))
         });
     }
-    let mut out: Vec<anyhow::Result<()>> = students.iter().map(|_| Err(anyhow::anyhow!("did not finish"))).collect();
+    let mut out: Vec<anyhow::Result<()>> =
+        students.iter().map(|_| Err(anyhow::anyhow!("did not finish"))).collect();
     while let Some(r) = tasks.join_next().await {
         if let Ok((i, r)) = r {
             out[i] = r;
@@ -793,7 +874,7 @@ fn first_errors(errors: &[String]) -> String {
     match errors {
         [] => String::new(),
         [one] => format!(": {one}"),
-        [a, b, rest @ ..] if rest.is_empty() => format!(": {a}; {b}"),
+        [a, b] => format!(": {a}; {b}"),
         [a, b, rest @ ..] => format!(": {a}; {b} (and {} more)", rest.len()),
     }
 }

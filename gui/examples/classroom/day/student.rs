@@ -79,7 +79,8 @@ impl Student {
     /// Connects, registers with the password-derived key and starts staying connected.
     pub async fn register(self: &Arc<Self>) -> anyhow::Result<()> {
         let name = self.name.clone();
-        let key = tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&name, PASSWORD)).await??;
+        let key =
+            tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&name, PASSWORD)).await??;
         let (client, events) = Client::connect(self.config.clone()).await.context("connect")?;
         let welcome = client.register(&self.name, &key, &self.device).await.context("register")?;
         *lock(&self.token) = welcome.resume_token;
@@ -118,15 +119,11 @@ impl Student {
         self.config.clone()
     }
 
-    /// The current session, if connected.
-    pub fn client(&self) -> Option<Client> {
-        self.session.borrow().clone()
-    }
-
     /// Waits up to `timeout` for a session.
     pub async fn wait_client(&self, timeout: Duration) -> anyhow::Result<Client> {
         let mut rx = self.session.subscribe();
-        let r = tokio::time::timeout(timeout, rx.wait_for(|c| c.as_ref().is_some_and(|c| !c.is_closed()))).await;
+        let r =
+            tokio::time::timeout(timeout, rx.wait_for(|c| c.as_ref().is_some_and(|c| !c.is_closed()))).await;
         match r {
             Ok(Ok(c)) => c.clone().context("no session"),
             _ => anyhow::bail!("{} has no session after {timeout:?}", self.name),
@@ -135,10 +132,8 @@ impl Student {
 
     /// A request on the current session (waiting up to 30 s for one).
     pub async fn request(&self, body: Request) -> classchat_wire::Result<Response> {
-        let client = self
-            .wait_client(Duration::from_secs(30))
-            .await
-            .map_err(|e| Error::Closed(e.to_string()))?;
+        let client =
+            self.wait_client(Duration::from_secs(30)).await.map_err(|e| Error::Closed(e.to_string()))?;
         client.request(body).await
     }
 
@@ -185,8 +180,10 @@ impl Student {
                 }
                 Err(e) => {
                     // A refused token or a banned account: the app stops and asks the user.
-                    if let Some(Error::Server { code: code @ (ErrorCode::BadToken | ErrorCode::AccountBanned), .. }) =
-                        e.downcast_ref::<Error>()
+                    if let Some(Error::Server {
+                        code: code @ (ErrorCode::BadToken | ErrorCode::AccountBanned),
+                        ..
+                    }) = e.downcast_ref::<Error>()
                     {
                         *lock(&self.gave_up) = Some(format!("{code:?}"));
                         break;

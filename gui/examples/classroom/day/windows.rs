@@ -127,8 +127,12 @@ impl Windows {
                 bail!("{user}'s app exited ({status}); see its log in {}", work.display());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let out = self.xdotool(&["search", "--pid", &pid, "--name", "ClassChat"])?;
+            // `--all`: both conditions (xdotool's default is either).
+            let out = self.xdotool(&["search", "--all", "--pid", &pid, "--name", "ClassChat"])?;
             app.window = out.lines().next().unwrap_or_default().trim().to_owned();
+        }
+        if self.apps.iter().any(|a| a.window == app.window) {
+            bail!("{user}'s window search found another app's window ({})", app.window);
         }
         self.xdotool(&["windowmove", &app.window, &x.to_string(), "0"])?;
         self.xdotool(&["windowsize", &app.window, &WIDTH.to_string(), &HEIGHT.to_string()])?;
@@ -187,7 +191,8 @@ impl Windows {
     }
 
     fn xdotool(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("xdotool").args(args).env("DISPLAY", &self.display).stdin(Stdio::null()).output()?;
+        let out =
+            Command::new("xdotool").args(args).env("DISPLAY", &self.display).stdin(Stdio::null()).output()?;
         // `search` exits 1 when nothing matches yet.
         if !out.status.success() && args.first() != Some(&"search") {
             bail!("xdotool {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
