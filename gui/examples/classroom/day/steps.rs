@@ -11,7 +11,9 @@ use anyhow::{Context as _, bail};
 use classchat::e2e::WireSender;
 use classchat_wire::discovery::{Browser, Scope};
 use classchat_wire::files::{DownloadStep, Downloader};
-use classchat_wire::{Body, Conv, Error, ErrorCode, Fingerprint, MessageId, Request, Response, TrustPolicy};
+use classchat_wire::{
+    Body, ChatMessage, Conv, Error, ErrorCode, Fingerprint, MessageId, Request, Response, TrustPolicy,
+};
 use sha2::Digest as _;
 
 use super::report::{Report, mb};
@@ -20,6 +22,8 @@ use super::student::{PASSWORD, Student, client_config, lock};
 use super::windows::Windows;
 use super::{INSTRUCTOR, Options, ROOM, wait_until};
 
+/// The instructor's room message of step 3 (the data dir scan of step 4 looks for it).
+const ROOM_MESSAGE: &str = "Good morning! Today: TLS, and why we pin keys.";
 /// How long live deliveries may take to reach everyone.
 const LIVE: Duration = Duration::from_secs(60);
 /// How long a room of students may take to reconnect after the server is back.
@@ -132,7 +136,7 @@ pub async fn day(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     );
 
     report.step("3. The instructor's announcement and room message, live and on next login");
-    announce(report, &class, &mut tally).await?;
+    announce(report, &class, windows.as_ref(), &mut tally).await?;
 
     report.step(&format!("4. End-to-end encrypted DMs between {} pairs", opts.dm_pairs));
     dms(opts, report, &class, &server, &mut tally).await?;
@@ -324,7 +328,12 @@ async fn wait_online(
     last
 }
 
-async fn announce(report: &mut Report, class: &Class, tally: &mut Tally) -> anyhow::Result<()> {
+async fn announce(
+    report: &mut Report,
+    class: &Class,
+    windows: Option<&Windows>,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let (announcement, recipients) = match class
         .prof
@@ -334,17 +343,30 @@ async fn announce(report: &mut Report, class: &Class, tally: &mut Tally) -> anyh
         Response::Broadcast { id, recipients, .. } => (id, recipients),
         other => bail!("unexpected reply {other:?}"),
     };
-    let room_msg = sent_id(
-        class
-            .prof
-            .request(Request::SendRoom {
-                room: ROOM.into(),
-                text: "Good morning! Today: TLS, and why we pin keys.".into(),
-            })
-            .await?,
-    )?;
+    let text = ROOM_MESSAGE;
+    let (room_msg, how) = match windows {
+        // Typed into the instructor's app window; its id is read where it arrived.
+        Some(w) => {
+            w.type_in_instructor(text).await?;
+            let probe = class.s(class.uploader);
+            let is_it = |m: &ChatMessage| {
+                m.from == INSTRUCTOR && matches!(&m.body, Body::Text { text: t } if t == text)
+            };
+            wait_until(LIVE, || probe.find(is_it).is_some()).await;
+            let id = probe.find(is_it).map(|m| m.id).with_context(|| {
+                format!("the room message typed in {INSTRUCTOR}'s window did not reach {}", probe.name)
+            })?;
+            (id, format!("typed in {INSTRUCTOR}'s app window"))
+        }
+        None => {
+            let sent = class.prof.request(Request::SendRoom { room: ROOM.into(), text: text.into() }).await?;
+            (sent_id(sent)?, "sent by the client".to_owned())
+        }
+    };
     tally.room_messages += 1;
-    report.info(format!("announcement #{announcement} (the server counted {recipients} online users), room message #{room_msg}"));
+    report.info(format!(
+        "announcement #{announcement} (the server counted {recipients} online users), room message #{room_msg} ({how})"
+    ));
     let ids = [announcement, room_msg];
     let online: Vec<&Arc<Student>> = class
         .students
@@ -489,7 +511,7 @@ async fn dms(
         ),
     );
     // Every file of the data dir, raw: the database, its WAL, stored files.
-    let control = b"Good morning! Today: TLS".to_vec();
+    let control = ROOM_MESSAGE.as_bytes().to_vec();
     let mut needles: Vec<Vec<u8>> = secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
     needles.push(b"dm-secret".to_vec());
     needles.push(control);

@@ -159,7 +159,16 @@ impl Windows {
 
     /// Types `text` into the student's composer in #ROOM and presses Enter.
     pub async fn type_in_student(&self, text: &str) -> anyhow::Result<()> {
-        self.open_room(0).await?;
+        self.type_in(0, text).await
+    }
+
+    /// Types `text` into the instructor's composer in #ROOM and presses Enter.
+    pub async fn type_in_instructor(&self, text: &str) -> anyhow::Result<()> {
+        self.type_in(1, text).await
+    }
+
+    async fn type_in(&self, i: usize, text: &str) -> anyhow::Result<()> {
+        self.open_room(i).await?;
         self.xdotool(&["type", "--delay", "10", text])?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.xdotool(&["key", "Return"])?;
