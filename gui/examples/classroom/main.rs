@@ -22,6 +22,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(about = "A whole class day against the real ClassChat server, with a report")]
 struct Args {
+    /// Simulated students (each part below is a different one; see the error if too few).
     #[arg(long, default_value_t = 200)]
     students: usize,
     /// Students who go offline after joining and come back after the announcement.
@@ -36,6 +37,7 @@ struct Args {
     /// Size of the file dropped in the room, MiB.
     #[arg(long, default_value_t = 200)]
     file_mib: u64,
+    /// Students who download the file, each checking its SHA-256.
     #[arg(long, default_value_t = 50)]
     downloaders: usize,
     /// Downloads running at once.

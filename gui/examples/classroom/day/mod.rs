@@ -98,11 +98,16 @@ pub async fn run(opts: Options) -> Report {
         opts.students, opts.offline, opts.file_mib, opts.downloaders
     );
     report.line(format!("ClassChat class day: {summary}"));
-    if opts.students < opts.needed() || opts.offline > opts.students - opts.needed() {
+    if opts.dm_pairs == 0 || opts.senders == 0 {
+        report.fail("the day needs at least one DM pair and one sender (--dm-pairs, --senders)");
+    } else if opts.students < opts.needed() || opts.offline > opts.students - opts.needed() {
         report.fail(format!(
-            "{} students cannot fill the parts: {} have a part and {} go offline",
+            "{} students cannot fill the parts: {} have a part (the troll, {} DM pairs, the uploader, {} downloaders, {} senders) and {} go offline, each a different student",
             opts.students,
             opts.needed(),
+            opts.dm_pairs,
+            opts.downloaders,
+            opts.senders,
             opts.offline
         ));
     } else if let Err(e) = steps::day(&opts, &mut report).await {
