@@ -31,7 +31,7 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench fuzz audit icons package package-test screenshots clean
+.PHONY: all deps gui-deps shot-deps build run server test lint fmt bench classroom fuzz audit icons package package-test screenshots clean
 
 all: build
 
@@ -73,6 +73,8 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The peer-to-peer tests put peers in network namespaces (ip netns; skipped without root).
+# The short class day (gui/tests/classroom.rs) runs target/debug/classchat-server, which
+# `cargo test --workspace` builds for the server's own integration tests before any runs.
 test: lint
 	$(call apt_ensure,iproute2)
 	$(CARGO) test --workspace
@@ -85,6 +87,16 @@ bench: deps
 	$(call apt_ensure,inspircd util-linux iproute2)
 	$(CARGO) build --release -p classchat-server
 	./target/release/classchat-bench suite
+
+# A whole class day against the real release server, with a report ending in PASS or FAIL
+# (README, "A class day in one command"): 200 students, a 200 MiB file, kill -9, two app
+# windows under Xvfb (screenshots in screenshots/). CLASSROOM_ARGS go to the tool, e.g.
+# CLASSROOM_ARGS="--students 100 --downloaders 20 --no-windows"; `--help` lists them.
+CLASSROOM_ARGS ?=
+classroom: shot-deps
+	$(CARGO) build --release -p classchat-server --bin classchat-server
+	$(CARGO) build --release -p classchat --bin classchat --example classroom
+	./target/release/examples/classroom $(CLASSROOM_ARGS)
 
 # Fuzz every decoder (wire/fuzz/fuzz_targets/), one target after another, one process
 # each, under `nice -n 19`: FUZZ_RUNS executions each (libFuzzer's -runs) or, without it,
