@@ -32,6 +32,9 @@ pub struct Config {
     pub login_timeout_ms: u64,
     /// The handshake alone must finish within this.
     pub handshake_timeout_ms: u64,
+    /// After a `resume` rotates a device's token, the token it presented still works this
+    /// long (a connection lost before the `welcome` arrived must not cost the password).
+    pub resume_grace_ms: u64,
     /// Connections not logged in yet, in total and per source address; past either, the
     /// oldest of them is closed to admit a new one (`crate::gate`).
     pub max_pre_login: usize,
@@ -101,6 +104,7 @@ impl Default for Config {
             heartbeat_timeout_ms: 30_000,
             login_timeout_ms: 10_000,
             handshake_timeout_ms: 5_000,
+            resume_grace_ms: 300_000,
             max_pre_login: 1024,
             max_pre_login_per_address: 256,
             max_connections_per_address: 1024,

@@ -115,6 +115,10 @@ const MIGRATIONS: &[&str] = &[
         target TEXT NOT NULL,
         detail TEXT NOT NULL
     );",
+    // 6: the token a device held before its last rotation, accepted for a short grace
+    // (a connection lost between the rotation and the `welcome` must not cost the password).
+    "ALTER TABLE devices ADD COLUMN prev_token_hash BLOB;
+    ALTER TABLE devices ADD COLUMN prev_until INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Read connections kept open for reuse.
@@ -135,12 +139,15 @@ pub enum Write {
         user: String,
         banned: bool,
     },
-    /// Creates or updates a device; `baseline` is only used on creation.
+    /// Creates or updates a device; `baseline` is only used on creation. `previous` is the
+    /// token the device logged in with and until when it still works (a `resume`), or
+    /// `None` (a password login, a logout: no earlier token works).
     UpsertDevice {
         user: String,
         device: String,
         token_hash: Option<Vec<u8>>,
         baseline: MessageId,
+        previous: Option<(Vec<u8>, i64)>,
     },
     CreateRoom {
         name: String,
@@ -330,6 +337,9 @@ pub struct RoomRow {
 pub struct DeviceRow {
     pub token_hash: Option<Vec<u8>>,
     pub baseline: MessageId,
+    /// The token before the last rotation, and until when (ms since the epoch) it works.
+    pub prev_token_hash: Option<Vec<u8>>,
+    pub prev_until: i64,
 }
 
 /// Handle to the store. Cheap to clone.
@@ -462,9 +472,17 @@ impl Store {
     pub async fn device(&self, user: String, device: String) -> anyhow::Result<Option<DeviceRow>> {
         self.read(move |c| {
             c.query_row(
-                "SELECT token_hash, baseline FROM devices WHERE user_lc = ?1 AND device = ?2",
+                "SELECT token_hash, baseline, prev_token_hash, prev_until FROM devices
+                 WHERE user_lc = ?1 AND device = ?2",
                 params![user, device],
-                |r| Ok(DeviceRow { token_hash: r.get(0)?, baseline: r.get::<_, i64>(1)? as u64 }),
+                |r| {
+                    Ok(DeviceRow {
+                        token_hash: r.get(0)?,
+                        baseline: r.get::<_, i64>(1)? as u64,
+                        prev_token_hash: r.get(2)?,
+                        prev_until: r.get(3)?,
+                    })
+                },
             )
             .optional()
         })
@@ -735,12 +753,25 @@ fn apply_job(
             Write::SetBanned { user, banned } => {
                 tx.execute("UPDATE users SET banned = ?2 WHERE name_lc = ?1", params![user, banned])?;
             }
-            Write::UpsertDevice { user, device, token_hash, baseline } => {
+            Write::UpsertDevice { user, device, token_hash, baseline, previous } => {
+                let (prev, until) = match previous {
+                    Some((hash, until)) => (Some(hash), *until),
+                    None => (None, 0),
+                };
                 tx.prepare_cached(
-                    "INSERT INTO devices(user_lc, device, token_hash, baseline) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(user_lc, device) DO UPDATE SET token_hash = excluded.token_hash",
+                    "INSERT INTO devices(user_lc, device, token_hash, baseline, prev_token_hash, prev_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(user_lc, device) DO UPDATE SET token_hash = excluded.token_hash,
+                         prev_token_hash = excluded.prev_token_hash, prev_until = excluded.prev_until",
                 )?
-                .execute(params![user, device, token_hash, *baseline as i64])?;
+                .execute(params![
+                    user,
+                    device,
+                    token_hash,
+                    *baseline as i64,
+                    prev,
+                    until
+                ])?;
             }
             Write::CreateRoom { name, topic, password, admin } => {
                 tx.execute(
@@ -823,7 +854,8 @@ fn apply_job(
             }
             Write::RevokeTokens { user, keep } => {
                 tx.execute(
-                    "UPDATE devices SET token_hash = NULL WHERE user_lc = ?1 AND device != ?2",
+                    "UPDATE devices SET token_hash = NULL, prev_token_hash = NULL, prev_until = 0
+                     WHERE user_lc = ?1 AND device != ?2",
                     params![user, keep],
                 )?;
             }

@@ -152,6 +152,46 @@ async fn resume_token_works_and_a_new_login_replaces_it() {
 }
 
 #[tokio::test]
+async fn a_resume_whose_welcome_was_lost_works_again_with_the_token_it_presented_within_the_grace() {
+    let server =
+        TestServer::start_with(tempfile::tempdir().expect("tempdir"), |c| c.resume_grace_ms = 1_500).await;
+    let alice = server.user("alice").await;
+    let first = alice.welcome.resume_token.clone();
+    alice.client.close().await;
+
+    // The server rotated to `lost`, but the client never got that welcome (its connection
+    // died): it still holds `first`, which keeps working for the grace, and each use
+    // hands out a fresh token.
+    let (client, _events) = server.connect().await;
+    let lost = client.resume("alice", &first, "dev-1").await.expect("resume").resume_token;
+    client.close().await;
+    let (client, _events) = server.connect().await;
+    let again = client.resume("alice", &first, "dev-1").await.expect("the token it holds still works");
+    assert_ne!(again.resume_token, lost);
+    client.close().await;
+    // A token that was rotated away without being presented (`lost`) is gone at once.
+    let (client, _events) = server.connect().await;
+    assert_eq!(code(client.resume("alice", &lost, "dev-1").await), ErrorCode::BadToken);
+    client.close().await;
+
+    // After the grace, only the newest token works.
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    let (client, _events) = server.connect().await;
+    assert_eq!(code(client.resume("alice", &first, "dev-1").await), ErrorCode::BadToken);
+    client.close().await;
+    let (client, _events) = server.connect().await;
+    client.resume("alice", &again.resume_token, "dev-1").await.expect("the newest token works");
+    client.close().await;
+
+    // A password login on the device ends the grace of the token `resume` presented.
+    server.login("alice", "dev-1").await;
+    let (client, _events) = server.connect().await;
+    assert_eq!(code(client.resume("alice", &again.resume_token, "dev-1").await), ErrorCode::BadToken);
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn every_device_of_a_user_receives() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;

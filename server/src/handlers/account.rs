@@ -118,7 +118,7 @@ pub async fn register(
         }
     }
     tracing::info!(user = %username, addr = %session.addr, "registered");
-    finish_login(state, session, id, lc, device).await
+    finish_login(state, session, id, lc, device, None).await
 }
 
 fn taken(username: &str) -> ApiError {
@@ -167,7 +167,7 @@ pub async fn login(
         return Reply::Now(Err(banned_error()));
     }
     state.clear_login_failures(&lc);
-    finish_login(state, session, id, lc, device).await
+    finish_login(state, session, id, lc, device, None).await
 }
 
 fn banned_error() -> ApiError {
@@ -198,7 +198,14 @@ pub async fn resume(
         Err(e) => return Reply::Now(Err(ApiError::internal(e))),
     };
     let presented = token_hash(&token);
-    let ok = row.and_then(|r| r.token_hash).is_some_and(|stored| ct_eq(&stored, &presented));
+    // The current token, or the one before the last rotation within its grace: a client
+    // whose connection died between the rotation and the `welcome` still holds that one.
+    let now = crate::store::now_ms() as i64;
+    let ok = row.is_some_and(|r| {
+        let current = r.token_hash.is_some_and(|stored| ct_eq(&stored, &presented));
+        let previous = now < r.prev_until && r.prev_token_hash.is_some_and(|prev| ct_eq(&prev, &presented));
+        current || previous
+    });
     let banned = state.lock().users.get(&lc).map(|u| u.banned);
     if !ok || banned.is_none() {
         state.record_address_failure(ip);
@@ -210,12 +217,19 @@ pub async fn resume(
     if banned == Some(true) {
         return Reply::Now(Err(banned_error()));
     }
-    finish_login(state, session, id, lc, device).await
+    let grace = i64::try_from(state.config.resume_grace_ms).unwrap_or(i64::MAX);
+    finish_login(state, session, id, lc, device, Some((presented, now.saturating_add(grace)))).await
 }
 
 pub async fn logout(state: &State, session: &mut Session) -> Reply {
     let Some(user) = session.user.clone() else { return Reply::Close(Ok(Response::Done)) };
-    let write = Write::UpsertDevice { user, device: session.device.clone(), token_hash: None, baseline: 0 };
+    let write = Write::UpsertDevice {
+        user,
+        device: session.device.clone(),
+        token_hash: None,
+        baseline: 0,
+        previous: None,
+    };
     match commit(state, vec![write], None).await {
         Ok(_) => Reply::Close(Ok(Response::Done)),
         Err(e) => Reply::Now(Err(e)),
@@ -224,7 +238,14 @@ pub async fn logout(state: &State, session: &mut Session) -> Reply {
 
 /// Issues a fresh resume token, registers the session as online, sends `Welcome`, then
 /// everything the device missed, then `CaughtUp`.
-async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, device: String) -> Reply {
+async fn finish_login(
+    state: &State,
+    session: &mut Session,
+    id: u32,
+    lc: Lc,
+    device: String,
+    previous: Option<(Vec<u8>, i64)>,
+) -> Reply {
     let mut token = [0u8; KEY_LEN];
     rand::rng().fill_bytes(&mut token);
     let write = Write::UpsertDevice {
@@ -232,6 +253,7 @@ async fn finish_login(state: &State, session: &mut Session, id: u32, lc: Lc, dev
         device: device.clone(),
         token_hash: Some(token_hash(&token)),
         baseline: 0,
+        previous,
     };
     if let Err(e) = commit(state, vec![write], None).await {
         return Reply::Now(Err(e));
