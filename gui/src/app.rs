@@ -1224,10 +1224,12 @@ impl ClassChatApp {
         egui::Frame::new().fill(color.gamma_multiply(0.12)).inner_margin(6.0).corner_radius(4.0).show(
             ui,
             |ui| {
-                ui.horizontal(|ui| {
-                    ui.label(egui::RichText::new(&banner.text).color(color));
-                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                        close = ui.small_button("❌").clicked();
+                // The close button at the right, the text wrapping in the rest of the width
+                // (a long path or sentence must not run under the panels beside the chat).
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::TOP), |ui| {
+                    close = ui.small_button("❌").clicked();
+                    ui.with_layout(egui::Layout::left_to_right(egui::Align::TOP), |ui| {
+                        ui.add(egui::Label::new(egui::RichText::new(&banner.text).color(color)).wrap());
                     });
                 });
             },
