@@ -365,7 +365,12 @@ fn room_staff_make_an_announcement_room_and_slow_mode_from_the_room_settings() {
     rt.block_on(next_event(&mut bob, "slow mode", |e| {
         matches!(e, Event::RoomSettings { settings, .. } if settings.slow_mode_secs == 60 && !settings.announce_only)
     }));
-    wait_until(&mut student, "the composer to open", |h| !has_text(h, "Cannot send"));
+    // Both changes reach the student's app as separate events: wait for the second too, or
+    // the message below may go out before the app knows of slow mode.
+    wait_until(&mut student, "slow mode to reach the student's app and the composer to open", |h| {
+        h.state().model.rooms.get("lab").is_some_and(|r| r.settings.slow_mode_secs == 60)
+            && !has_text(h, "Cannot send")
+    });
 
     // A student's message starts the wait; the next one stays in the composer.
     type_into(&mut student, "Message", "first");
