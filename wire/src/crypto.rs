@@ -20,6 +20,7 @@ use rsa::sha2::Sha256;
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 
+use crate::cbc_lanes::{LANES, Lane};
 use crate::error::{CryptoError, Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::frame;
@@ -261,7 +262,7 @@ impl Sealer {
     pub fn seal_record(&mut self, dst: &mut BytesMut, start: usize, max_frame_len: usize) -> Result<()> {
         let mut iv = [0u8; IV_LEN];
         rand::rng().fill_bytes(&mut iv);
-        self.seal_in_place(&mut [(dst, start)], &[iv], max_frame_len)
+        self.seal_record_with_iv(dst, start, &iv, max_frame_len)
     }
 
     fn seal_record_with_iv(
@@ -303,7 +304,8 @@ impl Sealer {
         self.seal_in_place(&mut records, ivs, max_frame_len)
     }
 
-    /// Seals each `(buffer, start)` record in place with its IV, in order.
+    /// Seals each `(buffer, start)` record in place with its IV, in order. One record (every
+    /// chat frame) allocates nothing here.
     fn seal_in_place(
         &mut self,
         records: &mut [(&mut BytesMut, usize)],
@@ -315,22 +317,16 @@ impl Sealer {
             if ivs.len() != records.len() {
                 return Err(Error::Protocol("one IV per record".into()));
             }
-            let mut lens = Vec::with_capacity(records.len());
             for (dst, start) in records.iter() {
-                let pt_len = dst
-                    .len()
-                    .checked_sub(start + RECORD_HEAD)
-                    .ok_or_else(|| Error::Protocol("a record shorter than its head".into()))?;
-                let body_len = sealed_len(pt_len);
-                lens.push((frame::check_len(body_len, max_frame_len)?, pt_len));
+                record_prefix(dst, *start, max_frame_len)?;
             }
             let first = self.seq;
             let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
             self.seq = first.checked_add(count).ok_or(Error::Protocol("sequence number exhausted".into()))?;
-            Ok((first, lens))
+            Ok(first)
         })();
-        let (first, lens) = match checked {
-            Ok(v) => v,
+        let first = match checked {
+            Ok(first) => first,
             Err(e) => {
                 for (dst, start) in records.iter_mut() {
                     dst.truncate(*start);
@@ -340,20 +336,24 @@ impl Sealer {
         };
         // Head (length prefix, IV) and PKCS#7 padding, then every chain at once, then the
         // MACs (each over its sequence number, IV and ciphertext).
-        for ((dst, start), (iv, (prefix, pt_len))) in records.iter_mut().zip(ivs.iter().zip(&lens)) {
+        for ((dst, start), iv) in records.iter_mut().zip(ivs) {
             let start = *start;
+            // Checked above: the same record, the same answer.
+            let (prefix, pt_len) = record_prefix(dst, start, max_frame_len)?;
             dst[start..start + frame::HEADER_LEN].copy_from_slice(&prefix.to_be_bytes());
             dst[start + frame::HEADER_LEN..start + RECORD_HEAD].copy_from_slice(iv);
             let pad = 16 - pt_len % 16;
             dst.put_bytes(pad as u8, pad);
         }
-        let mut lanes: Vec<crate::cbc_lanes::Lane<'_>> = records
-            .iter_mut()
-            .zip(ivs)
-            .map(|((dst, start), iv)| (&mut dst[*start + RECORD_HEAD..], (*iv).into()))
-            .collect();
-        crate::cbc_lanes::encrypt(&self.cipher, &mut lanes);
-        drop(lanes);
+        for (group, ivs) in records.chunks_mut(LANES).zip(ivs.chunks(LANES)) {
+            let n = group.len();
+            let mut lanes: [Lane<'_>; LANES] =
+                std::array::from_fn(|_| (<&mut [u8]>::default(), aes::Block::default()));
+            for (lane, ((dst, start), iv)) in lanes.iter_mut().zip(group.iter_mut().zip(ivs)) {
+                *lane = (&mut dst[*start + RECORD_HEAD..], (*iv).into());
+            }
+            crate::cbc_lanes::encrypt(&self.cipher, &mut lanes[..n]);
+        }
         for (seq, (dst, start)) in (first..).zip(records.iter_mut()) {
             let mut m = self.mac.clone();
             m.update(&seq.to_be_bytes());
@@ -363,6 +363,16 @@ impl Sealer {
         }
         Ok(())
     }
+}
+
+/// The frame's length prefix and the plaintext's length for the record at `dst[start..]`,
+/// or why it cannot be sealed.
+fn record_prefix(dst: &BytesMut, start: usize, max_frame_len: usize) -> Result<(u32, usize)> {
+    let pt_len = dst
+        .len()
+        .checked_sub(start + RECORD_HEAD)
+        .ok_or_else(|| Error::Protocol("a record shorter than its head".into()))?;
+    Ok((frame::check_len(sealed_len(pt_len), max_frame_len)?, pt_len))
 }
 
 /// The receiving half: checks and opens sealed bodies in order.
