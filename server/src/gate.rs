@@ -138,8 +138,7 @@ impl Gate {
 fn make_room(gate: &Gate, inner: &mut Inner, addr: IpAddr) -> bool {
     loop {
         let slot = inner.addresses.get(&addr);
-        let (total, pre_login) =
-            slot.map_or((0, 0), |s| (s.total, s.pre_login[0].len() + s.pre_login[1].len()));
+        let (total, pre_login) = slot.map_or((0, 0), |s| (s.total, s.load()));
         if total < gate.max_per_address && pre_login < gate.max_pre_login_per_address {
             break;
         }
