@@ -374,7 +374,15 @@ fn the_peer_port_can_be_fixed_and_a_port_in_use_is_reported() {
     // A port of the user's choosing: the listener moves there at once.
     let free =
         std::net::TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()).expect("a free port").port();
-    h.state_mut().sharing_action(SharingAction::SetPort(free));
+    // Typed into the panel's field: nothing changes until Enter (each digit on the way
+    // would be another port).
+    click(&mut h, "Port for classmates' fetches");
+    h.event(egui::Event::Text(free.to_string()));
+    settle(&mut h);
+    assert_eq!(h.state().settings.sharing.port, 0, "not taken while typing");
+    h.key_press(egui::Key::Enter);
+    settle(&mut h);
+    assert_eq!(h.state().settings.sharing.port, free, "taken on Enter");
     wait_until(&mut h, "the listener on the chosen port", |h| listening(h) == Some(free));
     wait_for_text(&mut h, &format!("Peer port: listening on {free}"));
     std::net::TcpStream::connect(("127.0.0.1", free)).expect("the app listens on the chosen port");

@@ -67,7 +67,9 @@ pub fn show(ui: &mut Ui, sharing: &Sharing, settings: &SharingSettings) -> Vec<A
         ui.label("Port");
         let mut port = settings.port;
         let r = ui
-            .add(egui::DragValue::new(&mut port).range(0..=u16::MAX).speed(1.0))
+            // Typed, not dragged, and taken on Enter or when the field is left: every value
+            // on the way would restart the listener on another port.
+            .add(egui::DragValue::new(&mut port).range(0..=u16::MAX).speed(0.0).update_while_editing(false))
             .on_hover_text("Where classmates' apps connect for a fetch. 0: any free port (the default); a fixed port is for a firewall rule.");
         a11y_label(&r, PORT);
         if r.changed() {
