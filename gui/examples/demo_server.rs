@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn say(client: &Client, room: &str, text: &str) -> anyhow::Result<()> {
-    client.request(Request::SendRoom { room: room.into(), text: text.into() }).await?;
+    client.request(Request::SendRoom { room: room.into(), text: text.into(), reply_to: None }).await?;
     // Spread the timestamps a little, as a real conversation would.
     tokio::time::sleep(Duration::from_millis(30)).await;
     Ok(())

@@ -81,9 +81,9 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let body = e2e.seal(&alice, "bob", &format!("message {i}")).await.map_err(anyhow::Error::msg)?;
         sends.push(t.elapsed());
-        alice.request(Request::SendDirect { to: "bob".into(), body }).await?;
+        alice.request(Request::SendDirect { to: "bob".into(), body, reply_to: None }).await?;
     }
-    alice.request(Request::SendDirect { to: "bob".into(), body: first }).await?;
+    alice.request(Request::SendDirect { to: "bob".into(), body: first, reply_to: None }).await?;
     sends.sort();
 
     println!("bob sends {count} messages (this takes a while: one RSA signature each)…");
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
             .seal(&bob, "alice", &format!("message {i}: the quick brown fox jumps over the lazy dog"))
             .await
             .map_err(anyhow::Error::msg)?;
-        bob.request(Request::SendDirect { to: "alice".into(), body }).await?;
+        bob.request(Request::SendDirect { to: "alice".into(), body, reply_to: None }).await?;
     }
     println!("  sealed and sent in {:.1} s", t.elapsed().as_secs_f64());
 

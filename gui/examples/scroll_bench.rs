@@ -79,6 +79,9 @@ fn main() -> eframe::Result {
             from: senders[(i % 5) as usize].into(),
             ts: start_ts + i * 20_000,
             body: Body::Text { text },
+            reply_to: None,
+            edited: None,
+            reactions: Vec::new(),
         };
         model.on_message(msg, Source::History);
     }

@@ -172,7 +172,7 @@ async fn seed(server_dir: &Path, app_dir: &Path) -> anyhow::Result<Server> {
         } else {
             format!("message {i}")
         };
-        bob.request(Request::SendRoom { room: "lobby".into(), text }).await?;
+        bob.request(Request::SendRoom { room: "lobby".into(), text, reply_to: None }).await?;
     }
     bob.close().await;
     prepare_app(app_dir, &server.addr, USER, server.fingerprint, &ada_key, &[]).await?;

@@ -522,7 +522,11 @@ impl ClassChatApp {
             | Event::SearchResults { .. }
             | Event::SearchDone { .. }
             | Event::FetchRequest { .. }
-            | Event::RelayRequest { .. } => {}
+            | Event::RelayRequest { .. }
+            | Event::Edited { .. }
+            | Event::Deleted { .. }
+            | Event::Reactions { .. }
+            | Event::Typing { .. } => {}
             Event::Presence { user, online } => self.model.on_presence(&user, online),
             Event::RemovedFromRoom { room, reason } => {
                 self.model.on_removed(&room, &reason);

@@ -908,7 +908,10 @@ impl WireSender {
     /// Seals and sends.
     pub async fn send(&mut self, client: &Client, to: &str, text: &str) -> Result<(), String> {
         let body = self.seal(client, to, text).await?;
-        client.request(Request::SendDirect { to: to.to_owned(), body }).await.map_err(|e| e.to_string())?;
+        client
+            .request(Request::SendDirect { to: to.to_owned(), body, reply_to: None })
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 

@@ -348,6 +348,7 @@ impl Model {
             // that did not is not shown.
             (_, Body::Opaque { .. }) => Content::Unreadable(format!("{UNVERIFIED}.")),
             (_, Body::File { file }) => Content::File(Box::new(file)),
+            (_, Body::Deleted { by, .. }) => Content::System(format!("A message was deleted by {by}.")),
         };
         self.add(conv, Msg { id: message.id, from: message.from, ts: message.ts, content }, source)
     }
@@ -740,7 +741,16 @@ mod tests {
     }
 
     fn text(id: MessageId, conv: Conv, from: &str, t: &str) -> ChatMessage {
-        ChatMessage { id, conv, from: from.into(), ts: id * 1000, body: Body::Text { text: t.into() } }
+        ChatMessage {
+            id,
+            conv,
+            from: from.into(),
+            ts: id * 1000,
+            body: Body::Text { text: t.into() },
+            reply_to: None,
+            edited: None,
+            reactions: Vec::new(),
+        }
     }
 
     fn texts(model: &Model, conv: &Conv) -> Vec<String> {
@@ -836,6 +846,9 @@ mod tests {
             from: "bob".into(),
             ts: 5,
             body: Body::Opaque { data: b"\x00plain".to_vec() },
+            reply_to: None,
+            edited: None,
+            reactions: Vec::new(),
         };
         m.on_message(raw, Source::Live);
         let shown = m.conversation(&Conv::direct("bob")).and_then(|c| c.get(5)).map(|m| m.content.clone());
@@ -883,6 +896,9 @@ mod tests {
             from: from.into(),
             ts: id,
             body: Body::System { event },
+            reply_to: None,
+            edited: None,
+            reactions: Vec::new(),
         };
         m.on_message(sys(1, "bob", SystemEvent::Joined), Source::Live);
         m.on_presence("carol", true);

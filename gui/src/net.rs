@@ -983,7 +983,9 @@ impl NetTask {
             let body = match &message.body {
                 classchat_wire::Body::Text { text } => Some(text.as_bytes().to_vec()),
                 classchat_wire::Body::Opaque { data } => Some(data.clone()),
-                classchat_wire::Body::System { .. } | classchat_wire::Body::File { .. } => None,
+                classchat_wire::Body::System { .. }
+                | classchat_wire::Body::File { .. }
+                | classchat_wire::Body::Deleted { .. } => None,
             };
             if let Some(body) = body {
                 self.caught_up_mine.push((message.conv.clone(), body, message.id, message.ts));
@@ -1097,7 +1099,7 @@ async fn send_one(
     o: Outgoing,
 ) -> (Option<Vec<u8>>, Result<(MessageId, Timestamp), SendError>) {
     let request = match &o.conv {
-        Conv::Room { name } => Request::SendRoom { room: name.clone(), text: o.text.clone() },
+        Conv::Room { name } => Request::SendRoom { room: name.clone(), text: o.text.clone(), reply_to: None },
         Conv::Direct { user } => {
             let body = match (&o.sealed, e2e) {
                 (Some(sealed), _) => sealed.clone(),
@@ -1109,7 +1111,7 @@ async fn send_one(
                     return (None, Err(SendError::Seal("Direct messages are not set up yet.".into())));
                 }
             };
-            Request::SendDirect { to: user.clone(), body }
+            Request::SendDirect { to: user.clone(), body, reply_to: None }
         }
         Conv::Announcements => Request::Broadcast { text: o.text.clone() },
     };

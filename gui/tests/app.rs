@@ -45,9 +45,11 @@ fn register_join_a_room_send_and_receive() {
     settle(&mut h);
     assert!(!has_text(&h, "(sending)"), "no pending mark once acknowledged");
 
-    rt.block_on(
-        bob.client.request(Request::SendRoom { room: "chemistry".into(), text: "hello from bob".into() }),
-    )
+    rt.block_on(bob.client.request(Request::SendRoom {
+        room: "chemistry".into(),
+        text: "hello from bob".into(),
+        reply_to: None,
+    }))
     .expect("bob sends");
     wait_for_text(&mut h, "hello from bob");
     assert_eq!(h.query_all_by_label("hello from alice").count(), 1);
@@ -79,12 +81,20 @@ fn unread_count_rises_in_another_room() {
     wait_for_text(&mut h, "bob, online");
 
     for text in ["first", "second"] {
-        rt.block_on(bob.client.request(Request::SendRoom { room: "physics".into(), text: text.into() }))
-            .expect("bob sends");
+        rt.block_on(bob.client.request(Request::SendRoom {
+            room: "physics".into(),
+            text: text.into(),
+            reply_to: None,
+        }))
+        .expect("bob sends");
     }
     wait_for_text(&mut h, "#physics, 2 unread");
-    rt.block_on(bob.client.request(Request::SendRoom { room: "physics".into(), text: "hey @alice".into() }))
-        .expect("bob mentions alice");
+    rt.block_on(bob.client.request(Request::SendRoom {
+        room: "physics".into(),
+        text: "hey @alice".into(),
+        reply_to: None,
+    }))
+    .expect("bob mentions alice");
     wait_for_text(&mut h, "#physics, 3 unread, mentions you");
 
     // Alt+Down moves to the next conversation in the sidebar: lobby, then physics.
@@ -265,9 +275,11 @@ fn reconnect_after_server_restart_shows_missed_messages_once() {
 
     let mut h = app(&rt, &dir.path().join("alice"), &addr.to_string());
     register(&mut h, "alice", "correct horse");
-    rt.block_on(
-        bob.client.request(Request::SendRoom { room: "lobby".into(), text: "before the restart".into() }),
-    )
+    rt.block_on(bob.client.request(Request::SendRoom {
+        room: "lobby".into(),
+        text: "before the restart".into(),
+        reply_to: None,
+    }))
     .expect("bob sends");
     wait_for_text(&mut h, "before the restart");
     drop(bob);
@@ -283,7 +295,9 @@ fn reconnect_after_server_restart_shows_missed_messages_once() {
     rt.block_on(async {
         let client = wire_login(&elsewhere.addr_string(), "bob", "wire-password-1").await.client;
         for text in ["missed one", "missed two"] {
-            let reply = client.request(Request::SendRoom { room: "lobby".into(), text: text.into() }).await;
+            let reply = client
+                .request(Request::SendRoom { room: "lobby".into(), text: text.into(), reply_to: None })
+                .await;
             assert!(matches!(reply, Ok(Response::Sent { .. })), "{reply:?}");
         }
         client.close().await;
@@ -332,9 +346,11 @@ fn older_history_loads_while_scrolling_up_and_nothing_repeats() {
     }))
     .expect("bob creates a room");
     for i in 0..COUNT {
-        rt.block_on(
-            bob.client.request(Request::SendRoom { room: "log".into(), text: format!("line {i:03}") }),
-        )
+        rt.block_on(bob.client.request(Request::SendRoom {
+            room: "log".into(),
+            text: format!("line {i:03}"),
+            reply_to: None,
+        }))
         .expect("bob sends");
     }
     // Alice joins afterwards: everything she sees comes from history pages.
@@ -593,8 +609,12 @@ fn a_mention_while_the_window_is_unfocused_raises_a_notification() {
     register(&mut h, "alice", "correct horse");
     let bob = rt.block_on(wire_user(&addr, "bob"));
     let say = |text: &str| {
-        rt.block_on(bob.client.request(Request::SendRoom { room: "lobby".into(), text: text.into() }))
-            .expect("bob sends");
+        rt.block_on(bob.client.request(Request::SendRoom {
+            room: "lobby".into(),
+            text: text.into(),
+            reply_to: None,
+        }))
+        .expect("bob sends");
     };
     let count = || shown.lock().map(|s| s.len()).unwrap_or_default();
 

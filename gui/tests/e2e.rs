@@ -139,7 +139,8 @@ fn tampered_envelopes_are_not_shown_and_a_replay_shows_once() {
     open_dm(&mut h, "bob");
 
     let direct = |body: Vec<u8>| {
-        let reply = rt.block_on(bob.client.request(Request::SendDirect { to: "alice".into(), body }));
+        let reply =
+            rt.block_on(bob.client.request(Request::SendDirect { to: "alice".into(), body, reply_to: None }));
         assert!(matches!(reply, Ok(Response::Sent { .. })), "{reply:?}");
     };
     let good = rt.block_on(bob_keys.seal(&bob.client, "alice", "the real one")).expect("seal");

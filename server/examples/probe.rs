@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let key = classchat_wire::auth::auth_key(&name, "probe password")?;
     let welcome = client.register(&name, &key, "probe").await?;
     let text = format!("hello from {name}");
-    client.request(Request::SendRoom { room: "lobby".into(), text: text.clone() }).await?;
+    client.request(Request::SendRoom { room: "lobby".into(), text: text.clone(), reply_to: None }).await?;
     let Response::History { messages, .. } =
         client.request(Request::History { conv: Conv::room("lobby"), before: None, limit: 10 }).await?
     else {

@@ -390,13 +390,7 @@ impl State {
         let make = |conv: Conv| {
             Self::encode(&ServerMsg::Event {
                 event: Event::Message {
-                    message: ChatMessage {
-                        id: msg.id,
-                        conv,
-                        from: sender.clone(),
-                        ts: msg.ts,
-                        body: msg.body.clone(),
-                    },
+                    message: ChatMessage::new(msg.id, conv, sender.clone(), msg.ts, msg.body.clone()),
                 },
             })
         };

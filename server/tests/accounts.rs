@@ -210,7 +210,8 @@ async fn every_device_of_a_user_receives() {
 async fn requests_need_a_login() {
     let server = TestServer::start().await;
     let (client, _events) = server.connect().await;
-    let result = client.request(Request::SendRoom { room: "lobby".into(), text: "hi".into() }).await;
+    let result =
+        client.request(Request::SendRoom { room: "lobby".into(), text: "hi".into(), reply_to: None }).await;
     assert_eq!(code(result), ErrorCode::NotLoggedIn);
     server.stop().await;
 }

@@ -1176,8 +1176,8 @@ fn every_request_needing_login() -> Vec<Request> {
         Request::SetTopic { room: HEALTHY.into(), topic: s() },
         Request::SetRoomPassword { room: HEALTHY.into(), password: Some(s()) },
         Request::HandOverAdmin { room: HEALTHY.into(), user: "bob".into() },
-        Request::SendRoom { room: HEALTHY.into(), text: s() },
-        Request::SendDirect { to: "alice".into(), body: vec![1] },
+        Request::SendRoom { room: HEALTHY.into(), text: s(), reply_to: None },
+        Request::SendDirect { to: "alice".into(), body: vec![1], reply_to: None },
         Request::Broadcast { text: s() },
         Request::History { conv: Conv::room(HEALTHY), before: None, limit: 10 },
         Request::PublishKey { public_key: vec![1], backup: vec![1] },
@@ -1232,6 +1232,10 @@ fn every_request_needing_login() -> Vec<Request> {
         Request::PeerFetch { room: HEALTHY.into(), sharer: "alice".into(), sha256: vec![1; 32] },
         Request::PeerRelay { ticket: vec![1; 32] },
         Request::AttachRelay { ticket: vec![1; 32], side: classchat_wire::peer::RelaySide::Asker },
+        Request::Edit { id: 1, body: classchat_wire::Body::Text { text: "x".into() } },
+        Request::Delete { id: 1, proof: None },
+        Request::React { id: 1, emoji: "👍".into(), on: true },
+        Request::SearchMessages { query: "x".into(), room: None, offset: 0, limit: 10 },
     ]
 }
 
@@ -1299,11 +1303,15 @@ fn kind_index(r: &Request) -> Option<usize> {
         R::PeerFetch { .. } => 56,
         R::PeerRelay { .. } => 57,
         R::AttachRelay { .. } => 58,
+        R::Edit { .. } => 59,
+        R::Delete { .. } => 60,
+        R::React { .. } => 61,
+        R::SearchMessages { .. } => 62,
     })
 }
 
 /// Request kinds that need a login.
-const KINDS_NEEDING_LOGIN: usize = 59;
+const KINDS_NEEDING_LOGIN: usize = 63;
 
 #[test]
 fn every_request_kind_is_tried_before_login() {
@@ -1333,7 +1341,7 @@ fn account_cases() -> Vec<Case> {
         case!(
             every_request_before_login,
             BEFORE_LOGIN,
-            "each of the 59 request kinds that need a login, on a connection that has not logged in",
+            "each of the 63 request kinds that need a login, on a connection that has not logged in",
             Outcome::Refused(ErrorCode::NotLoggedIn),
             |ctx| {
                 let mut raw = ctx.raw().await;
@@ -1805,7 +1813,11 @@ fn content_cases() -> Vec<Case> {
                 let u = ctx.user().await;
                 outcome(
                     u.client
-                        .request(Request::SendRoom { room: "lobby".into(), text: "x".repeat(16 * 1024 + 1) })
+                        .request(Request::SendRoom {
+                            room: "lobby".into(),
+                            text: "x".repeat(16 * 1024 + 1),
+                            reply_to: None,
+                        })
                         .await,
                 )
             }
@@ -1819,7 +1831,11 @@ fn content_cases() -> Vec<Case> {
                 let u = ctx.user().await;
                 outcome(
                     u.client
-                        .request(Request::SendRoom { room: "lobby".into(), text: "x".repeat(900 * 1024) })
+                        .request(Request::SendRoom {
+                            room: "lobby".into(),
+                            text: "x".repeat(900 * 1024),
+                            reply_to: None,
+                        })
                         .await,
                 )
             }
@@ -1832,7 +1848,13 @@ fn content_cases() -> Vec<Case> {
             |ctx| {
                 let u = ctx.user().await;
                 outcome(
-                    u.client.request(Request::SendRoom { room: "lobby".into(), text: String::new() }).await,
+                    u.client
+                        .request(Request::SendRoom {
+                            room: "lobby".into(),
+                            text: String::new(),
+                            reply_to: None,
+                        })
+                        .await,
                 )
             }
         ),
@@ -1843,7 +1865,11 @@ fn content_cases() -> Vec<Case> {
             Outcome::Refused(ErrorCode::BadRequest),
             |ctx| {
                 let u = ctx.user().await;
-                outcome(u.client.request(Request::SendDirect { to: "alice".into(), body: Vec::new() }).await)
+                outcome(
+                    u.client
+                        .request(Request::SendDirect { to: "alice".into(), body: Vec::new(), reply_to: None })
+                        .await,
+                )
             }
         ),
         case!(
@@ -1853,7 +1879,15 @@ fn content_cases() -> Vec<Case> {
             Outcome::Refused(ErrorCode::NotMember),
             |ctx| {
                 let u = ctx.user().await;
-                outcome(u.client.request(Request::SendRoom { room: HEALTHY.into(), text: "hi".into() }).await)
+                outcome(
+                    u.client
+                        .request(Request::SendRoom {
+                            room: HEALTHY.into(),
+                            text: "hi".into(),
+                            reply_to: None,
+                        })
+                        .await,
+                )
             }
         ),
         case!(
@@ -2144,7 +2178,13 @@ fn content_cases() -> Vec<Case> {
                         let client = u.client.clone();
                         let room = room.clone();
                         tokio::spawn(async move {
-                            client.request(Request::SendRoom { room, text: format!("spam {i}") }).await
+                            client
+                                .request(Request::SendRoom {
+                                    room,
+                                    text: format!("spam {i}"),
+                                    reply_to: None,
+                                })
+                                .await
                         })
                     })
                     .collect();
@@ -2400,8 +2440,11 @@ fn file_cases() -> Vec<Case> {
             Outcome::Closed(Word::Told),
             |ctx| {
                 let mut raw = attached_upload(ctx, 4).await;
-                let (_, msg) =
-                    raw.request_msg(Request::SendRoom { room: "lobby".into(), text: "sneaky".into() });
+                let (_, msg) = raw.request_msg(Request::SendRoom {
+                    room: "lobby".into(),
+                    text: "sneaky".into(),
+                    reply_to: None,
+                });
                 let f = raw.seal(&msg).await;
                 raw.push(&f).await;
                 raw.closed().await

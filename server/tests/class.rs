@@ -84,7 +84,8 @@ async fn an_announcement_room_lets_only_its_admins_post() {
         |e| matches!(e, Event::RoomSettings { room, settings } if room == "lab" && settings.announce_only),
     )
     .await;
-    let (code, message) = refused(&bob, Request::SendRoom { room: "lab".into(), text: "hi".into() }).await;
+    let (code, message) =
+        refused(&bob, Request::SendRoom { room: "lab".into(), text: "hi".into(), reply_to: None }).await;
     assert_eq!(code, ErrorCode::ReadOnly);
     assert!(message.contains("only admins post in #lab"), "{message}");
     // A file is a post too.
@@ -136,7 +137,8 @@ async fn a_muted_student_is_refused_until_unmuted_and_a_timed_mute_ends_by_itsel
     let Event::MuteChanged { scope, muted, until, by } = ev else { unreachable!() };
     assert_eq!((scope, muted, by), (room_scope("lab"), true, "ada".to_owned()));
     assert!(until.is_some_and(|t| t > classchat_wire_now()));
-    let (code, message) = refused(&bob, Request::SendRoom { room: "lab".into(), text: "hi".into() }).await;
+    let (code, message) =
+        refused(&bob, Request::SendRoom { room: "lab".into(), text: "hi".into(), reply_to: None }).await;
     assert_eq!(code, ErrorCode::Muted);
     assert!(message.contains("muted in #lab for another 1 h"), "{message}");
     // Only in that room.
@@ -167,13 +169,18 @@ async fn a_muted_student_is_refused_until_unmuted_and_a_timed_mute_ends_by_itsel
     // A server-wide mute by an instructor covers rooms, DMs and broadcasts; a one-second
     // mute is lifted without anyone doing anything.
     prof.ok(Request::Mute { scope: MuteScope::Server, user: "bob".into(), secs: Some(1) }).await;
-    let (code, message) = refused(&bob, Request::SendRoom { room: "lobby".into(), text: "x".into() }).await;
+    let (code, message) =
+        refused(&bob, Request::SendRoom { room: "lobby".into(), text: "x".into(), reply_to: None }).await;
     assert_eq!(code, ErrorCode::Muted);
     assert!(message.contains("on this server"), "{message}");
-    let (code, _) = refused(&bob, Request::SendDirect { to: "ada".into(), body: vec![1] }).await;
+    let (code, _) =
+        refused(&bob, Request::SendDirect { to: "ada".into(), body: vec![1], reply_to: None }).await;
     assert_eq!(code, ErrorCode::Muted);
     eventually(Duration::from_secs(10), "the one-second mute to end", || async {
-        bob.client.request(Request::SendRoom { room: "lobby".into(), text: "back".into() }).await.is_ok()
+        bob.client
+            .request(Request::SendRoom { room: "lobby".into(), text: "back".into(), reply_to: None })
+            .await
+            .is_ok()
     })
     .await;
     server.stop().await;
@@ -190,7 +197,7 @@ async fn slow_mode_allows_one_message_per_interval_for_students_only() {
     set(&ada, "lab", settings(false, 60, false)).await;
     bob.say("lab", "first").await;
     let (code, message) =
-        refused(&bob, Request::SendRoom { room: "lab".into(), text: "second".into() }).await;
+        refused(&bob, Request::SendRoom { room: "lab".into(), text: "second".into(), reply_to: None }).await;
     assert_eq!(code, ErrorCode::SlowMode);
     assert!(message.contains("slow mode is on in #lab") && message.contains("again in"), "{message}");
     // The admin is not slowed down.
@@ -224,15 +231,18 @@ async fn exam_mode_makes_rooms_read_only_for_students_except_the_questions_room(
     // Students: read-only rooms (even the one ada administers), the questions room open,
     // no DMs between students, no files.
     let (code, message) =
-        refused(&bob, Request::SendRoom { room: "lab".into(), text: "answer to 3?".into() }).await;
+        refused(&bob, Request::SendRoom { room: "lab".into(), text: "answer to 3?".into(), reply_to: None })
+            .await;
     assert_eq!(code, ErrorCode::ReadOnly);
     assert!(message.contains("#help"), "{message}");
-    let (code, _) = refused(&ada, Request::SendRoom { room: "lab".into(), text: "x".into() }).await;
+    let (code, _) =
+        refused(&ada, Request::SendRoom { room: "lab".into(), text: "x".into(), reply_to: None }).await;
     assert_eq!(code, ErrorCode::ReadOnly);
     bob.say("help", "is question 2 about fork()?").await;
-    let (code, message) = refused(&bob, Request::SendDirect { to: "ada".into(), body: vec![1, 2] }).await;
+    let (code, message) =
+        refused(&bob, Request::SendDirect { to: "ada".into(), body: vec![1, 2], reply_to: None }).await;
     assert_eq!(code, ErrorCode::ExamMode, "{message}");
-    bob.ok(Request::SendDirect { to: "prof".into(), body: vec![1, 2] }).await;
+    bob.ok(Request::SendDirect { to: "prof".into(), body: vec![1, 2], reply_to: None }).await;
     let (code, _) = refused(
         &bob,
         Request::UploadFile { conv: Conv::room("help"), name: "a.txt".into(), size: 1, meta: None },
@@ -241,7 +251,7 @@ async fn exam_mode_makes_rooms_read_only_for_students_except_the_questions_room(
     assert_eq!(code, ErrorCode::ExamMode);
     // Instructors post and write to anyone.
     prof.say("lab", "15 minutes left").await;
-    prof.ok(Request::SendDirect { to: "bob".into(), body: vec![3] }).await;
+    prof.ok(Request::SendDirect { to: "bob".into(), body: vec![3], reply_to: None }).await;
     // A new login learns about it in its Welcome.
     let carol = server.user("carol").await;
     assert!(carol.welcome.class.exam.as_ref().is_some_and(|e| e.questions_room.as_deref() == Some("help")));
@@ -251,7 +261,7 @@ async fn exam_mode_makes_rooms_read_only_for_students_except_the_questions_room(
     let (code, _) = refused(&prof, Request::SetExamMode { on: false, questions_room: None }).await;
     assert_eq!(code, ErrorCode::AlreadyDone, "toggling off twice is an error");
     bob.say("lab", "done").await;
-    bob.ok(Request::SendDirect { to: "ada".into(), body: vec![1] }).await;
+    bob.ok(Request::SendDirect { to: "ada".into(), body: vec![1], reply_to: None }).await;
     server.stop().await;
 }
 
@@ -578,7 +588,7 @@ async fn class_state_survives_a_restart() {
     assert_eq!(bob.welcome.class.mutes.len(), 1);
     assert_eq!(bob.welcome.class.mutes[0].until, None);
     assert_eq!(
-        refused(&bob, Request::SendRoom { room: "lab".into(), text: "x".into() }).await.0,
+        refused(&bob, Request::SendRoom { room: "lab".into(), text: "x".into(), reply_to: None }).await.0,
         ErrorCode::Muted
     );
     let Response::Questions { questions, .. } = bob.ok(Request::Questions { room: "lab".into() }).await

@@ -44,7 +44,7 @@ async fn send_e2e(from: &TestUser, from_id: &Identity, to: &str, text: &str) -> 
     })
     .await;
     let env = Envelope::seal(&key, 1, &from.name, to, from_id, text);
-    from.ok(Request::SendDirect { to: to.into(), body: env.to_bytes() }).await;
+    from.ok(Request::SendDirect { to: to.into(), body: env.to_bytes(), reply_to: None }).await;
     key
 }
 

@@ -55,7 +55,10 @@ async fn many_messages_to_many_members_arrive_complete_and_in_order() {
         for n in 0..MESSAGES {
             let (client, room, text) = (u.client.clone(), room.to_string(), format!("{}:{n}", u.name));
             sends.spawn(async move {
-                match client.request(Request::SendRoom { room: room.clone(), text: text.clone() }).await {
+                match client
+                    .request(Request::SendRoom { room: room.clone(), text: text.clone(), reply_to: None })
+                    .await
+                {
                     Ok(Response::Sent { id, .. }) => (room, id, text),
                     other => panic!("{text}: expected Sent, got {other:?}"),
                 }

@@ -45,7 +45,8 @@ async fn restart_keeps_accounts_rooms_memberships_bans_and_history() {
     }
     alice.ok(Request::Ban { room: "lab-5".into(), user: "carol".into() }).await;
     let id = alice.say("lab-5", "before the restart").await;
-    let dm = alice.ok(Request::SendDirect { to: "bob".into(), body: b"opaque".to_vec() }).await;
+    let dm =
+        alice.ok(Request::SendDirect { to: "bob".into(), body: b"opaque".to_vec(), reply_to: None }).await;
     let Response::Sent { id: dm_id, .. } = dm else { panic!("expected Sent") };
     drop((alice, bob, carol));
 
@@ -102,7 +103,7 @@ async fn acknowledged_messages_survive_kill_9() {
             tokio::spawn(async move {
                 for i in 0.. {
                     let text = format!("s{s} m{i}");
-                    let req = Request::SendRoom { room: "lobby".into(), text: text.clone() };
+                    let req = Request::SendRoom { room: "lobby".into(), text: text.clone(), reply_to: None };
                     match client.request(req).await {
                         Ok(Response::Sent { id, .. }) => {
                             acked.lock().expect("lock").push((id, text));

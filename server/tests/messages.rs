@@ -77,7 +77,8 @@ async fn broadcast_can_be_reserved_for_server_admins() {
 async fn direct_message_to_unknown_user_is_refused() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
-    let code = alice.err(Request::SendDirect { to: "nobody".into(), body: b"psst".to_vec() }).await;
+    let code =
+        alice.err(Request::SendDirect { to: "nobody".into(), body: b"psst".to_vec(), reply_to: None }).await;
     assert_eq!(code, ErrorCode::NoSuchUser);
     server.stop().await;
 }
@@ -89,7 +90,9 @@ async fn direct_message_to_offline_user_arrives_on_login_exactly_once() {
     let bob = server.user("bob").await;
     log_off(&alice, bob).await;
 
-    let sent = alice.ok(Request::SendDirect { to: "bob".into(), body: b"\x00sealed\xff".to_vec() }).await;
+    let sent = alice
+        .ok(Request::SendDirect { to: "bob".into(), body: b"\x00sealed\xff".to_vec(), reply_to: None })
+        .await;
     let Response::Sent { id, .. } = sent else { panic!("expected Sent, got {sent:?}") };
 
     let mut bob = server.login("bob", "dev-1").await;
@@ -161,7 +164,10 @@ async fn history_pages_back_across_ten_thousand_messages() {
             let mut sent = Vec::new();
             for i in (s..TOTAL).step_by(SENDERS) {
                 let text = format!("m{i}");
-                match client.request(Request::SendRoom { room: "big".into(), text: text.clone() }).await {
+                match client
+                    .request(Request::SendRoom { room: "big".into(), text: text.clone(), reply_to: None })
+                    .await
+                {
                     Ok(Response::Sent { id, .. }) => sent.push((id, text)),
                     other => panic!("send {i}: {other:?}"),
                 }
@@ -245,7 +251,13 @@ async fn sending_too_fast_is_rate_limited() {
         .map(|i| {
             let client = alice.client.clone();
             tokio::spawn(async move {
-                client.request(Request::SendRoom { room: "lobby".into(), text: format!("spam {i}") }).await
+                client
+                    .request(Request::SendRoom {
+                        room: "lobby".into(),
+                        text: format!("spam {i}"),
+                        reply_to: None,
+                    })
+                    .await
             })
         })
         .collect();
@@ -267,9 +279,12 @@ async fn over_long_message_is_refused() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
     let max = alice.welcome.limits.max_message_len as usize;
-    let code = alice.err(Request::SendRoom { room: "lobby".into(), text: "x".repeat(max + 1) }).await;
+    let code = alice
+        .err(Request::SendRoom { room: "lobby".into(), text: "x".repeat(max + 1), reply_to: None })
+        .await;
     assert_eq!(code, ErrorCode::TooLong);
-    let code = alice.err(Request::SendDirect { to: "alice".into(), body: vec![7; max + 1] }).await;
+    let code =
+        alice.err(Request::SendDirect { to: "alice".into(), body: vec![7; max + 1], reply_to: None }).await;
     assert_eq!(code, ErrorCode::TooLong);
     alice.say("lobby", &"x".repeat(max)).await;
     server.stop().await;
@@ -281,7 +296,7 @@ async fn welcome_lists_dm_partners_for_a_new_machine() {
     let alice = server.user("Alice").await;
     let _bob = server.user("bob").await;
     assert!(alice.welcome.dm_peers.is_empty());
-    alice.ok(Request::SendDirect { to: "bob".into(), body: b"hi".to_vec() }).await;
+    alice.ok(Request::SendDirect { to: "bob".into(), body: b"hi".to_vec(), reply_to: None }).await;
     let bob_elsewhere = server.login("bob", "lab-pc-9").await;
     assert_eq!(bob_elsewhere.welcome.dm_peers, vec!["Alice".to_owned()]);
     let alice_elsewhere = server.login("alice", "laptop").await;

@@ -61,9 +61,9 @@ async fn client_that_stops_reading_is_cut_off_and_others_keep_up() {
             .map(|i| {
                 let client = bob.client.clone();
                 let text = format!("{round}-{i} {filler}");
-                tokio::spawn(
-                    async move { client.request(Request::SendRoom { room: "lobby".into(), text }).await },
-                )
+                tokio::spawn(async move {
+                    client.request(Request::SendRoom { room: "lobby".into(), text, reply_to: None }).await
+                })
             })
             .collect();
         for s in sends {

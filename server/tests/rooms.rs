@@ -97,7 +97,8 @@ async fn kicked_user_is_removed_and_can_no_longer_send() {
 
     alice.ok(Request::Kick { room: "lab".into(), user: "bob".into() }).await;
     bob.expect_event("removal", |e| matches!(e, Event::RemovedFromRoom { room, .. } if room == "lab")).await;
-    let code = bob.err(Request::SendRoom { room: "lab".into(), text: "still here?".into() }).await;
+    let code =
+        bob.err(Request::SendRoom { room: "lab".into(), text: "still here?".into(), reply_to: None }).await;
     assert_eq!(code, ErrorCode::NotMember);
     assert_eq!(member_names(&members(&alice, "lab").await), ["alice"]);
     // A kick is not a ban: bob may come back.

@@ -21,7 +21,7 @@ async fn two_users_chat_in_a_room() {
     bob.client.request(Request::JoinRoom { name: "lab-3".into(), password: None }).await.expect("join");
     let sent = alice
         .client
-        .request(Request::SendRoom { room: "lab-3".into(), text: "hi bob".into() })
+        .request(Request::SendRoom { room: "lab-3".into(), text: "hi bob".into(), reply_to: None })
         .await
         .expect("send");
     assert!(matches!(sent, Response::Sent { .. }));

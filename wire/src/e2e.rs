@@ -472,6 +472,47 @@ impl Envelope {
     }
 }
 
+/// The plaintext of the envelope that edits direct message `of` (`Request::Edit`),
+/// sealed with [`Envelope::seal_bytes`] under the conversation's key.
+///
+/// The id inside the signed plaintext stops the server from applying an edit to another
+/// message. A receiver applies an edit only when it comes from the message's sender and
+/// its envelope's `seq` is above that of the text it shows, so an older edit cannot be
+/// replayed over a newer one. A MessagePack map is never valid UTF-8 text, so an edit
+/// cannot be passed off as a new message either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmEdit {
+    pub of: u64,
+    pub text: String,
+}
+
+/// The plaintext of the envelope with which a sender deletes their direct message `of`
+/// (`Request::Delete`'s `proof`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmDelete {
+    pub of: u64,
+}
+
+impl DmEdit {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        crate::message::encode(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self, E2eError> {
+        crate::message::decode(b).map_err(|_| E2eError::Malformed)
+    }
+}
+
+impl DmDelete {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        crate::message::encode(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self, E2eError> {
+        crate::message::decode(b).map_err(|_| E2eError::Malformed)
+    }
+}
+
 /// The sender's signature over an envelope, checked apart from decryption (see
 /// [`Envelope::open_unsigned`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

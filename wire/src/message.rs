@@ -45,6 +45,18 @@ pub const MAX_FILE_NAME_LEN: usize = 255;
 pub const MAX_FILE_META_LEN: usize = 4096;
 /// Length of a transfer token.
 pub const TRANSFER_TOKEN_LEN: usize = 32;
+/// Longest reaction emoji, in bytes (an emoji with modifiers and joiners fits).
+pub const MAX_EMOJI_LEN: usize = 32;
+/// Most different emoji on one message.
+pub const MAX_REACTIONS: usize = 20;
+/// Largest `limit` of one `SearchMessages` page.
+pub const MAX_SEARCH_PAGE: u32 = 50;
+/// Longest search query, in bytes.
+pub const MAX_SEARCH_QUERY_LEN: usize = 256;
+/// The server passes on at most one `Typing` per user and conversation this often.
+pub const TYPING_INTERVAL_MS: u64 = 3_000;
+/// How long a client shows "… is typing" after the last `Event::Typing`.
+pub const TYPING_SHOW_MS: u64 = 6_000;
 
 /// Everything a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +78,10 @@ pub enum ClientMsg {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// "I am typing in `conv`." No reply, never stored; the server passes it on as
+    /// `Event::Typing` to the others in `conv` who are online, at most once every
+    /// [`TYPING_INTERVAL_MS`] per user and conversation (more often is dropped).
+    Typing { conv: Conv },
 }
 
 /// A conversation. In anything the server sends, `Direct.user` names the *other* party as
@@ -150,20 +166,56 @@ pub enum Request {
     HandOverAdmin { room: String, user: String },
 
     // ---- messages ---------------------------------------------------------------------
-    /// → `Sent` once the message is durable.
-    SendRoom { room: String, text: String },
+    /// → `Sent` once the message is durable. `reply_to` names a message of the same room
+    /// this one answers (absent: not a reply).
+    SendRoom {
+        room: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
+    },
     /// Opaque bytes for one user (end-to-end encrypted by the clients). Stored for offline
-    /// delivery. → `Sent`.
+    /// delivery. `reply_to` as for `SendRoom`, a message of the same DM. → `Sent`.
     SendDirect {
         to: String,
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
     },
     /// To every user, stored in `Conv::Announcements`. → `Broadcast`.
     Broadcast { text: String },
     /// Messages of `conv` older than `before` (newest first when `before` is `None`),
     /// at most `limit` (≤ 200). → `History`.
     History { conv: Conv, before: Option<MessageId>, limit: u32 },
+    /// Replace the text of your own message `id`. A room or announcement message takes
+    /// `Body::Text`; a direct message takes `Body::Opaque` holding an envelope whose
+    /// plaintext is a [`crate::e2e::DmEdit`] naming `id`. Not allowed on a deleted
+    /// message. → `Done`; `Event::Edited` goes to everyone in the conversation.
+    Edit { id: MessageId, body: Body },
+    /// Delete message `id`: your own anywhere, any message of a room you administer, any
+    /// message at all as a server admin. For your own direct message `proof` is an
+    /// envelope whose plaintext is a [`crate::e2e::DmDelete`] naming `id`. → `Done`;
+    /// `Event::Deleted` goes to everyone in the conversation.
+    Delete {
+        id: MessageId,
+        #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+        proof: Option<Vec<u8>>,
+    },
+    /// Add (`on`) or take back your reaction `emoji` (≤ [`MAX_EMOJI_LEN`] bytes) on
+    /// message `id`. At most [`MAX_REACTIONS`] different emoji per message. → `Done`;
+    /// `Event::Reactions` goes to everyone in the conversation.
+    React { id: MessageId, emoji: String, on: bool },
+    /// Full-text search of the room and announcement messages you may read now, best
+    /// match first; `room` limits it to one room. Skips the first `offset` hits, returns
+    /// at most `limit` (≤ [`MAX_SEARCH_PAGE`]). → `Found`.
+    SearchMessages {
+        query: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        offset: u32,
+        limit: u32,
+    },
 
     // ---- end-to-end keys (see crate::e2e) ---------------------------------------------
     /// Publish (or replace) the caller's identity key (SPKI DER, ≤ 2 KiB) and its
@@ -490,6 +542,29 @@ pub enum Response {
     },
     /// `PeerFetch` granted.
     PeerTicket(PeerTicket),
+    /// `SearchMessages`: the hits of this page, best first; `more` when another page
+    /// exists.
+    Found {
+        hits: Vec<SearchHit>,
+        more: bool,
+    },
+}
+
+/// One hit of a message search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// The message as it is now (latest edit).
+    pub message: ChatMessage,
+    /// Byte ranges `[start, end)` of the text that matched the query, in order.
+    pub highlights: Vec<(u32, u32)>,
+}
+
+/// The reactions of one emoji on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    /// Who reacted, in the order they did.
+    pub users: Vec<String>,
 }
 
 /// Reply to a successful `Register`, `Login` or `Resume`.
@@ -598,6 +673,31 @@ pub struct ChatMessage {
     pub from: String,
     pub ts: Timestamp,
     pub body: Body,
+    /// The message of the same conversation this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    /// When the text was last edited (`None`: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<Timestamp>,
+    /// Reactions, in the order their first reaction came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+}
+
+impl ChatMessage {
+    /// A message as first sent: no reply, never edited, no reactions.
+    pub fn new(id: MessageId, conv: Conv, from: impl Into<String>, ts: Timestamp, body: Body) -> Self {
+        ChatMessage {
+            id,
+            conv,
+            from: from.into(),
+            ts,
+            body,
+            reply_to: None,
+            edited: None,
+            reactions: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -618,6 +718,14 @@ pub enum Body {
     /// A file shared in a room; `from` uploaded it.
     File {
         file: FileInfo,
+    },
+    /// The message was deleted by `by` (its sender, a room admin or a server admin); its
+    /// text is gone from the server. `proof`: for a direct message deleted by its sender,
+    /// the envelope of a [`crate::e2e::DmDelete`] the sender signed.
+    Deleted {
+        by: String,
+        #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+        proof: Option<Vec<u8>>,
     },
 }
 
@@ -679,6 +787,22 @@ pub enum Event {
     /// To sharers: `from` in `room` looks for `query`; answer with `AnswerSearch` within
     /// the deadline, or not at all.
     SearchRequest { search: SearchId, from: String, room: String, query: SearchQuery },
+    /// Message `id` of `conv` was edited at `ts`; `body` is its new text (`Body::Text`),
+    /// or for a direct message the sender's envelope of a [`crate::e2e::DmEdit`].
+    Edited { conv: Conv, id: MessageId, body: Body, ts: Timestamp },
+    /// Message `id` of `conv` was deleted by `by`; `proof` as in [`Body::Deleted`].
+    Deleted {
+        conv: Conv,
+        id: MessageId,
+        by: String,
+        #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+        proof: Option<Vec<u8>>,
+    },
+    /// The reactions on message `id` of `conv` are now `reactions` (the whole list).
+    Reactions { conv: Conv, id: MessageId, reactions: Vec<Reaction> },
+    /// `user` is typing in `conv` (for a direct message, `conv` names `user`). Show it
+    /// for about [`TYPING_SHOW_MS`] unless another comes or their message arrives.
+    Typing { conv: Conv, user: String },
     /// To the asker: `from` shares these files matching search `search`.
     SearchResults { search: SearchId, from: String, files: Vec<SharedFile> },
     /// To the asker: the search's deadline passed; `answered` sharers sent `results` files
@@ -773,6 +897,13 @@ pub enum ErrorCode {
     AlreadyDone,
     /// That user is not online with sharing on (peer-to-peer fetch).
     NotSharing,
+    /// No such message, or not one you can see.
+    NoSuchMessage,
+    /// Only its sender may edit a message; deleting someone else's needs a room or
+    /// server admin.
+    NotYourMessage,
+    /// The message was deleted, so it cannot be edited or reacted to.
+    MessageDeleted,
     /// Anything else; the message says what. A code this build does not know decodes as
     /// `Internal`, so a newer server's codes do not break older clients.
     #[serde(other)]
@@ -822,6 +953,9 @@ impl ErrorCode {
             ErrorCode::PollClosed => "poll_closed",
             ErrorCode::AlreadyDone => "already_done",
             ErrorCode::NotSharing => "not_sharing",
+            ErrorCode::NoSuchMessage => "no_such_message",
+            ErrorCode::NotYourMessage => "not_your_message",
+            ErrorCode::MessageDeleted => "message_deleted",
             ErrorCode::Internal => "internal",
         }
     }

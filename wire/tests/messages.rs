@@ -42,9 +42,9 @@ fn every_client_msg_round_trips_byte_exact() {
     for m in &msgs {
         assert_round_trip(m);
     }
-    assert_eq!(names(&msgs, samples::client_msg_name).len(), 4, "samples cover every ClientMsg variant");
-    assert_eq!(names(&samples::requests(), samples::request_name).len(), 63, "every Request variant");
-    assert_eq!(samples::requests().len(), 63, "one sample per Request variant");
+    assert_eq!(names(&msgs, samples::client_msg_name).len(), 5, "samples cover every ClientMsg variant");
+    assert_eq!(names(&samples::requests(), samples::request_name).len(), 67, "every Request variant");
+    assert_eq!(samples::requests().len(), 67, "one sample per Request variant");
 }
 
 #[test]
@@ -54,9 +54,9 @@ fn every_server_msg_round_trips_byte_exact() {
         assert_round_trip(m);
     }
     assert_eq!(names(&msgs, samples::server_msg_name).len(), 5, "every ServerMsg variant");
-    assert_eq!(names(&samples::responses(), samples::response_name).len(), 29, "every Response variant");
-    assert_eq!(names(&samples::events(), samples::event_name).len(), 21, "every Event variant");
-    assert_eq!(names(&samples::bodies(), samples::body_name).len(), 4, "every Body variant");
+    assert_eq!(names(&samples::responses(), samples::response_name).len(), 30, "every Response variant");
+    assert_eq!(names(&samples::events(), samples::event_name).len(), 25, "every Event variant");
+    assert_eq!(names(&samples::bodies(), samples::body_name).len(), 5, "every Body variant");
     assert_eq!(names(&samples::system_events(), samples::system_event_name).len(), 10);
     assert_eq!(names(&samples::convs(), samples::conv_name).len(), 3, "every Conv variant");
 }
@@ -98,7 +98,8 @@ fn encoding_uses_named_fields_nil_and_bin() {
     let join = encode(&Request::JoinRoom { name: "a".into(), password: Some("pw".into()) }).expect("encode");
     assert_eq!(join, b"\x81\xa9join_room\x82\xa4name\xa1a\xa8password\xa2pw");
     // Byte fields are MessagePack bin (0xc4 = bin 8), not an array of integers.
-    let direct = encode(&Request::SendDirect { to: "b".into(), body: vec![1, 2, 0xff] }).expect("encode");
+    let direct = encode(&Request::SendDirect { to: "b".into(), body: vec![1, 2, 0xff], reply_to: None })
+        .expect("encode");
     assert_eq!(direct, b"\x81\xabsend_direct\x82\xa2to\xa1b\xa4body\xc4\x03\x01\x02\xff");
     // The one newtype variant maps its tag straight to the struct's map.
     let welcome = encode(&Response::Welcome(samples::welcome())).expect("encode");

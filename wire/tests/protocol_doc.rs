@@ -332,7 +332,11 @@ fn message_examples_match_the_code() {
         "msg_send_direct",
         &encode(&ClientMsg::Request {
             id: 3,
-            body: Request::SendDirect { to: "bob".into(), body: vec![0xde, 0xad, 0xbe, 0xef] },
+            body: Request::SendDirect {
+                to: "bob".into(),
+                body: vec![0xde, 0xad, 0xbe, 0xef],
+                reply_to: None,
+            },
         })
         .expect("encode"),
     );
@@ -351,6 +355,9 @@ fn message_examples_match_the_code() {
                     from: "alice".into(),
                     ts: 1_767_225_600_000,
                     body: Body::Text { text: "hi".into() },
+                    reply_to: None,
+                    edited: None,
+                    reactions: Vec::new(),
                 },
             },
         })

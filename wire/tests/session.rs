@@ -57,7 +57,7 @@ async fn handshake_then_sealed_messages_both_ways_over_tcp() {
         ClientMsg::Pong { nonce: 0 },
         ClientMsg::Request {
             id: 2,
-            body: Request::SendRoom { room: "lobby".into(), text: "é".repeat(450 * 1024) },
+            body: Request::SendRoom { room: "lobby".into(), text: "é".repeat(450 * 1024), reply_to: None },
         },
         ClientMsg::Ack { conv: Conv::Announcements, up_to: u64::MAX },
     ];
@@ -133,7 +133,7 @@ fn reframe(body: &[u8]) -> Vec<u8> {
 fn nth_msg(i: usize) -> ClientMsg {
     ClientMsg::Request {
         id: u32::try_from(i).expect("small"),
-        body: Request::SendRoom { room: "lobby".into(), text: "attack at dawn".into() },
+        body: Request::SendRoom { room: "lobby".into(), text: "attack at dawn".into(), reply_to: None },
     }
 }
 
@@ -360,7 +360,7 @@ async fn an_over_limit_outgoing_message_is_refused_and_the_session_continues() {
     let (mut client, mut server) = session_pair().await;
     let huge = ClientMsg::Request {
         id: 1,
-        body: Request::SendRoom { room: "lobby".into(), text: "x".repeat(MAX_FRAME_LEN) },
+        body: Request::SendRoom { room: "lobby".into(), text: "x".repeat(MAX_FRAME_LEN), reply_to: None },
     };
     let err = client.writer.queue(&huge).expect_err("over the limit");
     assert!(
@@ -409,6 +409,9 @@ fn chat_message(id: u64, conv: Conv) -> ChatMessage {
         from: "bob".into(),
         ts: 1_700_000_000_000 + id,
         body: Body::Text { text: "hi".into() },
+        reply_to: None,
+        edited: None,
+        reactions: Vec::new(),
     }
 }
 

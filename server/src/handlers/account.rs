@@ -334,13 +334,7 @@ async fn finish_login(
             for (key, conv, joined) in convs {
                 let after = cursors.get(&key).copied().unwrap_or(0).max(joined.saturating_sub(1));
                 for m in Store::messages_after(c, &key, after, cap)? {
-                    out.push(ChatMessage {
-                        id: m.id,
-                        conv: conv.clone(),
-                        from: m.sender,
-                        ts: m.ts,
-                        body: m.body,
-                    });
+                    out.push(ChatMessage::new(m.id, conv.clone(), m.sender, m.ts, m.body));
                 }
             }
             Ok(out)

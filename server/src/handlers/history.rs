@@ -27,9 +27,7 @@ pub async fn page(
         .map_err(ApiError::internal)?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let messages = rows
-        .into_iter()
-        .map(|m| ChatMessage { id: m.id, conv: conv.clone(), from: m.sender, ts: m.ts, body: m.body })
-        .collect();
+    let messages =
+        rows.into_iter().map(|m| ChatMessage::new(m.id, conv.clone(), m.sender, m.ts, m.body)).collect();
     Ok(Response::History { conv, messages, more })
 }

@@ -87,8 +87,12 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
         Request::HandOverAdmin { room, user } => {
             Reply::Now(rooms::hand_over(state, session, room, user).await)
         }
-        Request::SendRoom { room, text } => messages::send_room(state, session, id, room, text).await,
-        Request::SendDirect { to, body } => messages::send_direct(state, session, id, to, body).await,
+        Request::SendRoom { room, text, reply_to: _ } => {
+            messages::send_room(state, session, id, room, text).await
+        }
+        Request::SendDirect { to, body, reply_to: _ } => {
+            messages::send_direct(state, session, id, to, body).await
+        }
         Request::Broadcast { text } => messages::broadcast(state, session, id, text).await,
         Request::History { conv, before, limit } => {
             Reply::Now(history::page(state, session, conv, before, limit).await)
@@ -183,6 +187,12 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
             ErrorCode::BadRequest,
             "only as the first request of a bulk connection",
         ))),
+        Request::Edit { .. }
+        | Request::Delete { .. }
+        | Request::React { .. }
+        | Request::SearchMessages { .. } => {
+            Reply::Now(Err(ApiError::new(ErrorCode::BadRequest, "not supported by this server yet")))
+        }
     }
 }
 

@@ -168,7 +168,7 @@ impl TestUser {
 
     /// Sends a room message that must be accepted; returns its id.
     pub async fn say(&self, room: &str, text: &str) -> u64 {
-        match self.ok(Request::SendRoom { room: room.into(), text: text.into() }).await {
+        match self.ok(Request::SendRoom { room: room.into(), text: text.into(), reply_to: None }).await {
             Response::Sent { id, .. } => id,
             other => panic!("{}: expected Sent, got {other:?}", self.name),
         }

@@ -7,8 +7,8 @@
 use classchat_wire::peer::{PeerListener, PeerTicket, RelaySide, SearchQuery, SharedFile};
 use classchat_wire::{
     AuditAction, AuditEntry, Body, ChatMessage, ClassStatus, ClientMsg, Conv, ErrorCode, Event, ExamInfo,
-    FileInfo, Limits, Member, MuteInfo, MuteScope, Poll, Question, QueueEntry, QueuePosition, Request,
-    Response, RoomInfo, RoomSettings, ServerMsg, SystemEvent, UserInfo, Welcome,
+    FileInfo, Limits, Member, MuteInfo, MuteScope, Poll, Question, QueueEntry, QueuePosition, Reaction,
+    Request, Response, RoomInfo, RoomSettings, SearchHit, ServerMsg, SystemEvent, UserInfo, Welcome,
 };
 
 fn shared_file() -> SharedFile {
@@ -53,8 +53,21 @@ pub fn requests() -> Vec<Request> {
         Request::SetTopic { room: s("cs101"), topic: String::new() },
         Request::SetRoomPassword { room: s("cs101"), password: None },
         Request::HandOverAdmin { room: s("cs101"), user: s("bob") },
-        Request::SendRoom { room: s("lobby"), text: s("hello 👋\n\0 nul and newline") },
-        Request::SendDirect { to: s("bob"), body: all_bytes() },
+        Request::SendRoom {
+            room: s("lobby"),
+            text: s("hello 👋\n\0 nul and newline, `ls -la`"),
+            reply_to: Some(1 << 33),
+        },
+        Request::SendDirect { to: s("bob"), body: all_bytes(), reply_to: None },
+        Request::Edit { id: 1 << 33, body: Body::Text { text: s("**fixed** typo") } },
+        Request::Delete { id: 1 << 33, proof: Some(all_bytes()) },
+        Request::React { id: 1 << 33, emoji: s("👍🏽"), on: true },
+        Request::SearchMessages {
+            query: s("\"exit code\" 139"),
+            room: Some(s("cs101")),
+            offset: 50,
+            limit: 20,
+        },
         Request::Broadcast { text: s("exam moved to room 4") },
         Request::History { conv: Conv::room("lobby"), before: Some(u64::MAX), limit: 200 },
         Request::PublishKey { public_key: vec![0x30; 294], backup: all_bytes() },
@@ -252,6 +265,10 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::SetSharing { .. } => "set_sharing",
         Request::WhoHas { .. } => "who_has",
         Request::AnswerSearch { .. } => "answer_search",
+        Request::Edit { .. } => "edit",
+        Request::Delete { .. } => "delete",
+        Request::React { .. } => "react",
+        Request::SearchMessages { .. } => "search_messages",
         Request::PeerFetch { .. } => "peer_fetch",
         Request::PeerRelay { .. } => "peer_relay",
         Request::AttachRelay { .. } => "attach_relay",
@@ -270,6 +287,7 @@ pub fn client_msgs() -> Vec<ClientMsg> {
     out.extend(convs().into_iter().map(|conv| ClientMsg::Ack { conv, up_to: 1 << 40 }));
     out.push(ClientMsg::Chunk { data: all_bytes() });
     out.push(ClientMsg::Chunk { data: vec![] });
+    out.extend(convs().into_iter().map(|conv| ClientMsg::Typing { conv }));
     out
 }
 
@@ -279,6 +297,7 @@ pub fn client_msg_name(m: &ClientMsg) -> &'static str {
         ClientMsg::Pong { .. } => "pong",
         ClientMsg::Ack { .. } => "ack",
         ClientMsg::Chunk { .. } => "chunk",
+        ClientMsg::Typing { .. } => "typing",
     }
 }
 
@@ -353,6 +372,8 @@ pub fn bodies() -> Vec<Body> {
     let mut out = vec![Body::Text { text: "hi".into() }, Body::Opaque { data: all_bytes() }];
     out.extend(system_events().into_iter().map(|event| Body::System { event }));
     out.extend(file_infos().into_iter().map(|file| Body::File { file }));
+    out.push(Body::Deleted { by: "prof".into(), proof: None });
+    out.push(Body::Deleted { by: "Alice".into(), proof: Some(all_bytes()) });
     out
 }
 
@@ -362,6 +383,7 @@ pub fn body_name(b: &Body) -> &'static str {
         Body::Opaque { .. } => "opaque",
         Body::System { .. } => "system",
         Body::File { .. } => "file",
+        Body::Deleted { .. } => "deleted",
     }
 }
 
@@ -376,9 +398,25 @@ pub fn chat_messages() -> Vec<ChatMessage> {
                 from: "Alice".into(),
                 ts: 1_700_000_000_123,
                 body: body.clone(),
+                reply_to: None,
+                edited: None,
+                reactions: Vec::new(),
             });
         }
     }
+    out.push(ChatMessage {
+        id: 1 << 34,
+        conv: Conv::room("cs101"),
+        from: "bob".into(),
+        ts: 1_700_000_000_456,
+        body: Body::Text { text: "same here, see `dmesg`".into() },
+        reply_to: Some(1 << 33),
+        edited: Some(1_700_000_060_000),
+        reactions: vec![
+            Reaction { emoji: "👍".into(), users: vec!["Alice".into(), "carol".into()] },
+            Reaction { emoji: "🎉".into(), users: vec!["dave".into()] },
+        ],
+    });
     out
 }
 
@@ -447,6 +485,20 @@ pub fn responses() -> Vec<Response> {
         Response::Next { student: Some("alice".into()) },
         Response::Next { student: None },
         Response::Search { search: 9, asked: 4, deadline_ms: 3000 },
+        Response::Found {
+            hits: vec![SearchHit {
+                message: ChatMessage::new(
+                    1 << 33,
+                    Conv::room("cs101"),
+                    "Alice",
+                    1_700_000_000_123,
+                    Body::Text { text: "my lab segfaults".into() },
+                ),
+                highlights: vec![(7, 16)],
+            }],
+            more: true,
+        },
+        Response::Found { hits: vec![], more: false },
         Response::PeerTicket(PeerTicket {
             ticket: vec![0x33; 32],
             sharer: "bob".into(),
@@ -487,6 +539,7 @@ pub fn response_name(r: &Response) -> &'static str {
         Response::Next { .. } => "next",
         Response::Search { .. } => "search",
         Response::PeerTicket(_) => "peer_ticket",
+        Response::Found { .. } => "found",
     }
 }
 
@@ -532,6 +585,33 @@ pub fn events() -> Vec<Event> {
         expires_in_ms: 30_000,
     });
     out.push(Event::RelayRequest { ticket: vec![0x33; 32] });
+    out.push(Event::Edited {
+        conv: Conv::room("cs101"),
+        id: 1 << 33,
+        body: Body::Text { text: "fixed".into() },
+        ts: 1_700_000_060_000,
+    });
+    out.push(Event::Edited {
+        conv: Conv::direct("bob"),
+        id: 1 << 33,
+        body: Body::Opaque { data: all_bytes() },
+        ts: 1_700_000_060_000,
+    });
+    out.push(Event::Deleted { conv: Conv::room("cs101"), id: 1 << 33, by: "prof".into(), proof: None });
+    out.push(Event::Deleted {
+        conv: Conv::direct("bob"),
+        id: 1 << 33,
+        by: "bob".into(),
+        proof: Some(all_bytes()),
+    });
+    out.push(Event::Reactions {
+        conv: Conv::room("cs101"),
+        id: 1 << 33,
+        reactions: vec![Reaction { emoji: "👍".into(), users: vec!["Alice".into()] }],
+    });
+    out.push(Event::Reactions { conv: Conv::room("cs101"), id: 1 << 33, reactions: vec![] });
+    out.push(Event::Typing { conv: Conv::room("cs101"), user: "bob".into() });
+    out.push(Event::Typing { conv: Conv::direct("bob"), user: "bob".into() });
     out
 }
 
@@ -558,11 +638,15 @@ pub fn event_name(e: &Event) -> &'static str {
         Event::SearchDone { .. } => "search_done",
         Event::FetchRequest { .. } => "fetch_request",
         Event::RelayRequest { .. } => "relay_request",
+        Event::Edited { .. } => "edited",
+        Event::Deleted { .. } => "deleted",
+        Event::Reactions { .. } => "reactions",
+        Event::Typing { .. } => "typing",
     }
 }
 
 /// Every error code, checked for completeness by [`error_code_index`].
-pub const ERROR_CODES: [ErrorCode; 40] = [
+pub const ERROR_CODES: [ErrorCode; 43] = [
     ErrorCode::BadRequest,
     ErrorCode::NotLoggedIn,
     ErrorCode::AlreadyLoggedIn,
@@ -602,6 +686,9 @@ pub const ERROR_CODES: [ErrorCode; 40] = [
     ErrorCode::PollClosed,
     ErrorCode::AlreadyDone,
     ErrorCode::NotSharing,
+    ErrorCode::NoSuchMessage,
+    ErrorCode::NotYourMessage,
+    ErrorCode::MessageDeleted,
     ErrorCode::Internal,
 ];
 
@@ -647,7 +734,10 @@ pub fn error_code_index(code: ErrorCode) -> usize {
         ErrorCode::PollClosed => 36,
         ErrorCode::AlreadyDone => 37,
         ErrorCode::NotSharing => 38,
-        ErrorCode::Internal => 39,
+        ErrorCode::NoSuchMessage => 39,
+        ErrorCode::NotYourMessage => 40,
+        ErrorCode::MessageDeleted => 41,
+        ErrorCode::Internal => 42,
     }
 }
 

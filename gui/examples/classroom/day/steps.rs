@@ -359,7 +359,10 @@ async fn announce(
             (id, format!("typed in {INSTRUCTOR}'s app window"))
         }
         None => {
-            let sent = class.prof.request(Request::SendRoom { room: ROOM.into(), text: text.into() }).await?;
+            let sent = class
+                .prof
+                .request(Request::SendRoom { room: ROOM.into(), text: text.into(), reply_to: None })
+                .await?;
             (sent_id(sent)?, "sent by the client".to_owned())
         }
     };
@@ -720,7 +723,10 @@ async fn crash(
                     break;
                 }
                 let text = format!("{} note {n}", s.name);
-                match s.request(Request::SendRoom { room: ROOM.into(), text: text.clone() }).await {
+                match s
+                    .request(Request::SendRoom { room: ROOM.into(), text: text.clone(), reply_to: None })
+                    .await
+                {
                     Ok(Response::Sent { id, .. }) => {
                         lock(&acked).push((id, s.name.clone(), text));
                         mine += 1;

@@ -38,7 +38,9 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
             if let Event::Message { message } = ev
                 && let Body::Opaque { data } = message.body
             {
-                let _ = bob.request(Request::SendDirect { to: alice_name.clone(), body: data }).await;
+                let _ = bob
+                    .request(Request::SendDirect { to: alice_name.clone(), body: data, reply_to: None })
+                    .await;
             }
         }
     });
@@ -53,7 +55,7 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         let sender = alice.clone();
         let to = bob_name.clone();
         let sent = tokio::spawn(async move {
-            let r = sender.request(Request::SendDirect { to, body }).await;
+            let r = sender.request(Request::SendDirect { to, body, reply_to: None }).await;
             (r, t0.elapsed())
         });
         let answer = tokio::time::timeout(Duration::from_secs(10), async {

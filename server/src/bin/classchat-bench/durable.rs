@@ -59,8 +59,9 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
                 let mut local = Hist::default();
                 while started.elapsed() < warmup + measure {
                     let t0 = Instant::now();
-                    let r =
-                        client.request(Request::SendRoom { room: room.clone(), text: text.clone() }).await;
+                    let r = client
+                        .request(Request::SendRoom { room: room.clone(), text: text.clone(), reply_to: None })
+                        .await;
                     let in_window = t0 >= started + warmup && started.elapsed() <= warmup + measure;
                     match r {
                         Ok(Response::Sent { .. }) if in_window => {

@@ -82,7 +82,7 @@ impl Senders {
                 let (client, room, ok, err) = (client.clone(), room.clone(), ok.clone(), err.clone());
                 let text = load::text(step, text_len);
                 tokio::spawn(async move {
-                    match client.request(Request::SendRoom { room, text }).await {
+                    match client.request(Request::SendRoom { room, text, reply_to: None }).await {
                         Ok(Response::Sent { .. }) => ok.fetch_add(1, Ordering::Relaxed),
                         _ => err.fetch_add(1, Ordering::Relaxed),
                     };

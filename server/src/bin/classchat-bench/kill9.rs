@@ -79,7 +79,10 @@ async fn send(
         tasks.spawn(async move {
             while until.is_none_or(|u| Instant::now() < u) {
                 let text = format!("r{run} s{sender} m{}", next.fetch_add(1, Ordering::Relaxed));
-                match client.request(Request::SendRoom { room: ROOM.into(), text: text.clone() }).await {
+                match client
+                    .request(Request::SendRoom { room: ROOM.into(), text: text.clone(), reply_to: None })
+                    .await
+                {
                     Ok(Response::Sent { id, .. }) => lock(&log).acked.push((id, text)),
                     Ok(_) => lock(&log).refused += 1,
                     Err(_) => {

@@ -273,6 +273,9 @@ mod tests {
             from: "u1".into(),
             ts: 1_767_225_600_000,
             body,
+            reply_to: None,
+            edited: None,
+            reactions: Vec::new(),
         };
         message::encode(&ServerMsg::Event { event: Event::Message { message } }).expect("encode")
     }
