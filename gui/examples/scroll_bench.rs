@@ -95,7 +95,8 @@ fn main() -> eframe::Result {
     let t = Instant::now();
     let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(
         |ui, s: &mut State| {
-            let _ = chat_view::show(ui, &s.model, &Default::default(), &mut s.view, false);
+            let _ =
+                chat_view::show(ui, &s.model, &Default::default(), &mut s.view, &Default::default(), false);
         },
         State { model, view: ChatViewState::default() },
     );
@@ -184,7 +185,14 @@ impl eframe::App for WindowBench {
         self.last = Some(now);
         self.frame += 1;
         egui::CentralPanel::default().show(ui, |ui| {
-            let _ = chat_view::show(ui, &self.state.model, &Default::default(), &mut self.state.view, false);
+            let _ = chat_view::show(
+                ui,
+                &self.state.model,
+                &Default::default(),
+                &mut self.state.view,
+                &Default::default(),
+                false,
+            );
         });
         if self.intervals.len() >= WINDOW_FRAMES {
             ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);

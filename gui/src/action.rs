@@ -112,6 +112,9 @@ pub enum Action {
     /// The shared folder and its switches, searches, fetches (see [`crate::sharing`]).
     Sharing(crate::sharing::SharingAction),
 
+    // ---- replies, edits, reactions, search ----------------------------------------------
+    Rich(crate::rich::RichAction),
+
     // ---- instructor tools ------------------------------------------------------------
     /// Room modes, mutes, exam mode, the audit log, questions, polls, office hours.
     Class(crate::class::ClassAction),

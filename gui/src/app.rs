@@ -165,6 +165,8 @@ pub struct ClassChatApp {
     pub dialog: Option<Dialog>,
     composer: ComposerState,
     chat: ChatViewState,
+    /// Replies, edits, reactions, the search panel.
+    pub rich: crate::rich::RichState,
     members: MembersState,
     banner: Option<Banner>,
     /// Between a login and `CaughtUp`, messages are catch-up, not live.
@@ -276,6 +278,7 @@ impl ClassChatApp {
             dialog: None,
             composer: ComposerState::default(),
             chat: ChatViewState::default(),
+            rich: Default::default(),
             members: MembersState::default(),
             banner: None,
             catching_up: false,
@@ -448,7 +451,14 @@ impl ClassChatApp {
                     self.notify(&notice);
                 }
             }
-            NetEvent::DmHistory { conv, msgs, more } => self.model.on_dm_history(&conv, msgs, more),
+            NetEvent::DmHistory { conv, msgs, more } => {
+                self.model.on_dm_history(&conv, msgs, more);
+                let fx = self.rich.on_history(&self.model, &conv);
+                self.run_class_effects(fx);
+            }
+            NetEvent::DmEdited { conv, id, content, ts, envelope } => {
+                self.model.on_edited(&conv, id, content, ts, envelope)
+            }
             NetEvent::Peer(info) => {
                 let peer = info.peer.to_ascii_lowercase();
                 let accepted = info.changed_to.is_none();
@@ -522,11 +532,19 @@ impl ClassChatApp {
             | Event::SearchResults { .. }
             | Event::SearchDone { .. }
             | Event::FetchRequest { .. }
-            | Event::RelayRequest { .. }
-            | Event::Edited { .. }
-            | Event::Deleted { .. }
-            | Event::Reactions { .. }
-            | Event::Typing { .. } => {}
+            | Event::RelayRequest { .. } => {}
+            Event::Edited { conv, id, body, ts } => {
+                // Direct messages' edits reach the app opened, as `NetEvent::DmEdited`.
+                if let classchat_wire::Body::Text { text } = body {
+                    self.model.on_edited(&conv, id, crate::model::Content::Text(text), ts, None);
+                }
+            }
+            Event::Deleted { conv, id, by, .. } => self.model.on_deleted(&conv, id, &by),
+            Event::Reactions { conv, id, reactions } => self.model.on_reactions(&conv, id, reactions),
+            Event::Typing { conv, user } => {
+                self.model.on_typing(&conv, &user, Instant::now());
+                self.ctx.request_repaint_after(Duration::from_millis(classchat_wire::TYPING_SHOW_MS + 100));
+            }
             Event::Presence { user, online } => self.model.on_presence(&user, online),
             Event::RemovedFromRoom { room, reason } => {
                 self.model.on_removed(&room, &reason);
@@ -612,6 +630,11 @@ impl ClassChatApp {
     }
 
     fn on_reply(&mut self, request: Request, result: Result<Response, RequestError>) {
+        if crate::rich::is_rich_request(&request) {
+            let fx = self.rich.on_reply(request, result);
+            self.run_class_effects(fx);
+            return;
+        }
         if crate::class::is_class_request(&request) {
             let fx = self.class.on_reply(&mut self.model, &mut self.dialog, request, result);
             self.run_class_effects(fx);
@@ -671,7 +694,9 @@ impl ClassChatApp {
             (_, Ok(Response::Members { room, members })) => self.model.on_members(&room, members),
             (Request::ListUsers, Ok(Response::Users { users })) => self.model.on_users(users),
             (_, Ok(Response::History { conv, messages, more })) => {
-                self.model.on_history(&conv, messages, more)
+                self.model.on_history(&conv, messages, more);
+                let fx = self.rich.on_history(&self.model, &conv);
+                self.run_class_effects(fx);
             }
             (Request::History { conv, .. }, Err(e)) => {
                 let c = self.model.conversation_mut(&conv);
@@ -783,6 +808,16 @@ impl ClassChatApp {
                 Effect::OpenDialog(dialog) => self.dialog = Some(dialog),
                 Effect::CloseDialog => self.dialog = None,
                 Effect::RestoreDraft { conv, text } => self.restore_draft(&conv, text),
+                Effect::FocusComposer => self.composer.focus = true,
+                Effect::SetDraft { conv, text } => self.composer.set_draft(&conv, text),
+                Effect::StartEdit { conv, id, text } => {
+                    let draft = self.composer.draft(&conv).to_owned();
+                    self.rich.begin_edit(conv.clone(), id, draft);
+                    self.composer.set_draft(&conv, text);
+                    self.composer.focus = true;
+                }
+                Effect::Rich(cmd) => self.net.send(Command::Rich(cmd)),
+                Effect::LoadOlder(conv) => self.apply(Action::LoadOlder(conv)),
             }
         }
     }
@@ -1027,6 +1062,10 @@ impl ClassChatApp {
                 self.net.send(Command::Files(FileCommand::Thumbnail { file, cache }));
             }
             Action::ToggleTransfers => self.files.panel_open = !self.files.panel_open,
+            Action::Rich(action) => {
+                let fx = self.rich.apply(&self.model, action, Instant::now());
+                self.run_class_effects(fx);
+            }
             Action::Class(action) => {
                 let fx = self.class.apply(&mut self.model, &mut self.dialog, action);
                 self.run_class_effects(fx);
@@ -1180,12 +1219,18 @@ impl ClassChatApp {
                 return;
             }
         }
+        if self.rich.editing.as_ref().is_some_and(|e| e.conv == conv) {
+            let fx = self.rich.finish_edit(&self.model, text);
+            self.run_class_effects(fx);
+            return;
+        }
         if conv != Conv::Announcements {
             self.composer.clear(&conv);
         }
         self.class.on_send(&self.model, &conv, Instant::now());
-        let local_id = self.model.queue_send(&conv, text.clone());
-        self.net.send(Command::Send { local_id, conv, text });
+        let reply_to = self.rich.reply.remove(&conv);
+        let local_id = self.model.queue_send(&conv, text.clone(), reply_to);
+        self.net.send(Command::Send { local_id, conv, text, reply_to });
     }
 
     // ---- the frame ----------------------------------------------------------------------
@@ -1195,13 +1240,17 @@ impl ClassChatApp {
         if self.screen != Screen::Main {
             return;
         }
-        let (switcher, up, down) = ctx.input_mut(|i| {
+        let (switcher, up, down, find) = ctx.input_mut(|i| {
             (
                 i.consume_key(Modifiers::COMMAND, Key::K),
                 i.consume_key(Modifiers::ALT, Key::ArrowUp),
                 i.consume_key(Modifiers::ALT, Key::ArrowDown),
+                i.consume_key(Modifiers::COMMAND, Key::F),
             )
         });
+        if find {
+            actions.push(Action::Rich(crate::rich::RichAction::OpenSearch(self.model.current.clone())));
+        }
         if switcher {
             actions.push(Action::OpenDialog(Dialog::Switcher(Default::default())));
         }
@@ -1306,6 +1355,7 @@ impl ClassChatApp {
                 egui::Panel::left("rooms").resizable(true).default_size(210.0).min_size(150.0).show(
                     ui,
                     |ui| {
+                        actions.extend(ui::search::global_box(ui, &mut self.rich));
                         actions.extend(ui::rooms::show(ui, &self.model));
                     },
                 );
@@ -1325,6 +1375,7 @@ impl ClassChatApp {
                     },
                 );
                 actions.extend(ui::room_tools::side_panel(ui, &self.model, &mut self.class));
+                actions.extend(ui::search::side_panel(ui, &self.model, &mut self.rich, self.chat.tz()));
                 egui::Panel::bottom("composer").show(ui, |ui| {
                     actions.extend(ui::composer::show(
                         ui,
@@ -1332,6 +1383,7 @@ impl ClassChatApp {
                         &mut self.composer,
                         &self.conn,
                         &self.class,
+                        &self.rich,
                     ));
                     ui.add_space(4.0);
                 });
@@ -1348,11 +1400,15 @@ impl ClassChatApp {
                         &self.model,
                         &self.files,
                         &mut self.chat,
+                        &self.rich,
                         self.conn.is_online(),
                     ));
                 });
                 if let Some(dialog) = &mut self.dialog {
                     actions.extend(ui::dialogs::show(&ctx, dialog, &self.model, &self.settings, &self.class));
+                }
+                if let Some(target) = &self.rich.picker {
+                    ui::message_extras::picker_window(&ctx, target, &self.model, &mut actions);
                 }
                 actions.extend(self.drag_and_drop(&ctx));
             }

@@ -65,6 +65,23 @@ pub enum Effect {
         conv: Conv,
         text: String,
     },
+    /// Give the composer the keyboard.
+    FocusComposer,
+    /// Replace the composer's text of `conv` (an edit ended).
+    SetDraft {
+        conv: Conv,
+        text: String,
+    },
+    /// The composer edits message `id`, which reads `text`.
+    StartEdit {
+        conv: Conv,
+        id: classchat_wire::MessageId,
+        text: String,
+    },
+    /// An edit, delete or typing notice for the net task (see [`crate::rich`]).
+    Rich(crate::rich::RichCommand),
+    /// Ask for the next older history page of `conv`.
+    LoadOlder(Conv),
 }
 
 /// What the user did with the instructor tools.

@@ -22,14 +22,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use classchat_wire::e2e::{
-    DmKey, Envelope, IDENTITY_BITS, Identity, KEY_ID_LEN, KeyGrant, PublicIdentity, ROTATE_AFTER,
+    DmEdit, DmKey, Envelope, IDENTITY_BITS, Identity, KEY_ID_LEN, KeyGrant, PublicIdentity, ROTATE_AFTER,
     SignatureCheck, open_backup, safety_number, seal_backup,
 };
 use classchat_wire::sealed_file::{FileKey, FileSecret, sealed_size};
 use classchat_wire::{Body, ChatMessage, Client, Conv, FileInfo, MessageId, Request, Response};
 
 use crate::local::{LocalStore, PeerKeyState};
-use crate::model::{Content, Msg};
+use crate::model::{Content, Meta, Msg};
 
 /// Why nothing can be sealed: this computer holds no identity key for the account.
 pub const NO_IDENTITY: &str =
@@ -382,7 +382,13 @@ impl E2e {
         FileSecret::from_plaintext(&plaintext, file.size).map_err(|e| e.to_string())
     }
 
-    async fn seal_bytes(&self, client: &Client, peer: &str, plaintext: Vec<u8>) -> Result<Vec<u8>, String> {
+    /// Seals `plaintext` for `peer` like a direct message (edits, deletes, file keys).
+    pub async fn seal_bytes(
+        &self,
+        client: &Client,
+        peer: &str,
+        plaintext: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
         let mut e = self.0.lock().await;
         let identity = e.identity.clone().ok_or_else(|| NO_IDENTITY.to_owned())?;
         let key = lc(peer);
@@ -437,6 +443,40 @@ impl E2e {
         Ok(envelope.to_bytes())
     }
 
+    /// Opens the edit of direct message `id` in `conv` (PROTOCOL.md 18.3), signature
+    /// checked. Only a message's sender may edit it, and the event does not say who that
+    /// is: the envelope opens as the one or the other side, never both.
+    pub async fn open_edit(
+        &self,
+        client: &Client,
+        conv: Conv,
+        id: MessageId,
+        body: Body,
+        ts: classchat_wire::Timestamp,
+    ) -> Option<crate::net::NetEvent> {
+        let Conv::Direct { user } = &conv else { return None };
+        let me = self.0.lock().await.me.clone();
+        let mut last = None;
+        for from in [user.clone(), me] {
+            let mut m = ChatMessage::new(id, conv.clone(), from, ts, body.clone());
+            m.edited = Some(ts);
+            let Some((_, msg)) = self.open(client, vec![m], true).await.pop() else { continue };
+            let ok = matches!(msg.content, Content::Text(_));
+            last = Some(msg);
+            if ok {
+                break;
+            }
+        }
+        let msg = last?;
+        Some(crate::net::NetEvent::DmEdited {
+            conv,
+            id,
+            content: msg.content,
+            ts,
+            envelope: msg.meta.envelope,
+        })
+    }
+
     /// Opens direct messages (one live message, a catch-up, a history page). With
     /// `verify`, signatures are checked now; otherwise they are left to the view.
     /// Replays and anything that is not a DM are left out.
@@ -466,7 +506,13 @@ impl E2e {
         let mut out = Vec::with_capacity(parsed.len());
         for (m, env) in parsed {
             let Conv::Direct { user } = &m.conv else { continue };
+            if let Body::Deleted { by, .. } = &m.body {
+                let content = Content::Deleted(crate::model::deleted_text(&m.from, by));
+                out.push((m.conv.clone(), Msg::new(m.id, m.from.clone(), m.ts, content)));
+                continue;
+            }
             let (content, seen) = e.open_one(user, &m, env.as_ref());
+            let envelope = seen.as_ref().map(|(key, _, seq)| (*key, *seq));
             if let Some(seen) = seen {
                 if e.seen.len() >= MAX_SEEN {
                     // Forgetting costs little: a replay that old would merely show twice.
@@ -480,7 +526,8 @@ impl E2e {
                     }
                 }
             }
-            out.push((m.conv.clone(), Msg { id: m.id, from: m.from.clone(), ts: m.ts, content }));
+            let meta = Meta { envelope, ..Meta::of(&m) };
+            out.push((m.conv.clone(), Msg { id: m.id, from: m.from.clone(), ts: m.ts, content, meta }));
         }
         drop(e);
         if verify {
@@ -642,7 +689,16 @@ impl Engine {
             Ok(opened) => opened,
             Err(why) => return (unverified(&why), None),
         };
-        let Ok(text) = String::from_utf8(bytes) else { return (unverified("not message text"), None) };
+        // An edited message holds its latest edit: a `DmEdit` naming this very message.
+        let text = match String::from_utf8(bytes) {
+            Ok(text) if m.edited.is_none() => text,
+            Ok(_) => return (unverified("an edit that is not an edit"), None),
+            Err(e) => match DmEdit::from_bytes(e.as_bytes()) {
+                Ok(edit) if m.edited.is_some() && edit.of == m.id => edit.text,
+                Ok(_) => return (unverified("an edit of another message"), None),
+                Err(_) => return (unverified("not message text"), None),
+            },
+        };
         let Ok(id) = <[u8; KEY_ID_LEN]>::try_from(env.key_id.as_slice()) else {
             return (unverified("malformed"), None);
         };

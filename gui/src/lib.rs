@@ -16,6 +16,7 @@
 //! - [`instance`]: one data directory per running window (the second gets its own).
 //! - [`e2e`]: end-to-end encrypted direct messages: identity keys, conversation keys,
 //!   sealing and opening envelopes, contacts' keys and safety numbers.
+//! - [`rich`]: replies, edits, deletes, reactions, typing and message search.
 //! - [`sharing`]: the shared folder and its index, `/whohas` and the "Find a file" box,
 //!   fetches straight from a classmate's machine and theirs from ours.
 //! - [`ui`]: one file per panel and dialog; views read state and return actions.
@@ -29,6 +30,7 @@ pub mod instance;
 pub mod local;
 pub mod model;
 pub mod net;
+pub mod rich;
 pub mod sharing;
 pub mod ui;
 

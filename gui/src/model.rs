@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use classchat_wire::{
-    Body, ChatMessage, Conv, FileInfo, Limits, Member, MessageId, RoomInfo, SystemEvent, Timestamp, UserInfo,
-    Welcome,
+    Body, ChatMessage, Conv, FileInfo, Limits, Member, MessageId, Reaction, RoomInfo, SystemEvent, Timestamp,
+    UserInfo, Welcome,
 };
 
 use crate::e2e::{KeyStatus, PeerInfo, PendingCheck, UNVERIFIED};
@@ -35,6 +35,38 @@ pub struct Msg {
     pub from: String,
     pub ts: Timestamp,
     pub content: Content,
+    pub meta: Meta,
+}
+
+impl Msg {
+    pub fn new(id: MessageId, from: impl Into<String>, ts: Timestamp, content: Content) -> Self {
+        Msg { id, from: from.into(), ts, content, meta: Meta::default() }
+    }
+}
+
+/// What a message carries besides its content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The message of the same conversation this one answers.
+    pub reply_to: Option<MessageId>,
+    /// When its text was last edited.
+    pub edited: Option<Timestamp>,
+    pub reactions: Vec<Reaction>,
+    /// For a direct message: the key id and sequence number of the envelope whose text is
+    /// shown. An edit applies only with a later one under the same key (or a new key), so
+    /// the server cannot replay an older edit over a newer one (PROTOCOL.md 18.3).
+    pub envelope: Option<([u8; 16], u64)>,
+}
+
+impl Meta {
+    pub fn of(m: &ChatMessage) -> Self {
+        Meta { reply_to: m.reply_to, edited: m.edited, reactions: m.reactions.clone(), envelope: None }
+    }
+
+    /// Whether the message gets a line under it (for "edited" and the reactions).
+    pub fn has_footer(&self) -> bool {
+        self.edited.is_some() || !self.reactions.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +88,8 @@ pub enum Content {
     },
     /// A file shared in a room: the conversation shows its name, size and buttons.
     File(Box<FileInfo>),
+    /// The message was deleted; the text says by whom, in words.
+    Deleted(String),
 }
 
 impl Content {
@@ -66,6 +100,7 @@ impl Content {
             | Content::System(t)
             | Content::Announcement(t)
             | Content::Unreadable(t)
+            | Content::Deleted(t)
             | Content::Sealed { text: t, .. } => t,
             Content::File(f) => &f.name,
         }
@@ -78,6 +113,8 @@ pub struct Pending {
     pub local_id: u64,
     pub text: String,
     pub state: PendingState,
+    /// The message it answers.
+    pub reply_to: Option<MessageId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +175,11 @@ pub struct Conversation {
     pub loading_older: bool,
     /// Set when the user is no longer in this room; says why.
     pub removed: Option<String>,
+    /// The first message that arrived while the user was elsewhere: the "New messages"
+    /// line goes above it until the user leaves the conversation.
+    pub unread_from: Option<MessageId>,
+    /// Who is typing here, and when they last said so.
+    pub typing: Vec<(String, std::time::Instant)>,
     /// Bumped by every change except appending at the end, so a view can tell a cheap
     /// append from a change that needs a fresh layout.
     generation: u64,
@@ -154,6 +196,8 @@ impl Conversation {
             more_history: true,
             loading_older: false,
             removed: None,
+            unread_from: None,
+            typing: Vec::new(),
             generation: 0,
         }
     }
@@ -186,6 +230,30 @@ impl Conversation {
             self.generation += 1;
         }
         self.messages[i].content = content;
+    }
+
+    /// Changes a message's meta; lays the conversation out again when its rows change.
+    fn update_meta(&mut self, id: MessageId, f: impl FnOnce(&mut Meta)) -> bool {
+        let Ok(i) = self.messages.binary_search_by_key(&id, |m| m.id) else { return false };
+        let before = self.messages[i].meta.clone();
+        f(&mut self.messages[i].meta);
+        let after = &self.messages[i].meta;
+        if before.has_footer() != after.has_footer() || before.reply_to != after.reply_to {
+            self.generation += 1;
+        }
+        true
+    }
+
+    /// The people typing here now (not counting those whose last word is older than
+    /// [`classchat_wire::TYPING_SHOW_MS`]).
+    pub fn typing_now(&self, now: std::time::Instant) -> Vec<&str> {
+        let show = std::time::Duration::from_millis(classchat_wire::TYPING_SHOW_MS);
+        self.typing.iter().filter(|(_, at)| now.duration_since(*at) < show).map(|(u, _)| u.as_str()).collect()
+    }
+
+    /// The position of message `id` among [`Conversation::messages`].
+    pub fn index_of(&self, id: MessageId) -> Option<usize> {
+        self.messages.binary_search_by_key(&id, |m| m.id).ok()
     }
 
     /// Inserts in id order. Returns false for a message already present.
@@ -324,6 +392,12 @@ impl Model {
 
     /// Switches to `conv` (creating it, e.g. a new DM) and marks it read.
     pub fn select(&mut self, conv: Conv) {
+        if let Some(prev) = self.current.clone()
+            && prev != conv
+            && let Some(p) = self.conversations.get_mut(&prev)
+        {
+            p.unread_from = None;
+        }
         let c = self.conversation_mut(&conv);
         c.unread = 0;
         c.mentioned = false;
@@ -334,6 +408,7 @@ impl Model {
     /// about (a DM, a mention, an announcement) and it is new.
     pub fn on_message(&mut self, message: ChatMessage, source: Source) -> Option<Notice> {
         let conv = message.conv.clone();
+        let meta = Meta::of(&message);
         let content = match (&conv, message.body) {
             (_, Body::System { event }) => {
                 // Old events from a history page must not undo newer state.
@@ -348,9 +423,9 @@ impl Model {
             // that did not is not shown.
             (_, Body::Opaque { .. }) => Content::Unreadable(format!("{UNVERIFIED}.")),
             (_, Body::File { file }) => Content::File(Box::new(file)),
-            (_, Body::Deleted { by, .. }) => Content::System(format!("A message was deleted by {by}.")),
+            (_, Body::Deleted { by, .. }) => Content::Deleted(deleted_text(&message.from, &by)),
         };
-        self.add(conv, Msg { id: message.id, from: message.from, ts: message.ts, content }, source)
+        self.add(conv, Msg { id: message.id, from: message.from, ts: message.ts, content, meta }, source)
     }
 
     /// A direct message the E2E engine opened.
@@ -449,9 +524,16 @@ impl Model {
         let counts = !from_me && !matches!(content, Content::System(_)) && source != Source::History;
         let mention = counts && matches!(content, Content::Text(_)) && mentions(&text, &me);
         let from = msg.from.clone();
+        let id = msg.id;
         let c = self.conversation_mut(&conv);
         if !c.insert(msg) {
             return None;
+        }
+        if source != Source::History {
+            c.typing.retain(|(u, _)| !u.eq_ignore_ascii_case(&from));
+        }
+        if from_me && source == Source::Live {
+            c.unread_from = None;
         }
         if !counts {
             return None;
@@ -459,6 +541,7 @@ impl Model {
         if !is_current {
             c.unread += 1;
             c.mentioned |= mention;
+            c.unread_from.get_or_insert(id);
         }
         let reason = match conv {
             Conv::Direct { .. } => NoticeReason::DirectMessage,
@@ -615,10 +698,15 @@ impl Model {
     }
 
     /// Adds one of our own messages as pending; returns its local id for the net task.
-    pub fn queue_send(&mut self, conv: &Conv, text: String) -> u64 {
+    pub fn queue_send(&mut self, conv: &Conv, text: String, reply_to: Option<MessageId>) -> u64 {
         self.next_local_id += 1;
         let local_id = self.next_local_id;
-        self.conversation_mut(conv).pending.push(Pending { local_id, text, state: PendingState::Sending });
+        self.conversation_mut(conv).pending.push(Pending {
+            local_id,
+            text,
+            state: PendingState::Sending,
+            reply_to,
+        });
         local_id
     }
 
@@ -636,7 +724,8 @@ impl Model {
         let p = c.pending.remove(i);
         let content =
             if conv == Conv::Announcements { Content::Announcement(p.text) } else { Content::Text(p.text) };
-        c.insert(Msg { id, from: me, ts, content });
+        c.insert(Msg { id, from: me, ts, content, meta: Meta { reply_to: p.reply_to, ..Meta::default() } });
+        c.unread_from = None;
     }
 
     pub fn on_send_failed(&mut self, local_id: u64, reason: String) {
@@ -650,6 +739,68 @@ impl Model {
         let (conv, i) = self.find_pending(local_id)?;
         let p = self.conversation_mut(&conv).pending.remove(i);
         Some((conv, p.text))
+    }
+
+    /// Message `id` of `conv` was edited at `ts` and now reads `content` (a room's text, or
+    /// a direct message's opened edit, `envelope` naming it).
+    pub fn on_edited(
+        &mut self,
+        conv: &Conv,
+        id: MessageId,
+        content: Content,
+        ts: Timestamp,
+        envelope: Option<([u8; 16], u64)>,
+    ) {
+        let Some(c) = self.conversations.get_mut(conv) else { return };
+        let Some(m) = c.get(id) else { return };
+        if matches!(m.content, Content::Deleted(_)) {
+            return;
+        }
+        // An older edit of a direct message replayed over a newer one is ignored.
+        if let (Some((key, seq)), Some((old_key, old_seq))) = (envelope, m.meta.envelope)
+            && key == old_key
+            && seq <= old_seq
+        {
+            return;
+        }
+        let content = match (&conv, content) {
+            (Conv::Announcements, Content::Text(t)) => Content::Announcement(t),
+            (_, content) => content,
+        };
+        c.set_content(id, content);
+        c.update_meta(id, |meta| {
+            meta.edited = Some(ts);
+            if envelope.is_some() {
+                meta.envelope = envelope;
+            }
+        });
+    }
+
+    /// Message `id` of `conv` was deleted; `by` in words ("you", "prof", "the server").
+    pub fn on_deleted(&mut self, conv: &Conv, id: MessageId, by: &str) {
+        let Some(c) = self.conversations.get_mut(conv) else { return };
+        let Some(from) = c.get(id).map(|m| m.from.clone()) else { return };
+        c.set_content(id, Content::Deleted(deleted_text(&from, by)));
+        c.update_meta(id, |meta| {
+            meta.edited = None;
+            meta.reactions.clear();
+        });
+    }
+
+    pub fn on_reactions(&mut self, conv: &Conv, id: MessageId, reactions: Vec<Reaction>) {
+        if let Some(c) = self.conversations.get_mut(conv) {
+            c.update_meta(id, |meta| meta.reactions = reactions);
+        }
+    }
+
+    /// `user` is typing in `conv` (ourselves on another device does not count).
+    pub fn on_typing(&mut self, conv: &Conv, user: &str, now: std::time::Instant) {
+        if self.is_me(user) {
+            return;
+        }
+        let c = self.conversation_mut(conv);
+        c.typing.retain(|(u, _)| !u.eq_ignore_ascii_case(user));
+        c.typing.push((user.to_owned(), now));
     }
 
     /// The connection dropped (or came back): every message still on its way waits.
@@ -668,6 +819,15 @@ impl Model {
     /// Everything still pending, in the order it was sent (for the quit warning).
     pub fn pending_count(&self) -> usize {
         self.conversations.values().map(|c| c.pending.len()).sum()
+    }
+}
+
+/// "This message was deleted" in words: by its sender, or by someone else.
+pub fn deleted_text(from: &str, by: &str) -> String {
+    if by.eq_ignore_ascii_case(from) {
+        "This message was deleted.".to_owned()
+    } else {
+        format!("This message was deleted by {by}.")
     }
 }
 
@@ -798,7 +958,7 @@ mod tests {
     #[test]
     fn generation_changes_only_when_not_appending() {
         let mut c = Conversation::new(Conv::room("x"));
-        let msg = |id| Msg { id, from: "a".into(), ts: id, content: Content::Text(id.to_string()) };
+        let msg = |id: MessageId| Msg::new(id, "a", id, Content::Text(id.to_string()));
         assert!(c.insert(msg(1)));
         assert!(c.insert(msg(3)));
         assert_eq!(c.generation(), 0);
@@ -835,7 +995,7 @@ mod tests {
         assert_eq!(m.on_message(text(1, lobby.clone(), "bob", "plain"), Source::Live), None);
         let n = m.on_message(text(2, lobby.clone(), "bob", "Alice, look"), Source::Live).expect("mention");
         assert_eq!(n.reason, NoticeReason::Mention);
-        let dm = Msg { id: 3, from: "bob".into(), ts: 3, content: Content::Text("psst".into()) };
+        let dm = Msg::new(3, "bob", 3, Content::Text("psst".into()));
         let n = m.on_dm(Conv::direct("bob"), dm.clone(), Source::Live).expect("dm");
         assert_eq!((n.reason, n.text.as_str()), (NoticeReason::DirectMessage, "psst"));
         assert_eq!(m.on_dm(Conv::direct("bob"), dm, Source::Live), None, "a duplicate is not news");
@@ -866,8 +1026,8 @@ mod tests {
         let mut m = Model::new();
         m.on_welcome(&welcome("alice", &["lobby"]));
         let lobby = Conv::room("lobby");
-        let a = m.queue_send(&lobby, "first".into());
-        let b = m.queue_send(&lobby, "second".into());
+        let a = m.queue_send(&lobby, "first".into(), None);
+        let b = m.queue_send(&lobby, "second".into(), None);
         m.set_in_flight_state(false);
         let c = m.conversation(&lobby).expect("lobby");
         assert!(c.pending.iter().all(|p| p.state == PendingState::WaitingForConnection));

@@ -48,7 +48,7 @@ pub enum Command {
     /// The user accepted this key for this server (first contact, or a changed key).
     TrustServer { addr: String, fingerprint: Fingerprint },
     /// One of the user's messages; `local_id` ties the acknowledgement to it.
-    Send { local_id: u64, conv: Conv, text: String },
+    Send { local_id: u64, conv: Conv, text: String, reply_to: Option<MessageId> },
     /// Drop an unsent message from the outbox (the user discarded it).
     Unsend { local_id: u64 },
     /// Remember that the logged-in user has a direct-message conversation with `contact`.
@@ -75,6 +75,8 @@ pub enum Command {
     Files(FileCommand),
     /// Shared files, searches, fetches from classmates (see [`crate::sharing`]).
     Sharing(crate::sharing::SharingCommand),
+    /// Edits, deletes and typing notices (see [`crate::rich`]).
+    Rich(crate::rich::RichCommand),
 }
 
 /// What the net task tells the UI.
@@ -129,6 +131,14 @@ pub enum NetEvent {
         conv: Conv,
         msg: Msg,
         live: bool,
+    },
+    /// A direct message's edit, opened (`content` says if it could not be verified).
+    DmEdited {
+        conv: Conv,
+        id: MessageId,
+        content: crate::model::Content,
+        ts: Timestamp,
+        envelope: Option<([u8; 16], u64)>,
     },
     /// A page of a DM conversation's history, opened.
     DmHistory {
@@ -335,6 +345,7 @@ struct Outgoing {
     local_id: u64,
     conv: Conv,
     text: String,
+    reply_to: Option<MessageId>,
     /// A DM's envelope, once sealed: a resend sends the same bytes, so the catch-up can
     /// recognise it and the recipient sees a replay, not a second message.
     sealed: Option<Vec<u8>>,
@@ -370,6 +381,11 @@ async fn e2e_worker(mut jobs: mpsc::Receiver<Job>, sink: Sink) {
             {
                 for (conv, msg) in e2e.open(&client, vec![message], live).await {
                     sink.send(NetEvent::Dm { conv, msg, live });
+                }
+            }
+            (Event::Edited { conv: conv @ Conv::Direct { .. }, id, body, ts }, Some((e2e, client))) => {
+                if let Some(ev) = e2e.open_edit(&client, conv, id, body, ts).await {
+                    sink.send(ev);
                 }
             }
             (Event::KeyChanged { user }, Some((e2e, client))) => {
@@ -576,11 +592,12 @@ impl NetTask {
                     }
                 }));
             }
-            Command::Send { local_id, conv, text } => {
+            Command::Send { local_id, conv, text, reply_to } => {
                 self.outbox.push_back(Outgoing {
                     local_id,
                     conv,
                     text,
+                    reply_to,
                     sealed: None,
                     maybe_delivered: false,
                 });
@@ -713,6 +730,24 @@ impl NetTask {
             Command::Sharing(cmd) => {
                 let send = self.sink.sharing_send();
                 self.sharing.on_command(cmd, &send);
+            }
+            Command::Rich(cmd) => {
+                let Phase::Online { client, .. } = &self.phase else {
+                    if let Some(request) = cmd.request_kind() {
+                        let message = "not connected to the server".into();
+                        self.sink.send(NetEvent::Reply {
+                            request,
+                            result: Err(RequestError { code: None, message }),
+                        });
+                    }
+                    return;
+                };
+                let (client, sink, e2e) = (client.clone(), self.sink.clone(), self.e2e.clone());
+                tokio::spawn(async move {
+                    if let Some((request, result)) = crate::rich::run(&client, e2e.as_ref(), cmd).await {
+                        sink.send(NetEvent::Reply { request, result: result.map_err(RequestError::from) });
+                    }
+                });
             }
         }
     }
@@ -1099,7 +1134,9 @@ async fn send_one(
     o: Outgoing,
 ) -> (Option<Vec<u8>>, Result<(MessageId, Timestamp), SendError>) {
     let request = match &o.conv {
-        Conv::Room { name } => Request::SendRoom { room: name.clone(), text: o.text.clone(), reply_to: None },
+        Conv::Room { name } => {
+            Request::SendRoom { room: name.clone(), text: o.text.clone(), reply_to: o.reply_to }
+        }
         Conv::Direct { user } => {
             let body = match (&o.sealed, e2e) {
                 (Some(sealed), _) => sealed.clone(),
@@ -1111,7 +1148,7 @@ async fn send_one(
                     return (None, Err(SendError::Seal("Direct messages are not set up yet.".into())));
                 }
             };
-            Request::SendDirect { to: user.clone(), body, reply_to: None }
+            Request::SendDirect { to: user.clone(), body, reply_to: o.reply_to }
         }
         Conv::Announcements => Request::Broadcast { text: o.text.clone() },
     };

@@ -172,6 +172,17 @@ impl Client {
         }
     }
 
+    /// Tells the server the user is typing in `conv` (`ClientMsg::Typing`; no reply). The
+    /// server passes on at most one per [`crate::TYPING_INTERVAL_MS`]; callers should not
+    /// send more often either.
+    pub async fn typing(&self, conv: Conv) -> Result<()> {
+        self.inner
+            .tx
+            .send(ClientMsg::Typing { conv })
+            .await
+            .map_err(|_| Error::Closed(self.close_reason().unwrap_or_else(|| "writer stopped".into())))
+    }
+
     /// `Register`, returning the welcome.
     pub async fn register(&self, username: &str, auth_key: &[u8], device: &str) -> Result<Welcome> {
         welcome(

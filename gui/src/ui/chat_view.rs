@@ -17,8 +17,9 @@ use egui::{Align, FontId, Layout, RichText, Sense, TextStyle, TextWrapMode, Ui, 
 use crate::action::{Action, AdminOp};
 use crate::files::{Direction, Files, Offer, OfferSeal, OfferState, TransferState, human_size};
 use crate::model::{Content, Conversation, GROUP_WINDOW_MS, Model, Msg, PendingState};
+use crate::rich::{RichAction, RichState};
 use crate::ui::dialogs::{Dialog, RoomSettingsForm};
-use crate::ui::{a11y_label, conv_title, name_color};
+use crate::ui::{a11y_label, conv_title, message_extras, name_color};
 
 /// Messages asked for per history page.
 pub const HISTORY_PAGE: u32 = 100;
@@ -29,6 +30,8 @@ const LOAD_MARGIN_ROWS: f32 = 10.0;
 const WIDTH_STEP: f32 = 24.0;
 /// Text rows are indented under their header by this much.
 const INDENT: f32 = 12.0;
+/// How long a message that was jumped to stays highlighted.
+const FLASH: std::time::Duration = std::time::Duration::from_millis(2000);
 /// Signatures are checked for the rows on screen and this many rows either side, so a
 /// slow scroll finds them ready.
 const VERIFY_MARGIN_ROWS: usize = 30;
@@ -48,6 +51,10 @@ enum Row {
     File(MessageId),
     /// Part `part` of [`THUMB_ROWS`] of an image file's thumbnail.
     Thumb { id: MessageId, part: u8 },
+    /// The quote of the message this one answers.
+    Reply(MessageId),
+    /// "(edited)" and the reactions.
+    Footer(MessageId),
 }
 
 /// Rows an image thumbnail spans (each row paints its slice, so it scrolls correctly).
@@ -72,7 +79,11 @@ enum Kind {
 
 fn kind(content: &Content) -> Kind {
     match content {
-        Content::Text(_) | Content::Unreadable(_) | Content::Sealed { .. } | Content::File(_) => Kind::Text,
+        Content::Text(_)
+        | Content::Unreadable(_)
+        | Content::Sealed { .. }
+        | Content::File(_)
+        | Content::Deleted(_) => Kind::Text,
         Content::System(_) => Kind::System,
         Content::Announcement(_) => Kind::Announcement,
     }
@@ -127,6 +138,11 @@ impl ChatViewState {
         self.layouts.clear();
     }
 
+    /// The local time zone, for times shown elsewhere.
+    pub fn tz(&self) -> &jiff::tz::TimeZone {
+        &self.tz
+    }
+
     pub fn layout(&self, conv: &Conv) -> Option<&ConvLayout> {
         self.layouts.get(conv)
     }
@@ -137,6 +153,7 @@ pub fn show(
     model: &Model,
     files: &Files,
     state: &mut ChatViewState,
+    rich: &RichState,
     online: bool,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -159,9 +176,21 @@ pub fn show(
     update_layout(ui.ctx(), layout, c, width_key, wrap_width, &body_font, &tz);
     let pending = pending_rows(ui.ctx(), c, wrap_width, &body_font);
 
+    // A message to bring into view (a search result, a reply's original): three rows
+    // above it stay visible.
+    if let Some(j) = &rich.jump
+        && j.found
+        && j.conv == c.conv
+        && let Some(index) = layout.rows.iter().position(|r| row_id(r) == Some(j.id))
+    {
+        layout.pending_scroll = Some(index.saturating_sub(3) as f32 * (row_h + spacing));
+        actions.push(Action::Rich(RichAction::Jumped));
+    }
+    let flash = rich.flash.filter(|(_, at)| at.elapsed() < FLASH).map(|(id, _)| id);
     let mut area = egui::ScrollArea::vertical()
         .id_salt(("chat", &c.conv))
         .auto_shrink([false, false])
+        .max_height((ui.available_height() - row_h - spacing).max(row_h))
         .stick_to_bottom(true);
     if let Some(offset) = layout.pending_scroll.take() {
         area = area.vertical_scroll_offset(offset);
@@ -178,10 +207,30 @@ pub fn show(
                 ..(range.end + VERIFY_MARGIN_ROWS).min(layout.rows.len());
             to_verify = unchecked_ids(&layout.rows[around], c);
         }
+        let mut prev_id = range.start.checked_sub(1).and_then(|i| layout.rows.get(i)).and_then(row_id);
+        let mut hovered = None;
         for i in range {
             let (rect, _) = ui.allocate_exact_size(vec2(ui.available_width(), row_h), Sense::hover());
             let mut row_ui =
                 ui.new_child(UiBuilder::new().max_rect(rect).layout(Layout::left_to_right(Align::Center)));
+            let id = layout.rows.get(i).and_then(row_id);
+            if id.is_some() && id == flash {
+                let band = rect.expand2(vec2(0.0, spacing / 2.0));
+                row_ui.painter().rect_filled(
+                    band,
+                    0.0,
+                    row_ui.visuals().selection.bg_fill.gamma_multiply(0.35),
+                );
+            }
+            if id.is_some() && id == c.unread_from && prev_id != id {
+                message_extras::new_messages_line(&row_ui, rect);
+            }
+            prev_id = id;
+            if let Some(id) = id
+                && ui.rect_contains_pointer(rect.expand2(vec2(0.0, spacing / 2.0)))
+            {
+                hovered = Some((id, rect));
+            }
             match layout.rows.get(i) {
                 Some(row) => show_row(&mut row_ui, row, c, model, files, &tz, online, &mut actions),
                 None => {
@@ -194,7 +243,27 @@ pub fn show(
                 }
             }
         }
+        // Drawn last, so it is on top of the row's text and gets the clicks.
+        if let Some((id, rect)) = hovered
+            && online
+            && c.removed.is_none()
+            && let Some(m) = c.get(id)
+        {
+            message_extras::toolbar(ui, rect, c, m, model, &mut actions);
+        }
     });
+    message_extras::typing_line(ui, c, row_h);
+    let max_offset = (output.content_size.y - output.inner_rect.height()).max(0.0);
+    if output.state.clamped_offset().y < max_offset - 3.0 * (row_h + spacing) {
+        let size = vec2(150.0, row_h + 8.0);
+        let at =
+            egui::pos2(output.inner_rect.right() - size.x - 16.0, output.inner_rect.bottom() - size.y - 8.0);
+        let b = ui.put(egui::Rect::from_min_size(at, size), egui::Button::new("⬇ Jump to latest"));
+        if b.clicked() {
+            layout.pending_scroll = Some(output.content_size.y);
+            ui.ctx().request_repaint();
+        }
+    }
     if !to_verify.is_empty() {
         actions.push(Action::VerifyRows { conv: c.conv.clone(), ids: to_verify });
     }
@@ -431,7 +500,9 @@ fn row_id(row: &Row) -> Option<MessageId> {
     match row {
         Row::Top => None,
         Row::Day(id) | Row::Header(id) => Some(*id),
-        Row::Line { id, .. } | Row::File(id) | Row::Thumb { id, .. } => Some(*id),
+        Row::Line { id, .. } | Row::File(id) | Row::Thumb { id, .. } | Row::Reply(id) | Row::Footer(id) => {
+            Some(*id)
+        }
     }
 }
 
@@ -466,12 +537,19 @@ fn push_message(
     if !grouped && k != Kind::System {
         rows.push(Row::Header(m.id));
     }
+    let deleted = matches!(m.content, Content::Deleted(_));
+    if m.meta.reply_to.is_some() && !deleted {
+        rows.push(Row::Reply(m.id));
+    }
     if let Content::File(f) = &m.content {
         rows.push(Row::File(m.id));
         if crate::files::is_image(&f.name) && f.size <= crate::files::MAX_THUMB_SOURCE {
             rows.extend((0..THUMB_ROWS).map(|part| Row::Thumb { id: m.id, part }));
         }
         // A file message ends a group: the next text gets its header back.
+        if m.meta.has_footer() {
+            rows.push(Row::Footer(m.id));
+        }
         *last = Some(Last { from: String::new(), ts: m.ts, kind: k, day });
         return;
     }
@@ -479,6 +557,9 @@ fn push_message(
     let avail = if k == Kind::System { wrap_width - 16.0 } else { wrap_width };
     for range in wrap_lines(text, avail, width) {
         rows.push(Row::Line { id: m.id, range: to_u32_range(range) });
+    }
+    if m.meta.has_footer() && !deleted {
+        rows.push(Row::Footer(m.id));
     }
     *last = Some(Last { from: m.from.clone(), ts: m.ts, kind: k, day });
 }
@@ -594,6 +675,14 @@ fn show_row(
                 Some(Some(texture)) => paint_thumb_slice(ui, texture, *part),
             }
         }
+        Row::Reply(id) => {
+            let Some(m) = c.get(*id) else { return };
+            message_extras::reply_row(ui, c, m, INDENT, actions);
+        }
+        Row::Footer(id) => {
+            let Some(m) = c.get(*id) else { return };
+            message_extras::footer_row(ui, c, m, model, INDENT, tz, online, actions);
+        }
         Row::Top => {
             let text = if c.loading_older {
                 ui.spinner();
@@ -681,6 +770,14 @@ fn show_row(
                             .wrap_mode(TextWrapMode::Truncate),
                         );
                     }
+                }
+                Content::Deleted(_) => {
+                    ui.add_space(INDENT);
+                    let r = ui.add(
+                        egui::Label::new(RichText::new(format!("🗑 {text}")).italics().weak())
+                            .wrap_mode(TextWrapMode::Truncate),
+                    );
+                    a11y_label(&r, text);
                 }
                 Content::Sealed { .. } => {
                     // Not shown until the sender's signature checked out.
@@ -965,7 +1062,7 @@ mod tests {
     fn rows_group_messages_and_separate_days() {
         let tz = jiff::tz::TimeZone::UTC;
         let day = 86_400_000;
-        let msg = |id, from: &str, ts, content| Msg { id, from: from.into(), ts, content };
+        let msg = |id, from: &str, ts, content| Msg::new(id, from, ts, content);
         let msgs = [
             msg(1, "ann", day + 1000, Content::Text("one".into())),
             msg(2, "ann", day + 2000, Content::Text("two".into())),

@@ -6,13 +6,14 @@
 
 use std::collections::HashMap;
 
-use classchat_wire::Conv;
+use classchat_wire::{Conv, MessageId};
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, TextEdit, Ui};
 
 use crate::action::Action;
 use crate::class::{ClassState, now_ms};
 use crate::model::Model;
 use crate::net::ConnState;
+use crate::rich::{RichAction, RichState, preview};
 use crate::ui::a11y_label;
 use crate::ui::dialogs::Dialog;
 
@@ -24,6 +25,8 @@ pub struct ComposerState {
     drafts: HashMap<Conv, String>,
     /// Focus the field on the next frame (after switching conversations).
     pub focus: bool,
+    /// The field's widget id, once shown.
+    field_id: Option<egui::Id>,
 }
 
 impl ComposerState {
@@ -71,6 +74,7 @@ pub fn show(
     state: &mut ComposerState,
     conn: &ConnState,
     class: &ClassState,
+    rich: &RichState,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     let Some(conv) = model.current.clone() else { return actions };
@@ -89,7 +93,19 @@ pub fn show(
         let r = ui.label(RichText::new(format!("{icon} {reason}")).color(ui.visuals().warn_fg_color));
         a11y_label(&r, format!("Cannot send: {reason}"));
     }
+    let editing = rich.editing.as_ref().filter(|e| e.conv == conv).map(|e| e.id);
+    reply_or_edit_bar(ui, model, rich, &conv, editing, &mut actions);
     let draft = state.drafts.entry(conv.clone()).or_default();
+    // Tab completes a mention before the field sees it (it would move the focus on).
+    let completions = mention_completions(model, &conv, draft);
+    let field_focused = state.field_id.is_some_and(|id| ui.memory(|m| m.has_focus(id)));
+    if let Some(first) = completions.first()
+        && field_focused
+        && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Tab))
+    {
+        complete_mention(draft, first);
+        state.focus = true;
+    }
     let mut send = false;
     ui.horizontal(|ui| {
         let buttons_width = if can_broadcast { 230.0 } else { 120.0 };
@@ -113,7 +129,14 @@ pub fn show(
             response.request_focus();
             state.focus = false;
         }
+        state.field_id = Some(response.id);
         let enter = response.has_focus() && plain_enter_pressed(ui);
+        if response.has_focus() || response.lost_focus() {
+            keys(ui, model, &conv, draft, editing, &mut actions);
+        }
+        if response.changed() && !draft.is_empty() && editing.is_none() {
+            actions.push(Action::Rich(RichAction::Typing(conv.clone())));
+        }
         if conv != Conv::Announcements {
             let attach =
                 ui.add_enabled(blocked.is_none() && files_refused.is_none(), egui::Button::new("📎"));
@@ -148,6 +171,20 @@ pub fn show(
             }
         }
     });
+    let completions = mention_completions(model, &conv, draft);
+    if !completions.is_empty() {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("Tab completes:").small().weak());
+            for name in completions {
+                let b = ui.small_button(format!("@{name}"));
+                a11y_label(&b, format!("Mention {name}"));
+                if b.clicked() {
+                    complete_mention(draft, &name);
+                    state.focus = true;
+                }
+            }
+        });
+    }
     if send {
         let text = draft.trim_end().to_owned();
         if !text.trim().is_empty() {
@@ -155,6 +192,99 @@ pub fn show(
         }
     }
     actions
+}
+
+/// Above the field: the message being answered or edited, with a way out (Esc too).
+fn reply_or_edit_bar(
+    ui: &mut Ui,
+    model: &Model,
+    rich: &RichState,
+    conv: &Conv,
+    editing: Option<MessageId>,
+    actions: &mut Vec<Action>,
+) {
+    let c = model.conversation(conv);
+    let (what, cancel) = if let Some(id) = editing {
+        let text = c.and_then(|c| c.get(id)).map(|m| preview(m.content.text(), 60)).unwrap_or_default();
+        (format!("✏ Editing your message: {text}   (Enter saves, Esc cancels)"), RichAction::CancelEdit)
+    } else if let Some(id) = rich.reply.get(conv) {
+        let (who, text) = c
+            .and_then(|c| c.get(*id))
+            .map(|m| (m.from.clone(), preview(m.content.text(), 60)))
+            .unwrap_or_else(|| (String::new(), "an earlier message".into()));
+        (format!("↪ Replying to {who}: {text}"), RichAction::CancelReply(conv.clone()))
+    } else {
+        return;
+    };
+    ui.horizontal(|ui| {
+        let r = ui.add(egui::Label::new(RichText::new(&what).small().strong()).truncate());
+        a11y_label(&r, what.clone());
+        let b = ui.small_button("✖").on_hover_text("Cancel (Esc)");
+        a11y_label(&b, if editing.is_some() { "Cancel the edit" } else { "Cancel the reply" });
+        if b.clicked() {
+            actions.push(Action::Rich(cancel));
+        }
+    });
+}
+
+/// Esc leaves an edit or a reply; Up in an empty field edits your last message.
+fn keys(
+    ui: &mut Ui,
+    model: &Model,
+    conv: &Conv,
+    draft: &str,
+    editing: Option<MessageId>,
+    actions: &mut Vec<Action>,
+) {
+    let (esc, up) = ui.input(|i| (i.key_pressed(Key::Escape), i.key_pressed(Key::ArrowUp)));
+    if esc {
+        actions.push(Action::Rich(if editing.is_some() {
+            RichAction::CancelEdit
+        } else {
+            RichAction::CancelReply(conv.clone())
+        }));
+    }
+    if up
+        && draft.is_empty()
+        && editing.is_none()
+        && let Some(id) = crate::rich::last_editable(model, conv)
+    {
+        actions.push(Action::Rich(RichAction::StartEdit { conv: conv.clone(), id }));
+    }
+}
+
+/// Names that complete the `@word` at the end of `draft`: members of the room (or the
+/// DM's other party), at most six, in name order.
+pub fn mention_completions(model: &Model, conv: &Conv, draft: &str) -> Vec<String> {
+    let Some(word) = draft.rsplit(char::is_whitespace).next() else { return Vec::new() };
+    let Some(prefix) = word.strip_prefix('@') else { return Vec::new() };
+    if prefix.chars().any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+        return Vec::new();
+    }
+    let prefix = prefix.to_ascii_lowercase();
+    let names: Vec<String> = match conv {
+        Conv::Room { name } => {
+            model.members.get(name).map(|m| m.iter().map(|m| m.name.clone()).collect()).unwrap_or_default()
+        }
+        Conv::Direct { user } => vec![user.clone()],
+        Conv::Announcements => model.users.values().map(|u| u.name.clone()).collect(),
+    };
+    names
+        .into_iter()
+        .filter(|n| !model.is_me(n))
+        .filter(|n| n.to_ascii_lowercase().starts_with(&prefix) && !n.eq_ignore_ascii_case(&prefix))
+        .take(6)
+        .collect()
+}
+
+/// Replaces the `@word` at the end of `draft` with `@name `.
+pub fn complete_mention(draft: &mut String, name: &str) {
+    if let Some(at) = draft.rfind('@') {
+        draft.truncate(at);
+        draft.push('@');
+        draft.push_str(name);
+        draft.push(' ');
+    }
 }
 
 /// Enter without Shift (which adds a line) or any other modifier. egui's shortcut matching

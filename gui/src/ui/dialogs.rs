@@ -37,6 +37,12 @@ pub enum Dialog {
     Audit(crate::ui::moderation::AuditView),
     /// Room staff: a new poll.
     NewPoll(crate::ui::polls::PollForm),
+    /// Delete message `id` (its first words in `preview`)?
+    ConfirmDelete {
+        conv: Conv,
+        id: classchat_wire::MessageId,
+        preview: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -135,6 +141,9 @@ pub fn show(
             Dialog::Exam(form) => moderation::exam_dialog(ui, form, model, class, &mut actions),
             Dialog::Audit(view) => moderation::audit_dialog(ui, view, class, &mut actions),
             Dialog::NewPoll(form) => crate::ui::polls::new_poll_dialog(ui, form, &mut actions),
+            Dialog::ConfirmDelete { conv, id, preview } => {
+                confirm_delete(ui, conv, *id, preview, &mut actions)
+            }
         }
     });
     if modal.should_close() {
@@ -494,6 +503,30 @@ fn confirm_broadcast(ui: &mut Ui, text: &str, actions: &mut Vec<Action>) {
     if ok {
         actions.push(Action::Broadcast(text.trim_end().to_owned()));
         actions.push(Action::CloseDialog);
+    }
+    if cancel {
+        actions.push(Action::CloseDialog);
+    }
+}
+
+fn confirm_delete(
+    ui: &mut Ui,
+    conv: &Conv,
+    id: classchat_wire::MessageId,
+    preview: &str,
+    actions: &mut Vec<Action>,
+) {
+    ui.heading("Delete this message?");
+    ui.label("It is removed for everyone, also from the server's history. This cannot be undone.");
+    ui.add_space(6.0);
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.label(RichText::new(preview).weak());
+    });
+    ui.add_space(8.0);
+    let (ok, cancel) = buttons(ui, "🗑 Delete", true);
+    if ok {
+        actions.push(Action::Rich(crate::rich::RichAction::Delete { conv: conv.clone(), id }));
     }
     if cancel {
         actions.push(Action::CloseDialog);
