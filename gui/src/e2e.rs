@@ -22,8 +22,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use classchat_wire::e2e::{
-    DmEdit, DmKey, Envelope, IDENTITY_BITS, Identity, KEY_ID_LEN, KeyGrant, PublicIdentity, ROTATE_AFTER,
-    SignatureCheck, open_backup, safety_number, seal_backup,
+    DmDelete, DmEdit, DmKey, Envelope, IDENTITY_BITS, Identity, KEY_ID_LEN, KeyGrant, PublicIdentity,
+    ROTATE_AFTER, SignatureCheck, open_backup, safety_number, seal_backup,
 };
 use classchat_wire::sealed_file::{FileKey, FileSecret, sealed_size};
 use classchat_wire::{Body, ChatMessage, Client, Conv, FileInfo, MessageId, Request, Response};
@@ -443,6 +443,14 @@ impl E2e {
         Ok(envelope.to_bytes())
     }
 
+    /// Who deleted direct message `id` of the conversation with `peer`, as the app may
+    /// say it: `by` when `proof` is that person's signed `DmDelete` of this message, "the
+    /// server" otherwise (PROTOCOL.md 18.3).
+    pub async fn deleted_by(&self, peer: &str, id: MessageId, by: &str, proof: Option<&[u8]>) -> String {
+        let e = self.0.lock().await;
+        e.deleted_by(peer, id, by, proof)
+    }
+
     /// Opens the edit of direct message `id` in `conv` (PROTOCOL.md 18.3), signature
     /// checked. Only a message's sender may edit it, and the event does not say who that
     /// is: the envelope opens as the one or the other side, never both.
@@ -506,8 +514,9 @@ impl E2e {
         let mut out = Vec::with_capacity(parsed.len());
         for (m, env) in parsed {
             let Conv::Direct { user } = &m.conv else { continue };
-            if let Body::Deleted { by, .. } = &m.body {
-                let content = Content::Deleted(crate::model::deleted_text(&m.from, by));
+            if let Body::Deleted { by, proof } = &m.body {
+                let by = e.deleted_by(user, m.id, by, proof.as_deref());
+                let content = Content::Deleted(crate::model::deleted_text(&m.from, &by));
                 out.push((m.conv.clone(), Msg::new(m.id, m.from.clone(), m.ts, content)));
                 continue;
             }
@@ -679,6 +688,14 @@ impl Engine {
                 other => tracing::warn!(%name, "a conversation key did not open: {other:?}"),
             }
         }
+    }
+
+    fn deleted_by(&self, peer: &str, id: MessageId, by: &str, proof: Option<&[u8]>) -> String {
+        const SERVER: &str = "the server";
+        let Some(env) = proof.and_then(|p| Envelope::from_bytes(p).ok()) else { return SERVER.into() };
+        let Ok((bytes, check)) = self.open_envelope(peer, by, &env) else { return SERVER.into() };
+        let names_it = DmDelete::from_bytes(&bytes).is_ok_and(|d| d.of == id);
+        if names_it && check.verify() { by.to_owned() } else { SERVER.into() }
     }
 
     /// Opens one DM (no signature check yet). Returns what to show and, for a message

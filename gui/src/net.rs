@@ -388,6 +388,10 @@ async fn e2e_worker(mut jobs: mpsc::Receiver<Job>, sink: Sink) {
                     sink.send(ev);
                 }
             }
+            (Event::Deleted { conv: Conv::Direct { user }, id, by, proof }, Some((e2e, _))) => {
+                let by = e2e.deleted_by(&user, id, &by, proof.as_deref()).await;
+                sink.send(NetEvent::Server(Event::Deleted { conv: Conv::Direct { user }, id, by, proof }));
+            }
             (Event::KeyChanged { user }, Some((e2e, client))) => {
                 let info = e2e.check_peer(&client, &user).await;
                 sink.send(NetEvent::Peer(info));
