@@ -114,6 +114,8 @@ impl Palette {
             Some(3) => self.body.size * 1.1,
             _ => self.body.size,
         };
+        // The monochrome emoji are hard to make out at text size; the row stays as high.
+        let size = if style.emoji { size * 1.25 } else { size };
         let mut f = TextFormat {
             font_id: if style.code {
                 FontId::new(size, self.mono.family.clone())
@@ -406,7 +408,8 @@ fn code_block(
         });
         (lang_g, more)
     });
-    let header_h = (pal.small_h + 2.0 * style.spacing.button_padding.y + 2.0).max(pal.small_h + 6.0);
+    // The Copy button (small text in a button's padding) fits the header.
+    let header_h = pal.small_h + 2.0 * style.spacing.button_padding.y + 2.0;
     CodeLaid {
         galley,
         lang: lang_g,

@@ -24,6 +24,10 @@ pub const MAX_TARGETS: usize = 100;
 pub const CODE_MAX_LINES: usize = 150;
 /// Characters of one code line shown (it scrolls sideways); the rest is cut with "…".
 pub const CODE_MAX_LINE_CHARS: usize = 400;
+/// List bullets by depth (the bundled proportional font draws these three).
+pub const BULLETS: [&str; 3] = ["•", "○", "▪"];
+/// Task list boxes, unchecked and checked (drawn by the bundled fonts).
+pub const TASK_BOXES: [&str; 2] = ["☐ ", "☑ "];
 /// Blank lines between two paragraphs that are kept as space (as plain text shows them).
 const MAX_GAP_LINES: u8 = 3;
 
@@ -36,6 +40,8 @@ pub struct Style {
     pub code: bool,
     /// A marker the renderer adds (a hidden character spelled out, a "more" note).
     pub weak: bool,
+    /// An emoji from a `:shortcode:` (drawn a little larger).
+    pub emoji: bool,
 }
 
 /// What clicking a run does.
@@ -133,7 +139,7 @@ pub fn parse(source: &str, emoji_ok: &mut impl FnMut(&str) -> bool) -> Doc {
     let cut = floor_char_boundary(source, MAX_SOURCE);
     let src = &source[..cut];
     let mut p = Parse { src, ..Default::default() };
-    let opts = Options::ENABLE_STRIKETHROUGH;
+    let opts = Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     for (event, range) in Parser::new_ext(src, opts).into_offset_iter() {
         p.event(event, range, emoji_ok);
         if p.full {
@@ -185,10 +191,10 @@ impl Parse<'_> {
                 self.close_block();
                 self.last_end = range.end;
             }
-            Event::TaskListMarker(_)
-            | Event::FootnoteReference(_)
-            | Event::InlineMath(_)
-            | Event::DisplayMath(_) => {}
+            Event::TaskListMarker(done) => {
+                self.push(TASK_BOXES[usize::from(done)], range, self.style, None, false)
+            }
+            Event::FootnoteReference(_) | Event::InlineMath(_) | Event::DisplayMath(_) => {}
         }
     }
 
@@ -240,7 +246,7 @@ impl Parse<'_> {
                         *n = n.saturating_add(1);
                         m
                     }
-                    _ => ["•", "◦", "▪"][depth.saturating_sub(1) % 3].to_owned(),
+                    _ => BULLETS[depth.saturating_sub(1) % BULLETS.len()].to_owned(),
                 };
                 self.pending_marker = Some(marker);
             }
@@ -406,7 +412,7 @@ impl Parse<'_> {
                     let target = Target::Mention(part[1..].to_owned());
                     self.push(part, src, self.style, Some(target), exact);
                 }
-                Piece::Emoji(e) => self.push(e, src, self.style, None, false),
+                Piece::Emoji(e) => self.push(e, src, Style { emoji: true, ..self.style }, None, false),
             }
         }
     }

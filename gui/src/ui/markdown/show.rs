@@ -101,9 +101,18 @@ fn code_block(ui: &mut Ui, block: Rect, c: &CodeLaid, index: usize) {
         let pos = egui::pos2(header.left(), header.center().y - lang.size().y / 2.0);
         ui.painter().galley(pos, lang.clone(), v.weak_text_color());
     }
-    let button_w = 44.0_f32.min(header.width());
-    let button_rect = Rect::from_min_max(egui::pos2(header.right() - button_w, header.top()), header.max);
-    let copy = ui.put(button_rect, egui::Button::new("Copy").small()).on_hover_text("Copy the code");
+    let copy = ui
+        .scope_builder(
+            UiBuilder::new().max_rect(header).layout(egui::Layout::right_to_left(egui::Align::Center)),
+            |ui| {
+                ui.add(
+                    egui::Button::new(egui::RichText::new("Copy").small())
+                        .wrap_mode(egui::TextWrapMode::Extend),
+                )
+            },
+        )
+        .inner
+        .on_hover_text("Copy the code");
     if copy.clicked() {
         ui.ctx().copy_text(c.code.clone());
     }

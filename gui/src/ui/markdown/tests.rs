@@ -241,3 +241,19 @@ fn search_hits_get_a_background() {
         assert_eq!(marked, ["needle"]);
     });
 }
+
+#[test]
+fn the_symbols_the_renderer_adds_are_in_the_bundled_fonts() {
+    let mut fonts = egui::epaint::text::Fonts::new(
+        egui::epaint::text::TextOptions::default(),
+        egui::FontDefinitions::default(),
+    );
+    let mut v = fonts.with_pixels_per_point(1.0);
+    let body = egui::FontId::proportional(12.5);
+    let mono = egui::FontId::monospace(12.0);
+    let marker = super::inline::marker('\u{202E}');
+    for s in parse::BULLETS.iter().chain(&parse::TASK_BOXES).chain(&["…", marker.as_str(), "Copy"]) {
+        assert!(v.has_glyphs(&body, s.trim()), "{s:?} has no glyph in the Body font");
+    }
+    assert!(v.has_glyphs(&mono, "…"), "code lines are cut with …");
+}
