@@ -123,8 +123,13 @@ fn code_block(ui: &mut Ui, block: Rect, c: &CodeLaid, index: usize) {
     ScrollArea::horizontal().id_salt(("md-code-scroll", index)).auto_shrink([false, false]).show(
         &mut child,
         |ui| {
-            let (r, _) = ui.allocate_exact_size(c.galley.size(), Sense::hover());
+            let (r, resp) = ui.allocate_exact_size(c.galley.size(), Sense::hover());
             ui.painter().galley(r.min, c.galley.clone(), ui.visuals().text_color());
+            // Screen readers read the code; tests find it (and see it scroll) by this label.
+            let label = c.lang.as_ref().map_or_else(|| "code".to_owned(), |l| format!("{} code", l.text()));
+            let text = c.galley.text().to_owned();
+            resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Code, true, &label));
+            resp.ctx.accesskit_node_builder(resp.id, |node| node.set_value(text));
         },
     );
     if let Some(more) = &c.more {
