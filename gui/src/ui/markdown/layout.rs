@@ -49,6 +49,11 @@ impl Laid {
     }
 }
 
+/// The background of a search hit (orange, apart from the yellow of a mention of you).
+pub fn hit_bg(dark_mode: bool) -> Color32 {
+    if dark_mode { Color32::from_rgb(0x80, 0x50, 0x10) } else { Color32::from_rgb(0xff, 0xc0, 0x70) }
+}
+
 /// Fonts and colours of the style laid out in.
 struct Palette {
     body: FontId,
@@ -74,19 +79,17 @@ impl Palette {
         let mono = TextStyle::Monospace.resolve(style);
         let small = TextStyle::Small.resolve(style);
         let (row_h, small_h) = ctx.fonts_mut(|f| (f.row_height(&body), f.row_height(&small)));
-        let (me_bg, me_fg, mention_bg, hit_bg) = if v.dark_mode {
+        let (me_bg, me_fg, mention_bg) = if v.dark_mode {
             (
                 Color32::from_rgb(0x5c, 0x4a, 0x12),
                 Color32::from_rgb(0xff, 0xe0, 0x8a),
                 Color32::from_rgba_unmultiplied(0x6c, 0xb6, 0xff, 0x30),
-                Color32::from_rgb(0x80, 0x50, 0x10),
             )
         } else {
             (
                 Color32::from_rgb(0xff, 0xec, 0x99),
                 Color32::from_rgb(0x5a, 0x40, 0x00),
                 Color32::from_rgba_unmultiplied(0x1a, 0x5f, 0xb4, 0x22),
-                Color32::from_rgb(0xff, 0xc0, 0x70),
             )
         };
         Self {
@@ -103,7 +106,7 @@ impl Palette {
             mention_bg,
             me_bg,
             me_fg,
-            hit_bg,
+            hit_bg: hit_bg(v.dark_mode),
         }
     }
 

@@ -227,18 +227,10 @@ fn layout_times() {
 #[test]
 fn search_hits_get_a_background() {
     with_ctx(|ctx| {
-        let text = "find the needle here";
         let hits = [(9u32, 15u32)];
-        let r = layout(ctx, text, &Options { wrap_width: 400.0, me: "", highlights: &hits });
-        let layout::Body::Text { galley, .. } = &r.blocks[0].body else { panic!("not text") };
-        let marked: Vec<&str> = galley
-            .job
-            .sections
-            .iter()
-            .filter(|s| s.format.background != egui::Color32::TRANSPARENT)
-            .map(|s| &galley.job.text[s.byte_range.start.0..s.byte_range.end.0])
-            .collect();
-        assert_eq!(marked, ["needle"]);
+        let r =
+            layout(ctx, "find the needle here", &Options { wrap_width: 400.0, me: "", highlights: &hits });
+        assert_eq!(marked(ctx, &r), ["needle"]);
     });
 }
 
@@ -256,4 +248,58 @@ fn the_symbols_the_renderer_adds_are_in_the_bundled_fonts() {
         assert!(v.has_glyphs(&body, s.trim()), "{s:?} has no glyph in the Body font");
     }
     assert!(v.has_glyphs(&mono, "…"), "code lines are cut with …");
+}
+
+/// The texts marked as search hits in the laid-out blocks, in order.
+fn marked(ctx: &egui::Context, r: &Rendered) -> Vec<String> {
+    let hit = layout::hit_bg(ctx.global_style().visuals.dark_mode);
+    r.blocks
+        .iter()
+        .filter_map(|b| match &b.body {
+            layout::Body::Text { galley, .. } => Some(galley.clone()),
+            layout::Body::Code(c) => Some(c.galley.clone()),
+            layout::Body::Rule => None,
+        })
+        .flat_map(|g| {
+            g.job
+                .sections
+                .iter()
+                .filter(|s| s.format.background == hit)
+                .map(|s| g.job.text[s.byte_range.start.0..s.byte_range.end.0].to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn search_hits_map_through_formatting_and_code() {
+    with_ctx(|ctx| {
+        let text = "a **bold needle** and\n```\nlet needle = 1;\n```";
+        let at = |from: usize| {
+            let i = text[from..].find("needle").expect("needle") + from;
+            (i as u32, (i + 6) as u32)
+        };
+        let first = at(0);
+        let second = at(first.1 as usize);
+        let hits = [first, second];
+        let r = layout(ctx, text, &Options { wrap_width: 400.0, me: "", highlights: &hits });
+        assert_eq!(marked(ctx, &r), ["needle", "needle"]);
+    });
+}
+
+#[test]
+fn the_cache_key_follows_the_theme_and_text_size() {
+    let ctx = egui::Context::default();
+    ctx.set_theme(egui::Theme::Dark);
+    let dark = CacheKey::of(&ctx);
+    ctx.set_theme(egui::Theme::Light);
+    let light = CacheKey::of(&ctx);
+    assert_ne!(dark, light);
+    assert_eq!(light, CacheKey::of(&ctx));
+    ctx.global_style_mut(|s| {
+        if let Some(f) = s.text_styles.get_mut(&egui::TextStyle::Body) {
+            f.size += 2.0;
+        }
+    });
+    assert_ne!(light, CacheKey::of(&ctx));
 }
