@@ -25,7 +25,7 @@ pub const CODE_MAX_LINES: usize = 150;
 /// Characters of one code line shown (it scrolls sideways); the rest is cut with "…".
 pub const CODE_MAX_LINE_CHARS: usize = 400;
 /// List bullets by depth (the bundled proportional font draws these three).
-pub const BULLETS: [&str; 3] = ["•", "○", "▪"];
+pub const BULLETS: [&str; 3] = ["•", "–", "▪"];
 /// Task list boxes, unchecked and checked (drawn by the bundled fonts).
 pub const TASK_BOXES: [&str; 2] = ["☐ ", "☑ "];
 /// Blank lines between two paragraphs that are kept as space (as plain text shows them).
