@@ -118,75 +118,110 @@ fn group_name(g: emojis::Group) -> &'static str {
     }
 }
 
+/// A row of the picker's list: a heading or up to [`PER_ROW`] emoji.
+enum Row<'a> {
+    Heading(&'static str),
+    Emoji(&'a [Entry]),
+}
+
+/// Emoji in a row of the picker.
+const PER_ROW: usize = 8;
+
+/// The picker's rows: headings and emoji rows, so the list scrolls through `show_rows`
+/// (only the visible rows are built; there are over a thousand emoji).
+fn rows<'a>(groups: &'a [(&'static str, Vec<Entry>)]) -> Vec<Row<'a>> {
+    let mut out = Vec::new();
+    for (name, entries) in groups.iter().filter(|(_, e)| !e.is_empty()) {
+        out.push(Row::Heading(name));
+        out.extend(entries.chunks(PER_ROW).map(Row::Emoji));
+    }
+    out
+}
+
 /// The body of an emoji picker (the caller puts it in a popup): a search field, the
 /// recently used, then every group in a scrolling grid. Returns the emoji clicked, and
 /// records it in `state.recent`.
 pub fn picker(ui: &mut Ui, state: &mut PickerState) -> Option<String> {
     let mut picked = None;
-    ui.set_width(8.0 * CELL + 16.0);
+    ui.set_width(PER_ROW as f32 * CELL + 16.0);
     let search = ui.add(
         egui::TextEdit::singleline(&mut state.query).hint_text("Search emoji").desired_width(f32::INFINITY),
     );
     super::a11y_label(&search, "Search emoji");
     let query = state.query.trim().to_ascii_lowercase();
-    ScrollArea::vertical().max_height(8.0 * CELL).auto_shrink([false, true]).show(ui, |ui| {
-        if query.is_empty() {
-            if !state.recent.is_empty() {
-                ui.label(RichText::new("Recently used").small().weak());
-                let recent: Vec<Entry> = state
-                    .recent
-                    .iter()
-                    .filter_map(|r| drawable().iter().find(|e| e.emoji == r.as_str()))
-                    .copied()
-                    .collect();
-                grid(ui, "recent", &recent, &mut picked);
+    let all = drawable();
+    let mut groups: Vec<(&'static str, Vec<Entry>)> = Vec::new();
+    if query.is_empty() {
+        let recent =
+            state.recent.iter().filter_map(|r| all.iter().find(|e| e.emoji == r.as_str())).copied().collect();
+        groups.push(("Recently used", recent));
+        for e in all {
+            match groups.last_mut() {
+                Some((name, list)) if *name == group_name(e.group) => list.push(*e),
+                _ => groups.push((group_name(e.group), vec![*e])),
             }
-            let mut start = 0;
-            let all = drawable();
-            while start < all.len() {
-                let group = all[start].group;
-                let len = all[start..].iter().take_while(|e| e.group == group).count();
-                ui.label(RichText::new(group_name(group)).small().weak());
-                grid(ui, group_name(group), &all[start..start + len], &mut picked);
-                start += len;
-            }
-        } else {
-            let found: Vec<Entry> = drawable()
-                .iter()
-                .filter(|e| e.name.contains(&query) || e.shortcodes().any(|s| s.contains(&query)))
-                .take(MAX_RESULTS)
-                .copied()
-                .collect();
-            if found.is_empty() {
-                ui.label(RichText::new("No emoji found").weak());
-            }
-            grid(ui, "found", &found, &mut picked);
         }
-    });
+    } else {
+        let found = all
+            .iter()
+            .filter(|e| e.name.contains(&query) || e.shortcodes().any(|s| s.contains(&query)))
+            .take(MAX_RESULTS)
+            .copied()
+            .collect();
+        groups.push(("Found", found));
+    }
+    let rows = rows(&groups);
+    if rows.is_empty() {
+        ui.label(RichText::new("No emoji found").weak());
+    }
+    ScrollArea::vertical().max_height(PER_ROW as f32 * CELL).auto_shrink([false, true]).show_rows(
+        ui,
+        CELL,
+        rows.len(),
+        |ui, range| {
+            ui.spacing_mut().item_spacing = egui::vec2(0.0, 0.0);
+            for row in &rows[range] {
+                match row {
+                    Row::Heading(name) => {
+                        // Exactly one row high, as show_rows counts.
+                        let (rect, _) = ui.allocate_exact_size(
+                            egui::vec2(ui.available_width(), CELL),
+                            egui::Sense::hover(),
+                        );
+                        let text = rect.with_min_y(rect.bottom() - CELL * 0.6);
+                        let layout = egui::Layout::left_to_right(egui::Align::Center);
+                        ui.scope_builder(egui::UiBuilder::new().max_rect(text).layout(layout), |ui| {
+                            ui.label(RichText::new(*name).small().weak());
+                        });
+                    }
+                    Row::Emoji(entries) => {
+                        ui.horizontal(|ui| {
+                            for e in *entries {
+                                if emoji_button(ui, e) {
+                                    picked = Some(e.emoji.to_owned());
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+        },
+    );
     if let Some(p) = &picked {
         state.used(p);
     }
     picked
 }
 
-fn grid(ui: &mut Ui, salt: &str, entries: &[Entry], picked: &mut Option<String>) {
-    ui.push_id(salt, |ui| {
-        ui.horizontal_wrapped(|ui| {
-            ui.spacing_mut().item_spacing = egui::vec2(0.0, 0.0);
-            for e in entries {
-                let b = egui::Button::new(RichText::new(e.emoji).size(CELL * 0.65))
-                    .frame(false)
-                    .min_size(egui::vec2(CELL, CELL));
-                let r = ui.add(b);
-                super::a11y_label(&r, e.name);
-                let tip =
-                    e.shortcodes().next().map_or_else(|| e.name.to_owned(), |s| format!(":{s}:  {}", e.name));
-                if r.on_hover_text(tip).clicked() {
-                    *picked = Some(e.emoji.to_owned());
-                }
-            }
-        });
-    });
+/// One emoji of the grid; true when clicked.
+fn emoji_button(ui: &mut Ui, e: &Entry) -> bool {
+    let b = egui::Button::new(RichText::new(e.emoji).size(CELL * 0.65))
+        .frame(false)
+        .min_size(egui::vec2(CELL, CELL));
+    let r = ui.add(b);
+    super::a11y_label(&r, e.name);
+    let tip = e.shortcodes().next().map_or_else(|| e.name.to_owned(), |s| format!(":{s}:  {}", e.name));
+    r.on_hover_text(tip).clicked()
 }
 
 #[cfg(test)]

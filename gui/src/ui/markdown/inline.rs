@@ -116,7 +116,9 @@ fn emoji_at(text: &str, i: usize, emoji_ok: &mut impl FnMut(&str) -> bool) -> Op
         return None;
     }
     let code = &text[i + 1..i + 1 + len];
-    let emoji = emojis::get_by_shortcode(code)?.as_str();
+    // The fonts have no glyph for the emoji presentation selector (U+FE0F): ":heart:"
+    // is drawn as the bare heart. A selector inside a sequence stays, and fails the check.
+    let emoji = emojis::get_by_shortcode(code)?.as_str().trim_end_matches('\u{FE0F}');
     emoji_ok(emoji).then_some((i + len + 2, Piece::Emoji(emoji)))
 }
 

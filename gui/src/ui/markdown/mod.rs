@@ -144,6 +144,7 @@ impl Rendered {
     /// Paints at the cursor, in exactly `width() × height()`, and returns what was
     /// clicked. Ids of the code blocks' scroll areas and of links derive from `ui.id()`:
     /// give each message its own (`ui.push_id(message id, ...)`).
+    #[must_use]
     pub fn show(&self, ui: &mut egui::Ui) -> Vec<MdAction> {
         show::show(self, ui)
     }

@@ -181,9 +181,9 @@ impl Parse<'_> {
                 let style = Style { code: true, ..self.style };
                 self.push(&t, src, style, self.link_target(), true);
             }
+            // A chat shows HTML as the text it is.
             Event::Html(t) | Event::InlineHtml(t) => {
-                let t = if self.cur.is_none() { t.trim_end_matches('\n') } else { &t };
-                self.push(t, range, self.style, self.link_target(), true);
+                self.push(&t, range, self.style, self.link_target(), true)
             }
             Event::SoftBreak | Event::HardBreak => self.push("\n", range, self.style, None, false),
             Event::Rule => {
@@ -338,8 +338,14 @@ impl Parse<'_> {
     fn close_block(&mut self) {
         if let Some(mut b) = self.cur.take() {
             if let Kind::Para | Kind::Heading(_) = b.kind {
-                // Trailing breaks (an HTML block's newline) would add an empty row.
-                while b.spans.last().is_some_and(|s| s.text == "\n") {
+                // Trailing newlines (a break at the end, an HTML block's own newline)
+                // would add an empty row.
+                while let Some(last) = b.spans.last_mut() {
+                    let kept = last.text.trim_end_matches('\n').len();
+                    last.text.truncate(kept);
+                    if !last.text.is_empty() || b.spans.len() == 1 {
+                        break;
+                    }
                     b.spans.pop();
                 }
             }
@@ -426,11 +432,6 @@ impl Parse<'_> {
         if let Some(b) = self.cur.as_mut()
             && let Kind::Code { code, .. } = &mut b.kind
         {
-            // The limits apply when the block ends; this only stops a huge block from
-            // being held whole.
-            if code.len() > CODE_MAX_LINES * (CODE_MAX_LINE_CHARS * 4 + 1) {
-                return;
-            }
             let start = code.len();
             code.push_str(text);
             b.map.push(SrcMap { out: start..code.len(), src: range, exact });

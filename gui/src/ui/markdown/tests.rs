@@ -60,6 +60,7 @@ fn mentions_are_found_outside_code_only() {
 fn shortcodes_become_emoji_outside_code() {
     let d = doc(":tada: :+1: :thumbsup: :nosuchcode: `:tada:`");
     assert_eq!(d.plain, "🎉 👍 👍 :nosuchcode: :tada:");
+    assert_eq!(doc(":heart:").plain, "❤", "drawn without the presentation selector");
 }
 
 #[test]
@@ -85,6 +86,12 @@ fn formatting_becomes_styles_and_blocks() {
     assert!(
         matches!(&d.blocks[7].kind, Kind::Code { lang, code, .. } if lang == "rust" && code == "fn main() {}")
     );
+}
+
+#[test]
+fn html_is_shown_as_text() {
+    let d = doc("<div>\n<b>hi</b>\n</div>\n\nafter <i>x</i>");
+    assert_eq!(d.plain, "<div>\n<b>hi</b>\n</div>\nafter <i>x</i>");
 }
 
 #[test]
