@@ -77,7 +77,7 @@ pub fn mark_hits(job: &mut LayoutJob, hits: &[Range<usize>], bg: Color32) {
     }
     let text = &job.text;
     let mut cuts: Vec<usize> =
-        hits.iter().flat_map(|h| [h.start, h.end]).map(|i| floor_boundary(text, i.min(text.len()))).collect();
+        hits.iter().flat_map(|h| [h.start, h.end]).map(|i| text.floor_char_boundary(i)).collect();
     cuts.sort_unstable();
     cuts.dedup();
     let inside = |a: usize, b: usize| hits.iter().any(|h| h.start < b && a < h.end && h.start < h.end);
@@ -99,13 +99,6 @@ pub fn mark_hits(job: &mut LayoutJob, hits: &[Range<usize>], bg: Color32) {
         }
     }
     job.sections = out;
-}
-
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use egui::text::{CharIndex, LayoutJob, TextFormat};
 use egui::{Color32, FontId, Galley, Pos2, Rect, Stroke, TextStyle, pos2, vec2};
 
-use super::parse::{self, Block, Container, Kind, Style, Target};
+use super::doc::{Block, Container, Kind, Style, Target};
+use super::parse;
 use super::{CodeLaid, Hot, MAX_ROWS, Options, Rendered, highlight};
 
 /// Indent of a quote's contents; its bar is drawn in it.

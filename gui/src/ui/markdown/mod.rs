@@ -22,12 +22,14 @@
 //! whatever the message. Control and bidi characters are spelled out (`[U+202E]`).
 //!
 //! # Layout
-//! - `parse.rs`: pulldown-cmark events to flat blocks with their containers; the limits.
+//! - `doc.rs`: the parsed message (blocks, styled runs, source map).
+//! - `parse.rs`: pulldown-cmark events to those blocks; the limits.
 //! - `inline.rs`: bare URLs, mentions, shortcodes; hidden characters; allowed URLs.
 //! - `highlight.rs`: syntect highlighting of code blocks; search-hit backgrounds.
 //! - `layout.rs`: blocks to galleys and positions ([`Rendered`]).
 //! - `show.rs`: painting and interaction.
 
+mod doc;
 mod highlight;
 mod inline;
 mod layout;
@@ -155,15 +157,15 @@ impl Rendered {
 #[derive(Clone, Debug)]
 struct Hot {
     rects: Vec<Rect>,
-    target: parse::Target,
+    target: doc::Target,
     label: String,
 }
 
 impl Hot {
     fn url(&self) -> Option<&str> {
         match &self.target {
-            parse::Target::Url(u) => Some(u),
-            parse::Target::Mention(_) => None,
+            doc::Target::Url(u) => Some(u),
+            doc::Target::Mention(_) => None,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
+use super::doc::{Block, Container, Doc, Kind, Span, SrcMap, Style, Target, plain_text};
 use super::inline::{self, Piece};
 
 /// Bytes of a message that are parsed and shown; the rest is counted in a note. A chat
@@ -30,84 +31,6 @@ pub const BULLETS: [&str; 3] = ["•", "–", "▪"];
 pub const TASK_BOXES: [&str; 2] = ["☐ ", "☑ "];
 /// Blank lines between two paragraphs that are kept as space (as plain text shows them).
 const MAX_GAP_LINES: u8 = 3;
-
-/// How a run of text looks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Style {
-    pub strong: bool,
-    pub emph: bool,
-    pub strike: bool,
-    pub code: bool,
-    /// A marker the renderer adds (a hidden character spelled out, a "more" note).
-    pub weak: bool,
-    /// An emoji from a `:shortcode:` (drawn a little larger).
-    pub emoji: bool,
-}
-
-/// What clicking a run does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// An http, https or mailto URL (others never become targets).
-    Url(String),
-    /// A user name, without the `@`.
-    Mention(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Span {
-    pub text: String,
-    pub style: Style,
-    pub target: Option<Target>,
-}
-
-/// Where output text came from in the source: `out` (bytes of the block's text) is
-/// `src` (bytes of the message) exactly when `exact`, else only roughly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrcMap {
-    pub out: Range<usize>,
-    pub src: Range<usize>,
-    pub exact: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Container {
-    /// A block quote; the id tells apart two quotes that follow each other.
-    Quote(u32),
-    List,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
-    Para,
-    Heading(u8),
-    /// `code` is what is shown (limits applied), `full` what Copy copies.
-    Code {
-        lang: String,
-        code: String,
-        full: String,
-        more_lines: usize,
-    },
-    Rule,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Block {
-    pub kind: Kind,
-    pub containers: Vec<Container>,
-    /// The list marker ("•", "3.") when this block is the first of a list item.
-    pub marker: Option<String>,
-    pub spans: Vec<Span>,
-    pub map: Vec<SrcMap>,
-    /// Blank source lines before this block.
-    pub gap_lines: u8,
-}
-
-#[derive(Debug, Default)]
-pub struct Doc {
-    pub blocks: Vec<Block>,
-    /// The message as plain text (for screen readers and copying), with markers.
-    pub plain: String,
-}
 
 struct ListState {
     next: Option<u64>,
@@ -136,7 +59,7 @@ struct Parse<'s> {
 
 /// Parses `source` (a message) into blocks, applying every limit above.
 pub fn parse(source: &str, emoji_ok: &mut impl FnMut(&str) -> bool) -> Doc {
-    let cut = floor_char_boundary(source, MAX_SOURCE);
+    let cut = source.floor_char_boundary(MAX_SOURCE);
     let src = &source[..cut];
     let mut p = Parse { src, ..Default::default() };
     let opts = Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
@@ -159,13 +82,6 @@ pub fn parse(source: &str, emoji_ok: &mut impl FnMut(&str) -> bool) -> Doc {
     }
     p.doc.plain = plain_text(&p.doc.blocks);
     p.doc
-}
-
-fn floor_char_boundary(s: &str, max: usize) -> usize {
-    if s.len() <= max {
-        return s.len();
-    }
-    (0..=max).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0)
 }
 
 impl Parse<'_> {
@@ -484,24 +400,4 @@ impl Parse<'_> {
 
 fn is_blank_line(line: &str) -> bool {
     line.chars().all(|c| c.is_whitespace() || c == '>')
-}
-
-/// The blocks as plain text, a line per block.
-fn plain_text(blocks: &[Block]) -> String {
-    let mut out = String::new();
-    for b in blocks {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        if let Some(m) = &b.marker {
-            out.push_str(m);
-            out.push(' ');
-        }
-        match &b.kind {
-            Kind::Code { code, .. } => out.push_str(code),
-            Kind::Rule => out.push_str("———"),
-            _ => b.spans.iter().for_each(|s| out.push_str(&s.text)),
-        }
-    }
-    out
 }

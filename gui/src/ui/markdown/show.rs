@@ -3,8 +3,8 @@
 
 use egui::{CursorIcon, Rect, ScrollArea, Sense, Stroke, Ui, UiBuilder, vec2};
 
+use super::doc::Target;
 use super::layout::{Body, CODE_PAD};
-use super::parse::Target;
 use super::{CodeLaid, Hot, MdAction, Rendered};
 
 pub fn show(r: &Rendered, ui: &mut Ui) -> Vec<MdAction> {

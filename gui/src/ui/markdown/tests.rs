@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::parse::{self, Kind, Target};
+use super::doc::{self, Kind, Target};
+use super::parse;
 use super::*;
 
 /// Runs `f` inside a frame of a context with the default (bundled) fonts and style.
@@ -24,11 +25,11 @@ fn opts(width: f32) -> Options<'static> {
     Options { wrap_width: width, me: "ada", highlights: &[] }
 }
 
-fn doc(text: &str) -> parse::Doc {
+fn doc(text: &str) -> doc::Doc {
     parse::parse(text, &mut |_| true)
 }
 
-fn targets(d: &parse::Doc) -> Vec<Target> {
+fn targets(d: &doc::Doc) -> Vec<Target> {
     d.blocks.iter().flat_map(|b| b.spans.iter().filter_map(|s| s.target.clone())).collect()
 }
 
@@ -81,7 +82,7 @@ fn formatting_becomes_styles_and_blocks() {
     assert_eq!(d.blocks[2].containers.len(), 1);
     assert_eq!(d.blocks[3].marker.as_deref(), Some("•"));
     assert_eq!(d.blocks[5].marker.as_deref(), Some("1."));
-    assert_eq!(d.blocks[5].containers, [parse::Container::List, parse::Container::List]);
+    assert_eq!(d.blocks[5].containers, [doc::Container::List, doc::Container::List]);
     assert!(matches!(d.blocks[6].kind, Kind::Rule));
     assert!(
         matches!(&d.blocks[7].kind, Kind::Code { lang, code, .. } if lang == "rust" && code == "fn main() {}")
