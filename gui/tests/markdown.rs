@@ -60,6 +60,14 @@ fn opened(seen: &Seen) -> Vec<String> {
 }
 
 #[test]
+fn the_text_is_there_for_screen_readers() {
+    let mut h = message("**Office hours** moved to *Thursday*\n\n- room 4.12", 400.0);
+    h.run();
+    assert!(h.query_by_label("Office hours moved to Thursday").is_some());
+    assert!(h.query_by_label("room 4.12").is_some());
+}
+
+#[test]
 fn copy_copies_the_whole_code() {
     let mut h = message("Try this:\n```python\nprint('hi')\nx = [i * i for i in range(10)]\n```", 500.0);
     h.run();

@@ -2,6 +2,7 @@
 //! Only emoji that the bundled fonts draw are offered (egui's monochrome emoji fonts
 //! lack most sequences: flags, skin tones, ZWJ families).
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use egui::{RichText, ScrollArea, Ui};
@@ -56,6 +57,12 @@ pub fn drawable() -> &'static [Entry] {
             })
             .collect()
     })
+}
+
+/// Whether the bundled fonts draw `emoji` (one of [`drawable`]).
+pub fn is_drawable(emoji: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| drawable().iter().map(|e| e.emoji).collect()).contains(emoji)
 }
 
 /// The emoji text without U+FE0F, as a `'static` str: a suffix-free prefix of the

@@ -172,7 +172,8 @@ pub fn layout(ctx: &egui::Context, text: &str, opts: &Options<'_>) -> Rendered {
         .map(|&(s, e)| s as usize..e as usize)
         .filter(|r| r.start < r.end)
         .collect();
-    let doc = ctx.fonts_mut(|f| parse::parse(text, &mut |emoji| f.has_glyphs(&pal.body, emoji)));
+    // Not under the context's lock (fonts_mut): parsing a long message takes a while.
+    let doc = parse::parse(text, &mut crate::ui::emoji::is_drawable);
 
     let mut out: Vec<Laid> = Vec::with_capacity(doc.blocks.len());
     let mut y = 0.0;
@@ -197,8 +198,8 @@ pub fn layout(ctx: &egui::Context, text: &str, opts: &Options<'_>) -> Rendered {
             break;
         }
         y += gap;
-        // Indents; at most half the width, so deep nesting in a narrow window still
-        // leaves room for the text.
+        // Indents; squeezed into half the width, so deep nesting in a narrow window
+        // still leaves room for the text.
         let mut x: f32 = 0.0;
         let mut bar_xs = Vec::new();
         for c in &b.containers {
@@ -210,7 +211,9 @@ pub fn layout(ctx: &egui::Context, text: &str, opts: &Options<'_>) -> Rendered {
                 Container::List => x += LIST_INDENT,
             }
         }
-        let x = x.min(width * 0.5);
+        let squeeze = if x > width * 0.5 { width * 0.5 / x } else { 1.0 };
+        let x = x * squeeze;
+        bar_xs.iter_mut().for_each(|bx| *bx *= squeeze);
         let avail = width - x;
         let b_hits = block_hits(b, &hits);
         let (h, body) = match &b.kind {

@@ -34,6 +34,11 @@ pub fn show(r: &Rendered, ui: &mut Ui) -> Vec<MdAction> {
         match &b.body {
             Body::Text { galley, hot } => {
                 painter.galley(block.min, galley.clone(), ui.visuals().text_color());
+                // The text as a label node, as a plain label has: screen readers read
+                // it, tests find it. Links are added after, on top of it.
+                let text_rect = Rect::from_min_size(block.min, galley.size()).intersect(block);
+                let resp = ui.interact(text_rect, ui.make_persistent_id(("md-text", i)), Sense::hover());
+                resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, galley.text()));
                 hot_areas(ui, block, hot, i, &mut actions);
             }
             Body::Code(c) => code_block(ui, block, c, i),
