@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, LinkType, Options, Parser, Tag, TagEnd};
 
 use super::doc::{Block, Container, Doc, Kind, Span, SrcMap, Style, Target, plain_text};
 use super::inline::{self, Piece};
@@ -169,9 +169,13 @@ impl Parse<'_> {
             Tag::Emphasis => self.style.emph = true,
             Tag::Strong => self.style.strong = true,
             Tag::Strikethrough => self.style.strike = true,
-            Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } => {
-                let url = inline::url_allowed(&dest_url).then(|| dest_url.into_string());
-                self.links.push(url);
+            Tag::Link { link_type, dest_url, .. } | Tag::Image { link_type, dest_url, .. } => {
+                // `<ada@example.org>` is an autolink to an address without its scheme.
+                let url = match link_type {
+                    LinkType::Email => format!("mailto:{dest_url}"),
+                    _ => dest_url.into_string(),
+                };
+                self.links.push(inline::url_allowed(&url).then_some(url));
             }
             _ => {}
         }

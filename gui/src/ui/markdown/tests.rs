@@ -36,7 +36,7 @@ fn targets(d: &doc::Doc) -> Vec<Target> {
 #[test]
 fn only_web_and_mail_links_are_links() {
     let d = doc(
-        "[a](https://example.org) [b](javascript:alert(1)) [c](file:///etc/passwd) [d](mailto:x@y.z) [e](rel/path) <http://auto.org> and https://bare.org/x.",
+        "[a](https://example.org) [b](javascript:alert(1)) [c](file:///etc/passwd) [d](mailto:x@y.z) [e](rel/path) <http://auto.org> <ta@example.org> <javascript:alert(2)> and https://bare.org/x.",
     );
     assert_eq!(
         targets(&d),
@@ -44,11 +44,13 @@ fn only_web_and_mail_links_are_links() {
             Target::Url("https://example.org".into()),
             Target::Url("mailto:x@y.z".into()),
             Target::Url("http://auto.org".into()),
+            Target::Url("mailto:ta@example.org".into()),
             Target::Url("https://bare.org/x".into()),
         ]
     );
     // The refused links keep their text, as plain text.
     assert!(d.plain.contains("b c d e"), "{}", d.plain);
+    assert!(d.plain.contains("javascript:alert(2) and"), "{}", d.plain);
 }
 
 #[test]
