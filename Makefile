@@ -138,6 +138,7 @@ package-test: package shot-deps
 # PNGs of the real app under Xvfb against a seeded local server, in screenshots/.
 screenshots: shot-deps
 	./gui/screenshots.sh
+	./gui/markdown_shots.sh
 
 # Rebuild icons/png/*.png and icons/classchat.ico from icons/classchat.svg.
 icons:

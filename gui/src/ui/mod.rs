@@ -8,8 +8,10 @@
 pub mod chat_view;
 pub mod composer;
 pub mod dialogs;
+pub mod emoji;
 pub mod file_search;
 pub mod login;
+pub mod markdown;
 pub mod members;
 pub mod message_extras;
 pub mod moderation;
