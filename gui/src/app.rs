@@ -1407,8 +1407,14 @@ impl ClassChatApp {
                 if let Some(dialog) = &mut self.dialog {
                     actions.extend(ui::dialogs::show(&ctx, dialog, &self.model, &self.settings, &self.class));
                 }
-                if let Some(target) = &self.rich.picker {
-                    ui::message_extras::picker_window(&ctx, target, &self.model, &mut actions);
+                if let Some(target) = self.rich.picker.clone() {
+                    ui::message_extras::picker_window(
+                        &ctx,
+                        &target,
+                        &self.model,
+                        &mut self.rich.emoji,
+                        &mut actions,
+                    );
                 }
                 actions.extend(self.drag_and_drop(&ctx));
             }

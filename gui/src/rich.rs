@@ -165,6 +165,8 @@ pub struct RichState {
     pub editing: Option<Editing>,
     /// Reacting to this message with the emoji picker.
     pub picker: Option<(Conv, MessageId)>,
+    /// The emoji picker's search and recently used (shared by reactions and the composer).
+    pub emoji: crate::ui::emoji::PickerState,
     pub search: SearchState,
     pub jump: Option<Jump>,
     /// The message to flash briefly after a jump, and since when.
@@ -219,6 +221,9 @@ impl RichState {
             }
             RichAction::React { conv: _, id, emoji, on } => {
                 self.picker = None;
+                if on {
+                    self.emoji.used(&emoji);
+                }
                 fx.push(Effect::Request(Request::React { id, emoji, on }));
             }
             RichAction::Picker(target) => self.picker = target,

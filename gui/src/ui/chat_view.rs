@@ -19,7 +19,7 @@ use crate::files::{Direction, Files, Offer, OfferSeal, OfferState, TransferState
 use crate::model::{Content, Conversation, GROUP_WINDOW_MS, Model, Msg, PendingState};
 use crate::rich::{RichAction, RichState};
 use crate::ui::dialogs::{Dialog, RoomSettingsForm};
-use crate::ui::{a11y_label, conv_title, message_extras, name_color};
+use crate::ui::{a11y_label, conv_title, markdown, message_extras, name_color};
 
 /// Messages asked for per history page.
 pub const HISTORY_PAGE: u32 = 100;
@@ -51,6 +51,9 @@ enum Row {
     File(MessageId),
     /// Part `part` of [`THUMB_ROWS`] of an image file's thumbnail.
     Thumb { id: MessageId, part: u8 },
+    /// Row `part` of a message shown as markdown: the message is drawn whole once, at its
+    /// first row on screen, over the rows it spans.
+    Block { id: MessageId, part: u16 },
     /// The quote of the message this one answers.
     Reply(MessageId),
     /// "(edited)" and the reactions.
@@ -102,6 +105,9 @@ pub struct ConvLayout {
     /// An offset to jump to on the next frame (to keep the view still after older
     /// messages were added above it).
     pending_scroll: Option<f32>,
+    /// Messages shown as markdown, laid out for `md_key`, with the hash of their text.
+    rendered: HashMap<MessageId, (u64, markdown::Rendered)>,
+    md_key: Option<(u32, markdown::CacheKey, String)>,
 }
 
 impl ConvLayout {
@@ -173,7 +179,8 @@ pub fn show(
 
     let tz = state.tz.clone();
     let layout = state.layouts.entry(c.conv.clone()).or_default();
-    update_layout(ui.ctx(), layout, c, width_key, wrap_width, &body_font, &tz);
+    let me = model.my_name().unwrap_or_default();
+    update_layout(ui.ctx(), layout, c, width_key, wrap_width, &body_font, &tz, me);
     let pending = pending_rows(ui.ctx(), c, wrap_width, &body_font);
 
     // A message to bring into view (a search result, a reply's original): three rows
@@ -209,6 +216,7 @@ pub fn show(
         }
         let mut prev_id = range.start.checked_sub(1).and_then(|i| layout.rows.get(i)).and_then(row_id);
         let mut hovered = None;
+        let mut drawn_block = None;
         for i in range {
             let (rect, _) = ui.allocate_exact_size(vec2(ui.available_width(), row_h), Sense::hover());
             let mut row_ui =
@@ -232,6 +240,13 @@ pub fn show(
                 hovered = Some((id, rect));
             }
             match layout.rows.get(i) {
+                Some(Row::Block { id, part }) => {
+                    if drawn_block != Some(*id) {
+                        drawn_block = Some(*id);
+                        let top = rect.top() - f32::from(*part) * (row_h + spacing);
+                        show_block(ui, layout, c, *id, egui::pos2(rect.left() + INDENT, top), &mut actions);
+                    }
+                }
                 Some(row) => show_row(&mut row_ui, row, c, model, files, &tz, online, &mut actions),
                 None => {
                     let i = i - layout.rows.len();
@@ -273,6 +288,78 @@ pub fn show(
         actions.push(Action::LoadOlder(c.conv.clone()));
     }
     actions
+}
+
+/// The text of a message shown as markdown: a text message (or a direct message being
+/// verified) with something markdown would change. Plain text stays on the fast path of
+/// wrapped lines.
+fn markdown_text(content: &Content) -> Option<&str> {
+    let text = match content {
+        Content::Text(t) | Content::Sealed { text: t, .. } => t,
+        _ => return None,
+    };
+    wants_markdown(text).then_some(text.as_str())
+}
+
+/// Whether `text` holds anything markdown shows differently from plain text: markup,
+/// links, mentions, `:shortcodes:`, list items, or hidden characters it spells out.
+pub fn wants_markdown(text: &str) -> bool {
+    let markup = text
+        .bytes()
+        .any(|b| matches!(b, b'`' | b'*' | b'_' | b'~' | b'#' | b'>' | b'[' | b'|' | b'<' | b'&' | b'\\'));
+    let hidden = text.chars().any(|c| (c.is_control() && c != '\n') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'));
+    let links = text.contains("://") || text.contains("www.") || text.contains("mailto:");
+    let mention =
+        text.match_indices('@').any(|(i, _)| text[i + 1..].starts_with(|c: char| c.is_ascii_alphanumeric()));
+    let shortcode = text.split(':').skip(1).any(|w| {
+        !w.is_empty()
+            && w.len() <= 40
+            && w.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-'))
+    }) && text.matches(':').count() >= 2;
+    let list = text.lines().any(|l| {
+        let t = l.trim_start();
+        t.starts_with("- ")
+            || t.starts_with("+ ")
+            || t.split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.len() < 10 && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    markup || hidden || links || mention || shortcode || list
+}
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Draws markdown message `id` whole with its top left at `at` (rows above the view are
+/// clipped away); a direct message still being verified shows only that.
+fn show_block(
+    ui: &mut Ui,
+    layout: &ConvLayout,
+    c: &Conversation,
+    id: MessageId,
+    at: egui::Pos2,
+    actions: &mut Vec<Action>,
+) {
+    let (Some(m), Some((_, r))) = (c.get(id), layout.rendered.get(&id)) else { return };
+    let rect = egui::Rect::from_min_size(at, vec2(r.width(), r.height()));
+    let mut child = ui.new_child(UiBuilder::new().max_rect(rect).layout(Layout::top_down(Align::Min)));
+    if let Content::Sealed { .. } = m.content {
+        child.horizontal(|ui| {
+            ui.spinner();
+            ui.label(RichText::new("verifying…").weak().italics());
+        });
+        return;
+    }
+    let clicked = child.push_id(("md", id), |ui| r.show(ui)).inner;
+    for a in clicked {
+        // Links are opened by the renderer itself; a mention opens a DM with that person.
+        if let markdown::MdAction::Mention(name) = a {
+            actions.push(Action::OpenDm(name));
+        }
+    }
 }
 
 /// Messages among `rows` whose signature has not been asked to be checked yet.
@@ -437,6 +524,7 @@ fn header(ui: &mut Ui, model: &Model, c: &Conversation, actions: &mut Vec<Action
 
 /// Brings the rows up to date with the conversation: appends what is new, or rebuilds
 /// when something changed above the end (history, a late message) or the width changed.
+#[allow(clippy::too_many_arguments, reason = "what a layout depends on")]
 fn update_layout(
     ctx: &egui::Context,
     layout: &mut ConvLayout,
@@ -445,9 +533,16 @@ fn update_layout(
     wrap_width: f32,
     font: &FontId,
     tz: &jiff::tz::TimeZone,
+    me: &str,
 ) {
     let font_size_key = font.size.to_bits();
     let msgs = c.messages();
+    let md_key = (width_key, markdown::CacheKey::of(ctx), me.to_owned());
+    if layout.md_key.as_ref() != Some(&md_key) {
+        layout.rendered.clear();
+        layout.rows.clear();
+        layout.md_key = Some(md_key);
+    }
     let rebuild = layout.rows.is_empty()
         || layout.generation != c.generation()
         || layout.width_key != width_key
@@ -465,6 +560,23 @@ fn update_layout(
         layout.built_len = 0;
     }
     let new = &msgs[layout.built_len..];
+    // Markdown is laid out before the font lock below (it takes the lock itself), and only
+    // again when a message's text changed.
+    let row_step = font_row_height(ctx, font) + ctx.global_style().spacing.item_spacing.y;
+    let mut md_rows: HashMap<MessageId, u16> = HashMap::new();
+    for m in new {
+        let Some(text) = markdown_text(&m.content) else { continue };
+        let hash = text_hash(text);
+        let fresh = layout.rendered.get(&m.id).is_some_and(|(h, _)| *h == hash);
+        if !fresh {
+            let opts = markdown::Options { wrap_width, me, highlights: &[] };
+            layout.rendered.insert(m.id, (hash, markdown::layout(ctx, text, &opts)));
+        }
+        if let Some((_, r)) = layout.rendered.get(&m.id) {
+            let rows = ((r.height() + row_step - font_row_height(ctx, font)) / row_step).ceil().max(1.0);
+            md_rows.insert(m.id, rows.min(f32::from(u16::MAX)) as u16);
+        }
+    }
     ctx.fonts_mut(|fonts| {
         let mut ascii = [0.0f32; 128];
         for (i, w) in ascii.iter_mut().enumerate() {
@@ -474,7 +586,8 @@ fn update_layout(
             if ch.is_ascii() { ascii[ch as usize] } else { fonts.glyph_width(font, ch) }
         };
         for m in new {
-            push_message(&mut layout.rows, &mut layout.last, m, wrap_width, &mut width, tz);
+            let md = md_rows.get(&m.id).copied();
+            push_message(&mut layout.rows, &mut layout.last, m, md, wrap_width, &mut width, tz);
         }
     });
     layout.built_len = msgs.len();
@@ -500,9 +613,12 @@ fn row_id(row: &Row) -> Option<MessageId> {
     match row {
         Row::Top => None,
         Row::Day(id) | Row::Header(id) => Some(*id),
-        Row::Line { id, .. } | Row::File(id) | Row::Thumb { id, .. } | Row::Reply(id) | Row::Footer(id) => {
-            Some(*id)
-        }
+        Row::Line { id, .. }
+        | Row::File(id)
+        | Row::Thumb { id, .. }
+        | Row::Reply(id)
+        | Row::Footer(id)
+        | Row::Block { id, .. } => Some(*id),
     }
 }
 
@@ -510,10 +626,13 @@ fn first_message_row(rows: &[Row]) -> Option<(MessageId, usize)> {
     rows.iter().enumerate().find_map(|(i, r)| row_id(r).map(|id| (id, i)))
 }
 
+/// Adds the rows of `m`: `md_rows` rows of markdown when it is shown as markdown, wrapped
+/// lines otherwise.
 fn push_message(
     rows: &mut Vec<Row>,
     last: &mut Option<Last>,
     m: &Msg,
+    md_rows: Option<u16>,
     wrap_width: f32,
     width: &mut impl FnMut(char) -> f32,
     tz: &jiff::tz::TimeZone,
@@ -555,8 +674,13 @@ fn push_message(
     }
     let text = m.content.text();
     let avail = if k == Kind::System { wrap_width - 16.0 } else { wrap_width };
-    for range in wrap_lines(text, avail, width) {
-        rows.push(Row::Line { id: m.id, range: to_u32_range(range) });
+    match md_rows {
+        Some(n) => rows.extend((0..n).map(|part| Row::Block { id: m.id, part })),
+        None => {
+            for range in wrap_lines(text, avail, width) {
+                rows.push(Row::Line { id: m.id, range: to_u32_range(range) });
+            }
+        }
     }
     if m.meta.has_footer() && !deleted {
         rows.push(Row::Footer(m.id));
@@ -658,6 +782,8 @@ fn show_row(
     actions: &mut Vec<Action>,
 ) {
     match row {
+        // Drawn whole by `show_block`, at its first row on screen.
+        Row::Block { .. } => {}
         Row::File(id) => {
             let Some(Content::File(f)) = c.get(*id).map(|m| &m.content) else { return };
             ui.add_space(INDENT);
@@ -1073,7 +1199,7 @@ mod tests {
         let mut rows = Vec::new();
         let mut last = None;
         for m in &msgs {
-            push_message(&mut rows, &mut last, m, 100.0, &mut |_| 1.0, &tz);
+            push_message(&mut rows, &mut last, m, None, 100.0, &mut |_| 1.0, &tz);
         }
         let line = |id, len| Row::Line { id, range: 0..len };
         assert_eq!(

@@ -9,9 +9,8 @@ use crate::action::Action;
 use crate::model::{Content, Conversation, Model, Msg};
 use crate::rich::{RichAction, preview};
 use crate::ui::a11y_label;
+use crate::ui::emoji::QUICK_REACTIONS;
 
-/// The reactions offered on the toolbar and under a message, before the picker.
-pub const QUICK_REACTIONS: [&str; 6] = ["👍", "❤", "😂", "🎉", "😮", "👀"];
 /// Reaction chips shown under a message; the rest are counted in a "+N" chip.
 const MAX_CHIPS: usize = 12;
 
@@ -244,11 +243,13 @@ pub fn typing_line(ui: &mut Ui, c: &Conversation, height: f32) {
     }
 }
 
-/// The emoji picker for reacting to a message, in a window of its own.
+/// The emoji picker for reacting to a message, in a window of its own: the quick
+/// reactions (yours highlighted), then every emoji the fonts draw, searchable.
 pub fn picker_window(
     ctx: &egui::Context,
     target: &(Conv, MessageId),
     model: &Model,
+    state: &mut crate::ui::emoji::PickerState,
     actions: &mut Vec<Action>,
 ) {
     let (conv, id) = target;
@@ -257,6 +258,12 @@ pub fn picker_window(
         return;
     };
     let me = model.my_name().unwrap_or_default();
+    let mine = |emoji: &str| {
+        m.meta
+            .reactions
+            .iter()
+            .any(|r| r.emoji == emoji && r.users.iter().any(|u| u.eq_ignore_ascii_case(me)))
+    };
     let mut open = true;
     egui::Window::new("React")
         .id(egui::Id::unique("reaction_picker"))
@@ -267,36 +274,26 @@ pub fn picker_window(
             ui.label(
                 RichText::new(format!("to {}: {}", m.from, preview(m.content.text(), 40))).small().weak(),
             );
-            ui.horizontal_wrapped(|ui| {
-                for emoji in PICKER {
-                    let already = m
-                        .meta
-                        .reactions
-                        .iter()
-                        .any(|r| r.emoji == emoji && r.users.iter().any(|u| u.eq_ignore_ascii_case(me)));
-                    let b = ui.add(egui::Button::new(RichText::new(emoji).size(20.0)).selected(already));
+            ui.horizontal(|ui| {
+                for emoji in QUICK_REACTIONS {
+                    let b = ui.add(egui::Button::new(RichText::new(emoji).size(18.0)).selected(mine(emoji)));
                     a11y_label(&b, format!("React {emoji}"));
                     if b.clicked() {
+                        let on = !mine(emoji);
                         act(
                             actions,
-                            RichAction::React {
-                                conv: conv.clone(),
-                                id: *id,
-                                emoji: emoji.to_owned(),
-                                on: !already,
-                            },
+                            RichAction::React { conv: conv.clone(), id: *id, emoji: emoji.to_owned(), on },
                         );
                     }
                 }
             });
+            ui.separator();
+            if let Some(emoji) = crate::ui::emoji::picker(ui, state) {
+                let on = !mine(&emoji);
+                act(actions, RichAction::React { conv: conv.clone(), id: *id, emoji, on });
+            }
         });
     if !open {
         act(actions, RichAction::Picker(None));
     }
 }
-
-/// The picker's emoji until the full picker lands: ones the bundled fonts draw.
-const PICKER: [&str; 24] = [
-    "👍", "👎", "❤", "😂", "🎉", "😮", "👀", "🙏", "🔥", "✅", "❌", "❓", "💯", "🤔", "😢", "😀", "🚀",
-    "👏", "💡", "⭐", "🐛", "📌", "🙌", "👋",
-];
