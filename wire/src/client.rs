@@ -172,6 +172,15 @@ impl Client {
         }
     }
 
+    /// Tells the server "I am typing in `conv`" (`ClientMsg::Typing`; no reply). The
+    /// server passes on at most one per [`crate::TYPING_INTERVAL_MS`] and drops the rest.
+    pub async fn typing(&self, conv: Conv) -> Result<()> {
+        if self.inner.tx.send(ClientMsg::Typing { conv }).await.is_err() {
+            return Err(Error::Closed(self.close_reason().unwrap_or_else(|| "writer stopped".into())));
+        }
+        Ok(())
+    }
+
     /// `Register`, returning the welcome.
     pub async fn register(&self, username: &str, auth_key: &[u8], device: &str) -> Result<Welcome> {
         welcome(
