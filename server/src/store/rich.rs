@@ -323,3 +323,49 @@ pub fn search(c: &Connection, expr: &str, offset: u32, limit: u32) -> rusqlite::
 pub fn last_update_id(c: &Connection) -> rusqlite::Result<MessageId> {
     Ok(c.query_row("SELECT COALESCE(MAX(id), 0) FROM message_updates", [], |r| r.get::<_, i64>(0))? as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MIGRATIONS, Store, migrate};
+
+    /// A database made by the migrations before this one, holding messages, opens: they load
+    /// with no reply, edit or reactions, and their text is searchable.
+    #[test]
+    fn an_older_database_migrates_and_its_messages_load_and_are_indexed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Connection::open(dir.path().join("old.db")).expect("open");
+        let before = MIGRATIONS.len() - 1;
+        for (i, sql) in MIGRATIONS.iter().take(before).enumerate() {
+            c.execute_batch(sql).expect("an old migration");
+            c.pragma_update(None, "user_version", (i + 1) as i64).expect("version");
+        }
+        let rows: [(i64, &str, Body); 3] = [
+            (1, "r:lobby", Body::Text { text: "Old lecture notes".into() }),
+            (2, "a", Body::Text { text: "old announcement".into() }),
+            (3, "d:alice:bob", Body::Opaque { data: b"old envelope".to_vec() }),
+        ];
+        for (id, conv, body) in &rows {
+            c.execute(
+                "INSERT INTO messages(id, conv, sender, ts, body) VALUES (?1, ?2, 'alice', 1, ?3)",
+                params![id, conv, encode(body).expect("encode")],
+            )
+            .expect("an old message");
+        }
+        migrate(&mut c).expect("migrate");
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version as usize, MIGRATIONS.len());
+
+        let lobby = Store::messages_before(&c, "r:lobby", None, 10).expect("history");
+        assert_eq!(lobby.len(), 1);
+        assert_eq!((lobby[0].reply_to, lobby[0].edited, lobby[0].reactions.len()), (None, None, 0));
+        assert_eq!(lobby[0].body, rows[0].2);
+        let dm = Store::messages_after(&c, "d:alice:bob", 0, 10).expect("catch-up");
+        assert_eq!(dm[0].body, rows[2].2);
+        let expr =
+            format!("text : (\"old\") AND conv : (\"{}\" OR \"{}\")", conv_token("r:lobby"), conv_token("a"));
+        let found: Vec<u64> = search(&c, &expr, 0, 10).expect("search").iter().map(|m| m.id).collect();
+        assert_eq!(found, vec![2, 1], "both old texts indexed, newest first; the DM is not");
+        assert!(changed_since(&c, "r:lobby", 0, 10).expect("changes").is_empty());
+    }
+}
