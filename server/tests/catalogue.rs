@@ -2472,7 +2472,6 @@ async fn files_and_bulk_connections() {
 
 // ---- the document --------------------------------------------------------------------------
 
-/// Every group's cases, in the order of the table.
 // ---- group: replies, edits, reactions, typing, search ---------------------------------------
 
 const RICH: &str = "replies, edits, reactions, search";
@@ -2743,6 +2742,7 @@ async fn replies_edits_reactions_and_search() {
     run_group(|_| {}, rich_cases()).await;
 }
 
+/// Every group's cases, in the order of the table.
 fn all_cases() -> Vec<Case> {
     [
         framing_cases(),
