@@ -85,6 +85,7 @@ pub async fn execute(state: &State, line: &str) -> String {
                 conv: ANNOUNCEMENTS.to_owned(),
                 sender: state.config.server_name.clone(),
                 body: Body::Text { text: rest.to_owned() },
+                reply_to: None,
             };
             let online = state.lock().sessions.len();
             done(

@@ -599,6 +599,7 @@ async fn finish(
             conv,
             sender: info.from.clone(),
             body: classchat_wire::Body::File { file: info.clone() },
+            reply_to: None,
         });
     }
     crate::handlers::commit(state, writes, None).await?;

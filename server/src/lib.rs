@@ -14,6 +14,7 @@
 //! - `class`: the instructor tools' state and posting rules (mutes, exam mode, room
 //!   settings, questions, polls, office-hours queues).
 //! - `files`: shared files: registry, content store, bulk connections, retention.
+//! - `search`: full-text search of room and announcement messages (FTS5).
 //! - `peer`: peer-to-peer search, fetch tickets, the relay and the byte counters.
 //! - [`admin`]: the admin console and the admin socket.
 
@@ -27,6 +28,7 @@ mod handlers;
 mod keys;
 mod outbound;
 mod peer;
+mod search;
 pub mod server;
 mod session;
 mod state;
@@ -38,6 +40,9 @@ pub use peer::TrafficCounts;
 pub use server::DB_FILE;
 pub use server::{run, serve};
 pub use state::State;
+/// The search index's token for a conversation key (`r:room`, `a`): the bench tool fills
+/// `message_text` directly.
+pub use store::rich::conv_token as search_conv_token;
 
 /// Opens the database of `data_dir` (creating and migrating it) while no server runs on
 /// it: for maintenance, and for the bench tool, which seeds accounts and history in the

@@ -69,6 +69,7 @@ async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
             conv: room_conv(DEFAULT_ROOM),
             sender: state.config.server_name.clone(),
             body: Body::System { event: SystemEvent::Created },
+            reply_to: None,
         },
     ];
     state.store.commit(writes).await.map_err(|e| anyhow::anyhow!("cannot create the default room: {e}"))?;

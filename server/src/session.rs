@@ -305,8 +305,7 @@ fn handle(state: &State, session: &mut Session, msg: ClientMsg) -> impl Future<O
     async move {
         match msg {
             ClientMsg::Pong { .. } => {}
-            // Not passed on yet.
-            ClientMsg::Typing { .. } => {}
+            ClientMsg::Typing { conv } => handlers::rich::typing(state, session, conv),
             // File bytes belong on bulk connections only.
             ClientMsg::Chunk { .. } => return Some(End::Silent("a chunk on a chat connection".into())),
             ClientMsg::Ack { conv, up_to } => handlers::messages::ack(state, session, conv, up_to).await,

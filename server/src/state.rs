@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use classchat_wire::crypto::ServerKey;
-use classchat_wire::{Body, ChatMessage, Conv, Event, Limits, ServerMsg};
+use classchat_wire::{Body, Conv, Event, Limits, ServerMsg};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -155,6 +155,8 @@ pub struct Shared {
     pub local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Peer-to-peer sharing: listeners, searches, tickets, relays, byte counters.
     pub peers: crate::peer::Peers,
+    /// When each user's `typing` was last passed on.
+    pub typing: crate::handlers::rich::TypingGate,
     inner: Mutex<Inner>,
     next_session: AtomicU64,
 }
@@ -251,6 +253,7 @@ impl State {
             shutdown: CancellationToken::new(),
             local_addr: std::sync::OnceLock::new(),
             peers: crate::peer::Peers::default(),
+            typing: Default::default(),
             inner: Mutex::new(inner),
             next_session: AtomicU64::new(1),
         }))
@@ -386,13 +389,8 @@ impl State {
     pub fn deliver(&self, msg: &StoredMessage, except: Option<SessionId>) {
         let inner = self.lock();
         let gathering = GATHERED.with(|g| g.borrow().active);
-        let sender = msg.sender.clone();
         let make = |conv: Conv| {
-            Self::encode(&ServerMsg::Event {
-                event: Event::Message {
-                    message: ChatMessage::new(msg.id, conv, sender.clone(), msg.ts, msg.body.clone()),
-                },
-            })
+            Self::encode(&ServerMsg::Event { event: Event::Message { message: msg.to_chat(conv) } })
         };
         // The frame is encoded on first use: when nobody but the sending session is
         // online to receive it (its `Sent` reply carries the id), nothing is encoded.

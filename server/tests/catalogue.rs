@@ -2472,6 +2472,276 @@ async fn files_and_bulk_connections() {
 
 // ---- the document --------------------------------------------------------------------------
 
+// ---- group: replies, edits, reactions, typing, search ---------------------------------------
+
+const RICH: &str = "replies, edits, reactions, search";
+
+/// A fresh user's own message in `lobby`, and its id.
+async fn own_message(ctx: &Ctx) -> (TestUser, u64) {
+    let u = ctx.user().await;
+    let id = u.say("lobby", "my own words").await;
+    (u, id)
+}
+
+/// A search by a fresh user.
+async fn search_for(ctx: &Ctx, query: String) -> Outcome {
+    let u = ctx.user().await;
+    outcome(u.client.request(Request::SearchMessages { query, room: None, offset: 0, limit: 10 }).await)
+}
+
+/// Whether the connection still answers after `u` sent what it sent.
+async fn still_answers(u: &TestUser) -> Outcome {
+    match u.client.request(Request::Ping).await {
+        Ok(Response::Pong) => Outcome::Ignored,
+        other => Outcome::Unexpected(format!("{other:?}")),
+    }
+}
+
+fn rich_cases() -> Vec<Case> {
+    let searched = Outcome::Served("Found".into());
+    vec![
+        case!(
+            edit_someone_elses_message,
+            RICH,
+            "`edit` of another user's room message",
+            Outcome::Refused(ErrorCode::NotYourMessage),
+            |ctx| {
+                let (_, id) = own_message(ctx).await;
+                let u = ctx.user().await;
+                let body = classchat_wire::Body::Text { text: "not mine".into() };
+                outcome(u.client.request(Request::Edit { id, body }).await)
+            }
+        ),
+        case!(
+            delete_someone_elses_message,
+            RICH,
+            "`delete` of another user's room message by a student",
+            Outcome::Refused(ErrorCode::NotYourMessage),
+            |ctx| {
+                let (_, id) = own_message(ctx).await;
+                let u = ctx.user().await;
+                outcome(u.client.request(Request::Delete { id, proof: None }).await)
+            }
+        ),
+        case!(
+            edit_after_delete,
+            RICH,
+            "`edit` of your own message after deleting it",
+            Outcome::Refused(ErrorCode::MessageDeleted),
+            |ctx| {
+                let (u, id) = own_message(ctx).await;
+                u.ok(Request::Delete { id, proof: None }).await;
+                let body = classchat_wire::Body::Text { text: "back".into() };
+                outcome(u.client.request(Request::Edit { id, body }).await)
+            }
+        ),
+        case!(
+            edit_of_a_made_up_message,
+            RICH,
+            "`edit` of message id 2^64 - 1",
+            Outcome::Refused(ErrorCode::NoSuchMessage),
+            |ctx| {
+                let u = ctx.user().await;
+                let body = classchat_wire::Body::Text { text: "x".into() };
+                outcome(u.client.request(Request::Edit { id: u64::MAX, body }).await)
+            }
+        ),
+        case!(
+            edit_over_the_limit,
+            RICH,
+            "`edit` of your own message to 900 KB of text",
+            Outcome::Refused(ErrorCode::TooLong),
+            |ctx| {
+                let (u, id) = own_message(ctx).await;
+                let body = classchat_wire::Body::Text { text: "x".repeat(900 * 1024) };
+                outcome(u.client.request(Request::Edit { id, body }).await)
+            }
+        ),
+        case!(
+            reply_to_another_rooms_message,
+            RICH,
+            "`send_room` in one room with `reply_to` a message of another",
+            Outcome::Refused(ErrorCode::NoSuchMessage),
+            |ctx| {
+                let (_, id) = own_message(ctx).await;
+                let u = ctx.student().await;
+                let req = Request::SendRoom { room: HEALTHY.into(), text: "re".into(), reply_to: Some(id) };
+                outcome(u.client.request(req).await)
+            }
+        ),
+        case!(
+            reaction_of_33_bytes,
+            RICH,
+            "`react` with a 33-byte emoji",
+            Outcome::Refused(ErrorCode::BadRequest),
+            |ctx| {
+                let (u, id) = own_message(ctx).await;
+                outcome(u.client.request(Request::React { id, emoji: "x".repeat(33), on: true }).await)
+            }
+        ),
+        case!(
+            reaction_with_a_control_character,
+            RICH,
+            "`react` with an emoji holding a control character (ESC)",
+            Outcome::Refused(ErrorCode::BadRequest),
+            |ctx| {
+                let (u, id) = own_message(ctx).await;
+                outcome(u.client.request(Request::React { id, emoji: "\u{1b}[2J".into(), on: true }).await)
+            }
+        ),
+        case!(
+            one_reaction_too_many,
+            RICH,
+            "the 21st different emoji on one message (MAX_REACTIONS + 1)",
+            Outcome::Refused(ErrorCode::BadRequest),
+            |ctx| {
+                let (u, id) = own_message(ctx).await;
+                for n in 0..classchat_wire::MAX_REACTIONS {
+                    u.ok(Request::React { id, emoji: format!("e{n}"), on: true }).await;
+                }
+                outcome(u.client.request(Request::React { id, emoji: "more".into(), on: true }).await)
+            }
+        ),
+        case!(
+            reaction_flood,
+            FLOODS,
+            "200 reactions pipelined as fast as the client can send",
+            Outcome::Refused(ErrorCode::RateLimited),
+            |ctx| {
+                let (u, id) = own_message(ctx).await;
+                let sends: Vec<_> = (0..200)
+                    .map(|i| {
+                        let client = u.client.clone();
+                        tokio::spawn(async move {
+                            client.request(Request::React { id, emoji: "👍".into(), on: i % 2 == 0 }).await
+                        })
+                    })
+                    .collect();
+                let mut limited = false;
+                for s in sends {
+                    match outcome(s.await.expect("task")) {
+                        Outcome::Served(_) => {}
+                        Outcome::Refused(ErrorCode::RateLimited) => limited = true,
+                        other => return other,
+                    }
+                }
+                if limited {
+                    Outcome::Refused(ErrorCode::RateLimited)
+                } else {
+                    Outcome::Unexpected("200 reactions, none limited".into())
+                }
+            }
+        ),
+        case!(
+            typing_flood,
+            FLOODS,
+            "1,000 `typing` in the lobby as fast as the client can send",
+            Outcome::Ignored,
+            |ctx| {
+                let u = ctx.user().await;
+                for _ in 0..1000 {
+                    if u.client.typing(Conv::room("lobby")).await.is_err() {
+                        return Outcome::Unexpected("the connection closed".into());
+                    }
+                }
+                still_answers(&u).await
+            }
+        ),
+        case!(
+            typing_in_a_room_not_joined,
+            RICH,
+            "`typing` in a room the user is not in",
+            Outcome::Ignored,
+            |ctx| {
+                let u = ctx.user().await;
+                if u.client.typing(Conv::room(HEALTHY)).await.is_err() {
+                    return Outcome::Unexpected("the connection closed".into());
+                }
+                still_answers(&u).await
+            }
+        ),
+        case!(search_for_a_quote, RICH, "`search_messages` for `\"`", searched.clone(), |ctx| {
+            search_for(ctx, "\"".into()).await
+        }),
+        case!(search_for_a_star, RICH, "`search_messages` for `*`", searched.clone(), |ctx| {
+            search_for(ctx, "*".into()).await
+        }),
+        case!(search_for_an_operator, RICH, "`search_messages` for `a AND`", searched.clone(), |ctx| {
+            search_for(ctx, "a AND".into()).await
+        }),
+        case!(search_for_parentheses, RICH, "`search_messages` for `(((`", searched.clone(), |ctx| {
+            search_for(ctx, "(((".into()).await
+        }),
+        case!(
+            search_for_an_invalid_regex,
+            RICH,
+            "`search_messages` for `[a-z]+(\\d{2,` (an invalid regular expression)",
+            searched.clone(),
+            |ctx| search_for(ctx, "[a-z]+(\\d{2,".into()).await
+        ),
+        case!(
+            search_over_the_limit,
+            RICH,
+            "`search_messages` for 257 bytes (MAX_SEARCH_QUERY_LEN + 1)",
+            Outcome::Refused(ErrorCode::TooLong),
+            |ctx| search_for(ctx, "a".repeat(257)).await
+        ),
+        case!(
+            empty_search,
+            RICH,
+            "`search_messages` for spaces only",
+            Outcome::Refused(ErrorCode::BadRequest),
+            |ctx| search_for(ctx, "   ".into()).await
+        ),
+        case!(
+            search_too_deep,
+            RICH,
+            "`search_messages` with offset 10^9",
+            Outcome::Refused(ErrorCode::BadRequest),
+            |ctx| {
+                let u = ctx.user().await;
+                let req = Request::SearchMessages {
+                    query: "x".into(),
+                    room: None,
+                    offset: 1_000_000_000,
+                    limit: 10,
+                };
+                outcome(u.client.request(req).await)
+            }
+        ),
+        case!(
+            control_and_bidi_text,
+            RICH,
+            "a room message with bidi overrides, ESC sequences, BEL and NUL",
+            Outcome::Served("stored and returned unchanged".into()),
+            |ctx| {
+                let u = ctx.user().await;
+                let text = "grade\u{202E}txt.exe\u{202C}\u{1b}[31m\u{7}\u{0}\u{200F}";
+                let id = u.say("lobby", text).await;
+                match u
+                    .client
+                    .request(Request::History { conv: Conv::room("lobby"), before: None, limit: 10 })
+                    .await
+                {
+                    Ok(Response::History { messages, .. })
+                        if messages.iter().any(|m| {
+                            m.id == id && m.body == classchat_wire::Body::Text { text: text.into() }
+                        }) =>
+                    {
+                        Outcome::Served("stored and returned unchanged".into())
+                    }
+                    other => Outcome::Unexpected(format!("{other:?}")),
+                }
+            }
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn replies_edits_reactions_and_search() {
+    run_group(|_| {}, rich_cases()).await;
+}
+
 /// Every group's cases, in the order of the table.
 fn all_cases() -> Vec<Case> {
     [
@@ -2482,6 +2752,7 @@ fn all_cases() -> Vec<Case> {
         permission_cases(),
         content_cases(),
         file_cases(),
+        rich_cases(),
     ]
     .into_iter()
     .flatten()

@@ -125,6 +125,8 @@ pub enum AuditAction {
     ServerBan,
     ServerUnban,
     RemoveRoom,
+    /// A room admin or a server admin deleted someone else's message.
+    DeleteMessage,
     /// An action this build does not know (from a newer server).
     #[serde(other)]
     Other,
@@ -145,6 +147,7 @@ impl AuditAction {
             AuditAction::ServerBan => "server_ban",
             AuditAction::ServerUnban => "server_unban",
             AuditAction::RemoveRoom => "remove_room",
+            AuditAction::DeleteMessage => "delete_message",
             AuditAction::Other => "other",
         }
     }

@@ -53,6 +53,9 @@ pub const MAX_REACTIONS: usize = 20;
 pub const MAX_SEARCH_PAGE: u32 = 50;
 /// Longest search query, in bytes.
 pub const MAX_SEARCH_QUERY_LEN: usize = 256;
+/// How deep search pages go: `offset + limit` of a `SearchMessages` is at most this (each
+/// page costs the server the hits it skips).
+pub const MAX_SEARCH_DEPTH: u32 = 1_000;
 /// The server passes on at most one `Typing` per user and conversation this often.
 pub const TYPING_INTERVAL_MS: u64 = 3_000;
 /// How long a client shows "… is typing" after the last `Event::Typing`.

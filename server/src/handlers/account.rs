@@ -6,9 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use classchat_wire::{
-    Body, ChatMessage, Conv, DEFAULT_ROOM, ErrorCode, Event, Response, ServerMsg, SystemEvent, Welcome,
-};
+use classchat_wire::{Body, Conv, DEFAULT_ROOM, ErrorCode, Event, Response, ServerMsg, SystemEvent, Welcome};
 use rand::Rng;
 
 use super::{ApiError, ApiResult, Reply, commit};
@@ -100,6 +98,7 @@ pub async fn register(
             conv: room_conv(&lobby),
             sender: username.clone(),
             body: Body::System { event: SystemEvent::Joined },
+            reply_to: None,
         },
     ];
     match commit(state, writes, None).await {
@@ -334,16 +333,19 @@ async fn finish_login(
             for (key, conv, joined) in convs {
                 let after = cursors.get(&key).copied().unwrap_or(0).max(joined.saturating_sub(1));
                 for m in Store::messages_after(c, &key, after, cap)? {
-                    out.push(ChatMessage::new(m.id, conv.clone(), m.sender, m.ts, m.body));
+                    out.push(Event::Message { message: m.to_chat(conv.clone()) });
                 }
+                // Messages the device has that were edited, deleted or reacted to since.
+                let changed = crate::store::rich::changed_since(c, &key, after, cap)?;
+                out.extend(super::rich::catch_up(changed, &conv));
             }
             Ok(out)
         })
         .await;
     match missed {
-        Ok(messages) => {
-            for message in messages {
-                if !session.send_wait(&ServerMsg::Event { event: Event::Message { message } }).await {
+        Ok(events) => {
+            for event in events {
+                if !session.send_wait(&ServerMsg::Event { event }).await {
                     return Reply::Later;
                 }
             }

@@ -27,7 +27,6 @@ pub async fn page(
         .map_err(ApiError::internal)?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let messages =
-        rows.into_iter().map(|m| ChatMessage::new(m.id, conv.clone(), m.sender, m.ts, m.body)).collect();
+    let messages: Vec<ChatMessage> = rows.iter().map(|m| m.to_chat(conv.clone())).collect();
     Ok(Response::History { conv, messages, more })
 }

@@ -1,7 +1,7 @@
 //! Sending: to a room, directly to a user, and to everyone; and delivery acknowledgements.
 //!
-//! Wire forms: `{"send_room": {"room": str, "text": str}}`,
-//! `{"send_direct": {"to": str, "body": bin}}`, `{"broadcast": {"text": str}}`, and the
+//! Wire forms: `{"send_room": {"room": str, "text": str, "reply_to": u64?}}`,
+//! `{"send_direct": {"to": str, "body": bin, "reply_to": u64?}}`, `{"broadcast": {"text": str}}`, and the
 //! non-request `{"ack": {"conv": Conv, "up_to": u64}}`.
 //!
 //! A message is acknowledged (`Sent`) by the store's writer once it is durable, right
@@ -14,7 +14,7 @@ use crate::session::Session;
 use crate::state::{ANNOUNCEMENTS, Lc, State, dm_conv, room_conv};
 use crate::store::{Committed, Write};
 
-fn check_len(state: &State, len: usize) -> ApiResult<()> {
+pub fn check_len(state: &State, len: usize) -> ApiResult<()> {
     if len == 0 {
         return Err(ApiError::new(ErrorCode::BadRequest, "the message is empty"));
     }
@@ -84,7 +84,14 @@ async fn submit(
     }
 }
 
-pub async fn send_room(state: &State, session: &Session, id: u32, room: String, text: String) -> Reply {
+pub async fn send_room(
+    state: &State,
+    session: &Session,
+    id: u32,
+    room: String,
+    text: String,
+    reply_to: Option<MessageId>,
+) -> Reply {
     let prepared = (|| {
         let me = me(session)?;
         check_len(state, text.len())?;
@@ -107,14 +114,25 @@ pub async fn send_room(state: &State, session: &Session, id: u32, room: String, 
     })();
     match prepared {
         Ok((lc, sender)) => {
-            let write = Write::Message { conv: room_conv(&lc), sender, body: Body::Text { text } };
+            let conv = room_conv(&lc);
+            if let Err(e) = super::rich::check_reply(state, &conv, reply_to).await {
+                return Reply::Now(Err(e));
+            }
+            let write = Write::Message { conv, sender, body: Body::Text { text }, reply_to };
             submit(state, session, id, vec![write], None).await
         }
         Err(e) => Reply::Now(Err(e)),
     }
 }
 
-pub async fn send_direct(state: &State, session: &Session, id: u32, to: String, body: Vec<u8>) -> Reply {
+pub async fn send_direct(
+    state: &State,
+    session: &Session,
+    id: u32,
+    to: String,
+    body: Vec<u8>,
+    reply_to: Option<MessageId>,
+) -> Reply {
     let prepared = (|| {
         let me = me(session)?;
         check_len(state, body.len())?;
@@ -135,6 +153,10 @@ pub async fn send_direct(state: &State, session: &Session, id: u32, to: String, 
         Ok(p) => p,
         Err(e) => return Reply::Now(Err(e)),
     };
+    let conv = dm_conv(&me, &peer);
+    if let Err(e) = super::rich::check_reply(state, &conv, reply_to).await {
+        return Reply::Now(Err(e));
+    }
     let mut writes = Vec::new();
     if new_pair {
         let mut inner = state.lock();
@@ -147,7 +169,7 @@ pub async fn send_direct(state: &State, session: &Session, id: u32, to: String, 
         let (a, b) = if me <= peer { (me.clone(), peer.clone()) } else { (peer.clone(), me.clone()) };
         writes.push(Write::AddDmPair { a, b });
     }
-    writes.push(Write::Message { conv: dm_conv(&me, &peer), sender, body: Body::Opaque { data: body } });
+    writes.push(Write::Message { conv, sender, body: Body::Opaque { data: body }, reply_to });
     submit(state, session, id, writes, None).await
 }
 
@@ -170,7 +192,12 @@ pub async fn broadcast(state: &State, session: &Session, id: u32, text: String) 
     })();
     match prepared {
         Ok((sender, recipients)) => {
-            let write = Write::Message { conv: ANNOUNCEMENTS.to_owned(), sender, body: Body::Text { text } };
+            let write = Write::Message {
+                conv: ANNOUNCEMENTS.to_owned(),
+                sender,
+                body: Body::Text { text },
+                reply_to: None,
+            };
             submit(state, session, id, vec![write], Some(recipients)).await
         }
         Err(e) => Reply::Now(Err(e)),

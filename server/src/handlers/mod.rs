@@ -12,6 +12,7 @@ pub mod moderation;
 pub mod office_hours;
 pub mod polls;
 pub mod questions;
+pub mod rich;
 pub mod rooms;
 pub mod users;
 
@@ -87,11 +88,11 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
         Request::HandOverAdmin { room, user } => {
             Reply::Now(rooms::hand_over(state, session, room, user).await)
         }
-        Request::SendRoom { room, text, reply_to: _ } => {
-            messages::send_room(state, session, id, room, text).await
+        Request::SendRoom { room, text, reply_to } => {
+            messages::send_room(state, session, id, room, text, reply_to).await
         }
-        Request::SendDirect { to, body, reply_to: _ } => {
-            messages::send_direct(state, session, id, to, body).await
+        Request::SendDirect { to, body, reply_to } => {
+            messages::send_direct(state, session, id, to, body, reply_to).await
         }
         Request::Broadcast { text } => messages::broadcast(state, session, id, text).await,
         Request::History { conv, before, limit } => {
@@ -187,11 +188,11 @@ pub async fn dispatch(state: &State, session: &mut Session, id: u32, req: Reques
             ErrorCode::BadRequest,
             "only as the first request of a bulk connection",
         ))),
-        Request::Edit { .. }
-        | Request::Delete { .. }
-        | Request::React { .. }
-        | Request::SearchMessages { .. } => {
-            Reply::Now(Err(ApiError::new(ErrorCode::BadRequest, "not supported by this server yet")))
+        Request::Edit { id: msg, body } => rich::edit(state, session, id, msg, body).await,
+        Request::Delete { id: msg, proof } => rich::delete(state, session, id, msg, proof).await,
+        Request::React { id: msg, emoji, on } => rich::react(state, session, id, msg, emoji, on).await,
+        Request::SearchMessages { query, room, offset, limit } => {
+            Reply::Now(crate::search::search(state, session, query, room, offset, limit).await)
         }
     }
 }
@@ -222,11 +223,21 @@ pub fn job(
         done: Some(Box::new(move |result: Committed, writes: Vec<Write>| {
             if let Ok(ids) = &result {
                 let messages = writes.into_iter().filter_map(|w| match w {
-                    Write::Message { conv, sender, body } => Some((conv, sender, body)),
+                    Write::Message { conv, sender, body, reply_to } => Some((conv, sender, body, reply_to)),
                     _ => None,
                 });
-                for ((conv, sender, body), &(id, ts)) in messages.zip(ids) {
-                    state.deliver(&StoredMessage { id, conv, sender, ts, body }, except);
+                for ((conv, sender, body, reply_to), &(id, ts)) in messages.zip(ids) {
+                    let m = StoredMessage {
+                        id,
+                        conv,
+                        sender,
+                        ts,
+                        body,
+                        reply_to,
+                        edited: None,
+                        reactions: Vec::new(),
+                    };
+                    state.deliver(&m, except);
                 }
             }
             // After the gathered deliveries are out: a reply follows its events.

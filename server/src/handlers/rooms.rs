@@ -78,7 +78,12 @@ fn check_admin(inner: &Inner, room_lc: &str, user: &str, name: &str) -> ApiResul
 }
 
 fn system(room_lc: &str, sender: &str, event: SystemEvent) -> Write {
-    Write::Message { conv: room_conv(room_lc), sender: sender.to_owned(), body: Body::System { event } }
+    Write::Message {
+        conv: room_conv(room_lc),
+        sender: sender.to_owned(),
+        body: Body::System { event },
+        reply_to: None,
+    }
 }
 
 fn check_password(password: &Option<String>) -> ApiResult<()> {

@@ -17,8 +17,8 @@
 //! - `load`: what fan-out receivers record (shared by ClassChat and IRC).
 //! - `lean`: the fan-out receivers' lean receive path (the real handshake and login, then
 //!   frames decoded into just what is recorded).
-//! - `connect`, `fanout`, `dm`, `durable`, `history`, `siege`, `kill9`, `file`, `peer`: the
-//!   scenarios.
+//! - `connect`, `fanout`, `dm`, `durable`, `history`, `search`, `siege`, `kill9`, `file`,
+//!   `peer`: the scenarios.
 //! - `irc`: InspIRCd and plain IRC clients for the fan-out comparison.
 
 mod conn;
@@ -34,6 +34,7 @@ mod lean;
 mod load;
 mod peer;
 mod procstat;
+mod search;
 mod siege;
 mod stats;
 mod target;
@@ -87,6 +88,8 @@ enum Scenario {
     Durable(durable::Args),
     /// Newest-100 history fetch from a room of N messages.
     History(history::Args),
+    /// One-word message searches in a store of N messages (kept between runs).
+    Search(search::Args),
     /// One file (1 GiB by default) from one client through the server to another.
     File(file::Args),
     /// A real client's login while thousands of connections never log in.
@@ -205,6 +208,7 @@ async fn run_one(
         Scenario::Dm(a) => dm::run(opts, a).await?,
         Scenario::Durable(a) => durable::run(opts, a).await?,
         Scenario::History(a) => history::run(opts, a).await?,
+        Scenario::Search(a) => search::run(opts, a).await?,
         Scenario::File(a) => file::run(opts, a).await?,
         Scenario::Siege(a) => siege::run(opts, a).await?,
         Scenario::Kill9(a) => kill9::run(opts, a).await?,

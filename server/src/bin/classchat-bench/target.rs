@@ -48,21 +48,36 @@ pub struct Account {
 /// A prepared data dir: key written, schema created, nothing running on it.
 #[derive(Debug)]
 pub struct DataDir {
-    pub dir: tempfile::TempDir,
+    /// Removed when dropped; `None` for a dir kept between runs ([`DataDir::kept`]).
+    _temp: Option<tempfile::TempDir>,
+    path: PathBuf,
 }
 
 impl DataDir {
     pub fn new(opts: &ServerOpts) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&opts.data_root)?;
         let dir = tempfile::Builder::new().prefix("classchat-bench-").tempdir_in(&opts.data_root)?;
+        let path = dir.path().to_owned();
+        Self::prepare(opts, &path)?;
+        Ok(Self { _temp: Some(dir), path })
+    }
+
+    /// A data dir at `path` that outlives the run (a store that is slow to build).
+    pub fn kept(opts: &ServerOpts, path: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        Self::prepare(opts, path)?;
+        Ok(Self { _temp: None, path: path.to_owned() })
+    }
+
+    fn prepare(opts: &ServerOpts, path: &Path) -> anyhow::Result<()> {
         let key = server_key(opts.rsa_bits)?;
-        std::fs::write(dir.path().join(classchat_server::KEY_FILE), key.to_pkcs8_der()?)?;
-        drop(classchat_server::open_database(dir.path())?);
-        Ok(Self { dir })
+        std::fs::write(path.join(classchat_server::KEY_FILE), key.to_pkcs8_der()?)?;
+        drop(classchat_server::open_database(path)?);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     pub fn db(&self) -> anyhow::Result<rusqlite::Connection> {

@@ -11,8 +11,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use classchat_wire::{Body, MessageId, Timestamp};
+use classchat_wire::{Body, MessageId, Reaction, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
+
+pub mod rich;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -119,7 +121,14 @@ const MIGRATIONS: &[&str] = &[
     // (a connection lost between the rotation and the `welcome` must not cost the password).
     "ALTER TABLE devices ADD COLUMN prev_token_hash BLOB;
     ALTER TABLE devices ADD COLUMN prev_until INTEGER NOT NULL DEFAULT 0;",
+    // user_version 6 (the comment above says 6, but it is the fifth entry, so databases
+    // that ran it are at 5): replies, edits, deletes, reactions, and the search index
+    // (`rich`). The text already stored is indexed right after, in the same transaction.
+    rich::MIGRATION,
 ];
+
+/// The `user_version` after which stored text is indexed for search ([`rich::backfill`]).
+const SEARCH_INDEX_VERSION: usize = 6;
 
 /// Read connections kept open for reuse.
 const READ_POOL: usize = 4;
@@ -196,6 +205,29 @@ pub enum Write {
         conv: String,
         sender: String,
         body: Body,
+        /// The message of the same conversation this one answers.
+        reply_to: Option<MessageId>,
+    },
+    /// Replaces the body of a message that is not deleted (the job fails otherwise).
+    Edit {
+        id: MessageId,
+        body: Body,
+    },
+    /// Deletes a message: its body becomes `Body::Deleted { by, proof }`.
+    DeleteMessage {
+        id: MessageId,
+        by: String,
+        proof: Option<Vec<u8>>,
+    },
+    /// Adds (`on`) or takes back a reaction; the writer fills `now` with the message's
+    /// reactions after the change, for the fan-out.
+    React {
+        id: MessageId,
+        emoji: String,
+        user_lc: String,
+        user: String,
+        on: bool,
+        now: Vec<Reaction>,
     },
     Cursor {
         user: String,
@@ -278,8 +310,9 @@ pub struct FileRow {
     pub completed: Option<Timestamp>,
 }
 
-/// What the writer reports to a completion: the id and timestamp of every `Message`
-/// write of the job, in order, or why the commit failed.
+/// What the writer reports to a completion: the id and timestamp of every `Message`,
+/// `Edit`, `DeleteMessage` and `React` write of the job, in order (the last three get an
+/// update id from the same sequence), or why the commit failed.
 pub type Committed = Result<Vec<(MessageId, Timestamp)>, String>;
 
 /// What runs once a job is committed (or failed): it gets the outcome and the job's own
@@ -301,6 +334,26 @@ pub struct StoredMessage {
     pub sender: String,
     pub ts: Timestamp,
     pub body: Body,
+    pub reply_to: Option<MessageId>,
+    /// When the text was last edited.
+    pub edited: Option<Timestamp>,
+    pub reactions: Vec<Reaction>,
+}
+
+impl StoredMessage {
+    /// The message as `conv` names its conversation for the receiver.
+    pub fn to_chat(&self, conv: classchat_wire::Conv) -> classchat_wire::ChatMessage {
+        classchat_wire::ChatMessage {
+            id: self.id,
+            conv,
+            from: self.sender.clone(),
+            ts: self.ts,
+            body: self.body.clone(),
+            reply_to: self.reply_to,
+            edited: self.edited,
+            reactions: self.reactions.clone(),
+        }
+    }
 }
 
 /// Everything loaded into memory at startup.
@@ -367,6 +420,8 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     // FULL: a commit is on disk before it is acknowledged, even across power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A deleted message's text or envelope is zeroed, not left in free space.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     Ok(conn)
 }
 
@@ -375,6 +430,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == SEARCH_INDEX_VERSION {
+            rich::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied database migration");
@@ -505,13 +563,14 @@ impl Store {
         after: MessageId,
         limit: u32,
     ) -> rusqlite::Result<Vec<StoredMessage>> {
-        let mut stmt = c.prepare_cached(
-            "SELECT id, conv, sender, ts, body FROM messages WHERE conv = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
-        )?;
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {} FROM messages WHERE conv = ?1 AND id > ?2 ORDER BY id DESC LIMIT ?3",
+            rich::COLUMNS
+        ))?;
         let rows = stmt.query_map(params![conv, after as i64, limit], row_to_message)?;
         let mut v: Vec<StoredMessage> = rows.filter_map(Result::ok).flatten().collect();
         v.reverse();
-        Ok(v)
+        rich::with_reactions(c, v)
     }
 
     /// Messages of `conv` before `before` (or the newest), newest first, `limit + 1` at
@@ -523,11 +582,12 @@ impl Store {
         limit: u32,
     ) -> rusqlite::Result<Vec<StoredMessage>> {
         let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
-        let mut stmt = c.prepare_cached(
-            "SELECT id, conv, sender, ts, body FROM messages WHERE conv = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-        )?;
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {} FROM messages WHERE conv = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            rich::COLUMNS
+        ))?;
         let rows = stmt.query_map(params![conv, before, limit], row_to_message)?;
-        Ok(rows.filter_map(Result::ok).flatten().collect())
+        rich::with_reactions(c, rows.filter_map(Result::ok).flatten().collect())
     }
 }
 
@@ -580,7 +640,8 @@ pub fn audit_page(
     Ok((entries, more))
 }
 
-/// A row whose body does not decode is skipped (logged) rather than failing the page.
+/// A row (of [`rich::COLUMNS`]) whose body does not decode is skipped (logged) rather
+/// than failing the page. Reactions are filled in apart ([`rich::with_reactions`]).
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredMessage>> {
     let id: i64 = r.get(0)?;
     let body: Vec<u8> = r.get(4)?;
@@ -594,6 +655,9 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredMessag
         sender: r.get(2)?,
         ts: r.get::<_, i64>(3)? as u64,
         body,
+        reply_to: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        edited: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        reactions: Vec::new(),
     }))
 }
 
@@ -645,12 +709,14 @@ fn load(c: &Connection) -> rusqlite::Result<Snapshot> {
     let mut stmt = c.prepare("SELECT kind, key, value FROM class_objects")?;
     s.objects =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    // Updates take ids from the message sequence too (`rich`), and may be the newest.
     s.last_message_id =
-        c.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| r.get::<_, i64>(0))? as u64;
+        (c.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| r.get::<_, i64>(0))? as u64)
+            .max(rich::last_update_id(c)?);
     Ok(s)
 }
 
-struct Writer {
+pub(crate) struct Writer {
     next_id: MessageId,
     last_ts: Timestamp,
 }
@@ -670,7 +736,7 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>, batch: 
                 Err(_) => break,
             }
         }
-        let results = apply_batch(&mut conn, &mut w, &jobs);
+        let results = apply_batch(&mut conn, &mut w, &mut jobs);
         // The commit's fan-out goes out grouped per connection when this guard drops.
         let _gather = crate::state::Gather::begin();
         for (job, result) in jobs.drain(..).zip(results) {
@@ -687,18 +753,18 @@ fn writer_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>, batch: 
 
 /// Applies every job in one transaction. A job that fails is rolled back on its own (a
 /// savepoint per job) so one bad write does not lose the others.
-fn apply_batch(conn: &mut Connection, w: &mut Writer, jobs: &[Job]) -> Vec<Committed> {
+fn apply_batch(conn: &mut Connection, w: &mut Writer, jobs: &mut [Job]) -> Vec<Committed> {
     let saved = (w.next_id, w.last_ts);
     let outcome = (|| -> rusqlite::Result<Vec<Committed>> {
         let mut tx = conn.transaction()?;
         let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        for job in jobs.iter_mut() {
             let before = w.next_id;
             // A job that is one single-statement write (the hot ones: a message, a
             // cursor) needs no savepoint: SQLite undoes a failed statement by itself.
             // SAVEPOINT and RELEASE are two more statements, parsed every time.
-            if let [write @ (Write::Message { .. } | Write::Cursor { .. })] = job.writes.as_slice() {
-                match apply_job(&tx, w, std::slice::from_ref(write)) {
+            if let [write @ (Write::Message { .. } | Write::Cursor { .. })] = job.writes.as_mut_slice() {
+                match apply_job(&tx, w, std::slice::from_mut(write)) {
                     Ok(ids) => results.push(Ok(ids)),
                     Err(e) => {
                         w.next_id = before;
@@ -709,7 +775,7 @@ fn apply_batch(conn: &mut Connection, w: &mut Writer, jobs: &[Job]) -> Vec<Commi
                 continue;
             }
             let sp = tx.savepoint()?;
-            match apply_job(&sp, w, &job.writes) {
+            match apply_job(&sp, w, &mut job.writes) {
                 Ok(ids) => {
                     sp.commit()?;
                     results.push(Ok(ids));
@@ -738,11 +804,16 @@ fn apply_batch(conn: &mut Connection, w: &mut Writer, jobs: &[Job]) -> Vec<Commi
 fn apply_job(
     tx: &Connection,
     w: &mut Writer,
-    writes: &[Write],
+    writes: &mut [Write],
 ) -> rusqlite::Result<Vec<(MessageId, Timestamp)>> {
     let mut ids = Vec::new();
-    for write in writes {
-        match write {
+    for write in writes.iter_mut() {
+        // The one write the writer fills in: a reaction's list after the change.
+        if let Write::React { id, emoji, user_lc, user, on, now } = write {
+            ids.push(rich::react(tx, w, *id, emoji, user_lc, user, *on, now)?);
+            continue;
+        }
+        match &*write {
             Write::CreateUser { name, auth } => {
                 tx.prepare_cached("INSERT INTO users(name_lc, name, auth, created) VALUES (?1, ?2, ?3, ?4)")?
                     .execute(params![name.to_ascii_lowercase(), name, auth, now_ms() as i64])?;
@@ -785,6 +856,7 @@ fn apply_job(
                 tx.execute("DELETE FROM room_bans WHERE room_lc = ?1", params![room])?;
                 tx.execute("DELETE FROM class_objects WHERE room_lc = ?1", params![room])?;
                 let conv = format!("r:{room}");
+                rich::forget_conv(tx, &conv)?;
                 tx.execute("DELETE FROM messages WHERE conv = ?1", params![conv])?;
                 tx.execute("DELETE FROM cursors WHERE conv = ?1", params![conv])?;
             }
@@ -821,15 +893,16 @@ fn apply_job(
             Write::AddDmPair { a, b } => {
                 tx.execute("INSERT OR IGNORE INTO dm_pairs(a_lc, b_lc) VALUES (?1, ?2)", params![a, b])?;
             }
-            Write::Message { conv, sender, body } => {
+            Write::Message { conv, sender, body, reply_to } => {
                 let id = w.next_id;
                 let ts = now_ms().max(w.last_ts);
                 let blob = classchat_wire::message::encode(body)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 tx.prepare_cached(
-                    "INSERT INTO messages(id, conv, sender, ts, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO messages(id, conv, sender, ts, body, reply_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![id as i64, conv, sender, ts as i64, blob])?;
+                .execute(params![id as i64, conv, sender, ts as i64, blob, reply_to.map(|r| r as i64)])?;
+                rich::index(tx, id, conv, body)?;
                 w.next_id += 1;
                 w.last_ts = ts;
                 ids.push((id, ts));
@@ -912,6 +985,9 @@ fn apply_job(
                     detail
                 ])?;
             }
+            Write::Edit { id, body } => ids.push(rich::edit(tx, w, *id, body)?),
+            Write::DeleteMessage { id, by, proof } => ids.push(rich::delete(tx, w, *id, by, proof)?),
+            Write::React { .. } => {}
             Write::DeleteFile { id } => {
                 tx.execute("DELETE FROM files WHERE id = ?1", params![*id as i64])?;
             }
