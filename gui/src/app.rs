@@ -815,6 +815,7 @@ impl ClassChatApp {
                     self.rich.begin_edit(conv.clone(), id, draft);
                     self.composer.set_draft(&conv, text);
                     self.composer.focus = true;
+                    self.composer.cursor_to_end = true;
                 }
                 Effect::Rich(cmd) => self.net.send(Command::Rich(cmd)),
                 Effect::LoadOlder(conv) => self.apply(Action::LoadOlder(conv)),

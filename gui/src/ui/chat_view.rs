@@ -219,8 +219,8 @@ pub fn show(
         let mut drawn_block = None;
         for i in range {
             let (rect, _) = ui.allocate_exact_size(vec2(ui.available_width(), row_h), Sense::hover());
-            let mut row_ui =
-                ui.new_child(UiBuilder::new().max_rect(rect).layout(Layout::left_to_right(Align::Center)));
+            let builder = UiBuilder::new().id_salt(("row", i)).max_rect(rect);
+            let mut row_ui = ui.new_child(builder.layout(Layout::left_to_right(Align::Center)));
             let id = layout.rows.get(i).and_then(row_id);
             if id.is_some() && id == flash {
                 let band = rect.expand2(vec2(0.0, spacing / 2.0));
@@ -345,7 +345,8 @@ fn show_block(
 ) {
     let (Some(m), Some((_, r))) = (c.get(id), layout.rendered.get(&id)) else { return };
     let rect = egui::Rect::from_min_size(at, vec2(r.width(), r.height()));
-    let mut child = ui.new_child(UiBuilder::new().max_rect(rect).layout(Layout::top_down(Align::Min)));
+    let builder = UiBuilder::new().id_salt(("block", id)).max_rect(rect);
+    let mut child = ui.new_child(builder.layout(Layout::top_down(Align::Min)));
     if let Content::Sealed { .. } = m.content {
         child.horizontal(|ui| {
             ui.spinner();

@@ -25,8 +25,11 @@ pub struct ComposerState {
     drafts: HashMap<Conv, String>,
     /// Focus the field on the next frame (after switching conversations).
     pub focus: bool,
-    /// The field's widget id, once shown.
-    field_id: Option<egui::Id>,
+    /// Put the cursor at the end of the text on the next frame (an edit began).
+    pub cursor_to_end: bool,
+    /// The emoji window is open.
+    emoji_open: bool,
+    picker: crate::ui::emoji::PickerState,
 }
 
 impl ComposerState {
@@ -96,16 +99,6 @@ pub fn show(
     let editing = rich.editing.as_ref().filter(|e| e.conv == conv).map(|e| e.id);
     reply_or_edit_bar(ui, model, rich, &conv, editing, &mut actions);
     let draft = state.drafts.entry(conv.clone()).or_default();
-    // Tab completes a mention before the field sees it (it would move the focus on).
-    let completions = mention_completions(model, &conv, draft);
-    let field_focused = state.field_id.is_some_and(|id| ui.memory(|m| m.has_focus(id)));
-    if let Some(first) = completions.first()
-        && field_focused
-        && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Tab))
-    {
-        complete_mention(draft, first);
-        state.focus = true;
-    }
     let mut send = false;
     ui.horizontal(|ui| {
         let buttons_width = if can_broadcast { 230.0 } else { 120.0 };
@@ -116,20 +109,36 @@ pub fn show(
         };
         // A named id: an automatic one counts the widgets before it, and a side panel that
         // opens (`/shared`, the transfers) would change it and take the keyboard away.
+        let id = ui.make_persistent_id("composer");
         let edit = TextEdit::multiline(draft)
-            .id_salt("composer")
             .hint_text(hint)
             .desired_rows(2)
-            .desired_width(ui.available_width() - buttons_width)
+            .desired_width(ui.available_width() - buttons_width - 30.0)
             .return_key(KeyboardShortcut::new(Modifiers::SHIFT, Key::Enter));
         // Disabled (its text kept) while a class rule says the user may not post here.
-        let response = ui.add_enabled(editable, edit);
+        // `@na` and `:shortc` open a list of names or emoji; Tab or Enter takes one.
+        let out = ui
+            .add_enabled_ui(editable, |ui| {
+                egui::CompletionPopup::new(id).show(ui, edit, |q| suggestions(model, &conv, q.word))
+            })
+            .inner;
+        let response = out.text_edit.response;
         a11y_label(&response, MESSAGE_FIELD);
         if state.focus {
             response.request_focus();
             state.focus = false;
         }
-        state.field_id = Some(response.id);
+        if std::mem::take(&mut state.cursor_to_end) {
+            let mut s = out.text_edit.state;
+            let end = egui::text::CCursor::new(draft.chars().count());
+            s.cursor.set_char_range(Some(egui::text::CCursorRange::one(end)));
+            s.store(ui.ctx(), response.id);
+        }
+        let emoji = ui.add_enabled(editable, egui::Button::new("☺")).on_hover_text("Emoji (or type :name)");
+        a11y_label(&emoji, "Insert an emoji");
+        if emoji.clicked() {
+            state.emoji_open = !state.emoji_open;
+        }
         let enter = response.has_focus() && plain_enter_pressed(ui);
         if response.has_focus() || response.lost_focus() {
             keys(ui, model, &conv, draft, editing, &mut actions);
@@ -171,19 +180,22 @@ pub fn show(
             }
         }
     });
-    let completions = mention_completions(model, &conv, draft);
-    if !completions.is_empty() {
-        ui.horizontal(|ui| {
-            ui.label(RichText::new("Tab completes:").small().weak());
-            for name in completions {
-                let b = ui.small_button(format!("@{name}"));
-                a11y_label(&b, format!("Mention {name}"));
-                if b.clicked() {
-                    complete_mention(draft, &name);
+    if state.emoji_open {
+        let mut open = true;
+        egui::Window::new("Emoji")
+            .id(egui::Id::unique("composer_emoji"))
+            .collapsible(false)
+            .resizable(false)
+            .open(&mut open)
+            .show(ui.ctx(), |ui| {
+                if let Some(e) = crate::ui::emoji::picker(ui, &mut state.picker) {
+                    draft.push_str(&e);
+                    state.emoji_open = false;
                     state.focus = true;
+                    state.cursor_to_end = true;
                 }
-            }
-        });
+            });
+        state.emoji_open &= open;
     }
     if send {
         let text = draft.trim_end().to_owned();
@@ -253,8 +265,27 @@ fn keys(
     }
 }
 
+/// What completes the word at the cursor: `@na` a name, `:tad` an emoji.
+fn suggestions(model: &Model, conv: &Conv, word: &str) -> Vec<egui::Suggestion> {
+    if word.starts_with('@') {
+        return mention_completions(model, conv, word)
+            .into_iter()
+            .map(|name| egui::Suggestion::new(format!("@{name} ")).content(format!("@{name}")))
+            .collect();
+    }
+    match word.strip_prefix(':') {
+        Some(code) if code.len() >= 2 && !code.contains(':') => crate::ui::emoji::complete_shortcode(code, 8)
+            .into_iter()
+            .map(|(code, emoji)| {
+                egui::Suggestion::new(format!("{emoji} ")).content(format!("{emoji}  :{code}:"))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Names that complete the `@word` at the end of `draft`: members of the room (or the
-/// DM's other party), at most six, in name order.
+/// DM's other party), at most eight, in name order.
 pub fn mention_completions(model: &Model, conv: &Conv, draft: &str) -> Vec<String> {
     let Some(word) = draft.rsplit(char::is_whitespace).next() else { return Vec::new() };
     let Some(prefix) = word.strip_prefix('@') else { return Vec::new() };
@@ -273,18 +304,8 @@ pub fn mention_completions(model: &Model, conv: &Conv, draft: &str) -> Vec<Strin
         .into_iter()
         .filter(|n| !model.is_me(n))
         .filter(|n| n.to_ascii_lowercase().starts_with(&prefix) && !n.eq_ignore_ascii_case(&prefix))
-        .take(6)
+        .take(8)
         .collect()
-}
-
-/// Replaces the `@word` at the end of `draft` with `@name `.
-pub fn complete_mention(draft: &mut String, name: &str) {
-    if let Some(at) = draft.rfind('@') {
-        draft.truncate(at);
-        draft.push('@');
-        draft.push_str(name);
-        draft.push(' ');
-    }
 }
 
 /// Enter without Shift (which adds a line) or any other modifier. egui's shortcut matching

@@ -154,7 +154,9 @@ pub fn toolbar(ui: &mut Ui, row: Rect, c: &Conversation, m: &Msg, model: &Model,
         egui::pos2(row.right() - width - 4.0, row.top() - 2.0),
         vec2(width, row.height() + 4.0),
     );
-    let mut ui = ui.new_child(UiBuilder::new().max_rect(rect).layout(Layout::right_to_left(Align::Center)));
+    // Its own id: the rows' children would otherwise share ids with its buttons.
+    let builder = UiBuilder::new().id_salt(("toolbar", m.id)).max_rect(rect);
+    let mut ui = ui.new_child(builder.layout(Layout::right_to_left(Align::Center)));
     egui::Frame::popup(ui.style()).inner_margin(egui::Margin::symmetric(4, 0)).show(&mut ui, |ui| {
         ui.spacing_mut().item_spacing.x = 2.0;
         ui.spacing_mut().button_padding = vec2(3.0, 0.0);
