@@ -13,7 +13,8 @@
 # #physics-lab, and fetch.png the direct fetch of bob's large file in progress.
 #
 # Writes screenshots/connect.png, trust.png, busy-room.png, dm.png, announcements.png,
-# browse.png, light.png, shared-files.png, search-results.png and fetch.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
+# browse.png, light.png, shared-files.png, search-results.png, fetch.png, rich-messages.png
+# and message-search.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
 # libraries (`make shot-deps` installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -173,6 +174,20 @@ key Return
 shot search-results 4
 click_at 934 615 # Get, on bob's large file (the first result)
 shot fetch 2
+stop_app
+
+# 7. Messages as people expect them (issue 16): #cs101 has code in C and Python, a reply,
+#    an edited and a deleted message and reactions; then a search from the sidebar box.
+start_app "$WORK/ada" ada
+key ctrl+k
+type_text "cs101"
+key Return
+xdotool mousemove 700 420 # over carol's answer: its toolbar shows
+shot rich-messages 2
+click_at 100 42 # the sidebar's search box
+type_text "segfault"
+key Return
+shot message-search 2
 stop_app
 exec 3>&-
 echo "screenshots in $OUT/"

@@ -23,7 +23,7 @@ use std::time::Duration;
 use clap::Parser;
 use classchat::e2e::WireSender;
 use classchat_wire::peer::{SharedEntry, SharedIndex, Sharer, SharerConfig};
-use classchat_wire::{Client, Conv, Request};
+use classchat_wire::{Body, Client, Conv, Request, Response};
 use common::{Server, connect, prepare_app, pseudo_random, publish_key};
 
 #[derive(Debug, Parser)]
@@ -176,6 +176,8 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<(Online, WireSender)> {
     say(&bob, "physics-lab", "Back with the polariser. It's on bench 2.").await?;
     share_files(&carol, &dave).await?;
 
+    rich_room(&me, &bob, &carol, &prof, user).await?;
+
     say(&erin, "random", "Anyone up for the physics quiz night on Friday?").await?;
     say(&bob, "random", "Count me in").await?;
     say(&me, "exam-prep", "Is question 4 from 2023 in scope this year?").await?;
@@ -204,6 +206,75 @@ async fn seed(addr: &str, user: &str) -> anyhow::Result<(Online, WireSender)> {
     frank.close().await;
     me.close().await;
     Ok((vec![(prof, prof_key), (bob, bob_key), (carol, carol_key)], me_key))
+}
+
+/// #cs101: code, a reply, an edited and a deleted message, reactions (issue 16).
+async fn rich_room(
+    me: &Client,
+    bob: &Client,
+    carol: &Client,
+    prof: &Client,
+    user: &str,
+) -> anyhow::Result<()> {
+    let sent = |r: Response| match r {
+        Response::Sent { id, .. } => Ok(id),
+        other => Err(anyhow::anyhow!("unexpected reply {other:?}")),
+    };
+    let send = |c: &Client, text: &str, reply_to: Option<u64>| {
+        let request = Request::SendRoom { room: "cs101".into(), text: text.into(), reply_to };
+        let c = c.clone();
+        async move {
+            let r = c.request(request).await?;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            sent(r)
+        }
+    };
+    prof.request(Request::CreateRoom {
+        name: "cs101".into(),
+        topic: "Intro to programming, week 7".into(),
+        password: None,
+    })
+    .await?;
+    for c in [me, bob, carol] {
+        c.request(Request::JoinRoom { name: "cs101".into(), password: None }).await?;
+    }
+    send(
+        prof,
+        "Lab 7 is up: **read the spec first**, then `make test`. Spec: https://example.org/cs101/lab7",
+        None,
+    )
+    .await?;
+    let q = send(
+        bob,
+        "Why does this *segfault* on an empty list?\n```c\nint first(struct node *head) {\n    return head->value;  // crash when head == NULL\n}\n```",
+        None,
+    )
+    .await?;
+    let a = send(
+        carol,
+        "You dereference `head` before checking it. Return early:\n```c\nif (head == NULL) return -1;\n```",
+        Some(q),
+    )
+    .await?;
+    for (c, e) in [(bob, "🎉"), (me, "👍"), (prof, "👍")] {
+        c.request(Request::React { id: a, emoji: e.into(), on: true }).await?;
+    }
+    let typo = send(bob, "thnaks, taht fixed it", None).await?;
+    bob.request(Request::Edit { id: typo, body: Body::Text { text: "thanks, that fixed it".into() } })
+        .await?;
+    let oops = send(bob, "(pasted my password by mistake)", None).await?;
+    bob.request(Request::Delete { id: oops, proof: None }).await?;
+    send(prof, &format!("@{user} could you post the Python version for the others?"), None).await?;
+    let py = send(
+        me,
+        "```python\ndef first(xs: list[int]) -> int | None:\n    \"\"\"The first item, or None for an empty list.\"\"\"\n    return xs[0] if xs else None\n```",
+        None,
+    )
+    .await?;
+    for c in [bob, carol] {
+        c.request(Request::React { id: py, emoji: "❤".into(), on: true }).await?;
+    }
+    Ok(())
 }
 
 /// bob and carol share lab files, each from a connection of its own whose events go to
