@@ -18,7 +18,7 @@ pub const MAX_DEPTH: usize = 8;
 /// Blocks (paragraphs, items, code blocks, rules) shown; the rest is counted in a note.
 pub const MAX_BLOCKS: usize = 200;
 /// Styled runs in the whole message; past this, text keeps the last run's style.
-pub const MAX_SPANS: usize = 2000;
+pub const MAX_SPANS: usize = 500;
 /// Links and mentions that are clickable in one message; later ones are plain text
 /// (each is a widget in every frame the message is visible).
 pub const MAX_TARGETS: usize = 100;
