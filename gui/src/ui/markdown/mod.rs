@@ -45,8 +45,8 @@ pub use inline::url_allowed;
 pub use parse::{CODE_MAX_LINE_CHARS, CODE_MAX_LINES, MAX_BLOCKS, MAX_DEPTH, MAX_SOURCE};
 
 /// Rows (of text and code, blank lines included) one message may take; past this the
-/// rest is counted in a note. Bounds the height of any message.
-pub const MAX_ROWS: usize = 400;
+/// rest is counted in a note. Bounds the height of any message (about four screens).
+pub const MAX_ROWS: usize = 200;
 
 /// What [`layout`] needs besides the text.
 #[derive(Debug, Clone, Copy)]

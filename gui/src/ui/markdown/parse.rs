@@ -10,14 +10,15 @@ use super::doc::{Block, Container, Doc, Kind, Span, SrcMap, Style, Target, plain
 use super::inline::{self, Piece};
 
 /// Bytes of a message that are parsed and shown; the rest is counted in a note. A chat
-/// message is rarely over a few KiB; this keeps parsing and text layout in bounded time.
-pub const MAX_SOURCE: usize = 32 * 1024;
+/// message is rarely over a few KiB (300 lines of code are about 10); this keeps the
+/// worst message's layout near 10 ms (BENCHMARKS.md), where 32 KiB took 40.
+pub const MAX_SOURCE: usize = 16 * 1024;
 /// Quotes and lists nested deeper than this are shown at this depth (flattened).
 pub const MAX_DEPTH: usize = 8;
 /// Blocks (paragraphs, items, code blocks, rules) shown; the rest is counted in a note.
 pub const MAX_BLOCKS: usize = 200;
 /// Styled runs in the whole message; past this, text keeps the last run's style.
-pub const MAX_SPANS: usize = 2000;
+pub const MAX_SPANS: usize = 500;
 /// Links and mentions that are clickable in one message; later ones are plain text
 /// (each is a widget in every frame the message is visible).
 pub const MAX_TARGETS: usize = 100;

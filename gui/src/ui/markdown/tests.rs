@@ -212,7 +212,7 @@ fn layout_times() {
         let mut cases = vec![("typical", typical.to_owned())];
         cases.extend(bad_inputs());
         for (name, text) in cases {
-            let runs = if text.len() > 10_000 { 5 } else { 30 };
+            let runs = if text.len() > 10_000 { 15 } else { 30 };
             let times: Vec<Duration> = (0..runs)
                 .map(|i| {
                     // A different text each run: egui caches galleys by their text.
