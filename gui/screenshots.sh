@@ -184,7 +184,7 @@ type_text "cs101"
 key Return
 xdotool mousemove 700 420 # over carol's answer: its toolbar shows
 shot rich-messages 2
-click_at 100 42 # the sidebar's search box
+click_at 100 11 # the sidebar's search box
 type_text "segfault"
 key Return
 shot message-search 2

@@ -426,9 +426,19 @@ pub fn last_editable(model: &Model, conv: &Conv) -> Option<MessageId> {
         .map(|m| m.id)
 }
 
-/// The first `max` characters of `text` on one line, with "…" when cut.
+/// The first `max` characters of `text` on one line, with "…" when cut, and without the
+/// markdown that would show as clutter there (code fences, backticks, stars, quote and
+/// heading marks).
 pub fn preview(text: &str, max: usize) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lines = text.lines().filter(|l| !l.trim_start().starts_with("```"));
+    let bare: String = lines
+        .map(|l| l.trim_start().trim_start_matches(['#', '>']).trim_start())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !matches!(c, '`' | '*'))
+        .collect();
+    let one_line: String = bare.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out: String = one_line.chars().take(max).collect();
     if one_line.chars().count() > max {
         out.push('…');
@@ -593,5 +603,6 @@ mod tests {
     fn previews_are_one_line_and_cut() {
         assert_eq!(preview("a\n  b\tc", 10), "a b c");
         assert_eq!(preview("abcdef", 3), "abc…");
+        assert_eq!(preview("Why *this*?\n```c\nint x;\n```\n> `quoted`", 80), "Why this? int x; quoted");
     }
 }

@@ -104,7 +104,7 @@ fn reaction_chip(
     actions: &mut Vec<Action>,
 ) {
     let mine = r.users.iter().any(|u| u.eq_ignore_ascii_case(me));
-    let text = RichText::new(format!("{} {}", r.emoji, r.users.len())).small();
+    let text = RichText::new(format!("{} {}", r.emoji, r.users.len()));
     let chip = egui::Button::new(text).small().selected(mine).corner_radius(8.0);
     let resp = ui.add_enabled(online, chip);
     let who = who_reacted(&r.users, me);
