@@ -37,12 +37,14 @@ mod store;
 pub use config::Config;
 pub use keys::KEY_FILE;
 pub use peer::TrafficCounts;
+/// The search index's terms for a text in a conversation (`r:room`, `a`), and the FTS5
+/// expression of a query over conversations: the bench tool fills and queries
+/// `message_text` directly.
+pub use search::expression as search_expression;
 pub use server::DB_FILE;
 pub use server::{run, serve};
 pub use state::State;
-/// The search index's token for a conversation key (`r:room`, `a`): the bench tool fills
-/// `message_text` directly.
-pub use store::rich::conv_token as search_conv_token;
+pub use store::rich::terms as search_index_terms;
 
 /// Opens the database of `data_dir` (creating and migrating it) while no server runs on
 /// it: for maintenance, and for the bench tool, which seeds accounts and history in the

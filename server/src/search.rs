@@ -30,8 +30,12 @@ use crate::session::Session;
 use crate::state::{ANNOUNCEMENTS, State, room_conv};
 use crate::store::rich::conv_token;
 
-/// The words of `s`: runs of letters and digits, as the index's tokenizer sees them.
-fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
+/// Words of a query that are searched; later ones are left out (each word costs one term
+/// per conversation searched, and a user may be in 100 rooms).
+pub const MAX_SEARCH_WORDS: usize = 8;
+
+/// The words of `s`: runs of letters and digits (what the index holds, `store::rich::terms`).
+pub fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
     s.char_indices()
         .filter(|&(i, c)| {
             c.is_alphanumeric() && !s[..i].chars().next_back().is_some_and(char::is_alphanumeric)
@@ -45,12 +49,27 @@ fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
 /// The FTS5 expression for `query` within conversations `convs` (database keys); `None`
 /// when the query has no words.
 pub fn expression(query: &str, convs: &[String]) -> Option<String> {
-    let terms: Vec<String> = words(query).map(|(_, w)| format!("\"{}\"", w.replace('"', "\"\""))).collect();
-    if terms.is_empty() || convs.is_empty() {
+    let mut seen: Vec<String> = Vec::new();
+    for (_, w) in words(query) {
+        let w = w.to_lowercase();
+        if !seen.contains(&w) && seen.len() < MAX_SEARCH_WORDS {
+            seen.push(w);
+        }
+    }
+    if seen.is_empty() || convs.is_empty() {
         return None;
     }
-    let convs: Vec<String> = convs.iter().map(|c| format!("\"{}\"", conv_token(c))).collect();
-    Some(format!("text : ({}) AND conv : ({})", terms.join(" AND "), convs.join(" OR ")))
+    let tokens: Vec<String> = convs.iter().map(|c| conv_token(c)).collect();
+    // Each word in any of the conversations; every word. Terms are letters and digits
+    // only (quoted anyway, so no word is ever an operator).
+    let clauses: Vec<String> = seen
+        .iter()
+        .map(|w| {
+            let any: Vec<String> = tokens.iter().map(|t| format!("\"{t}x{w}\"")).collect();
+            format!("({})", any.join(" OR "))
+        })
+        .collect();
+    Some(clauses.join(" AND "))
 }
 
 /// Byte ranges of the words of `text` that are words of `query` (case-folded; accents are
@@ -145,9 +164,13 @@ mod tests {
         assert_eq!(expression("*", &convs), None);
         assert_eq!(expression("(((", &convs), None);
         assert_eq!(
-            expression("a AND", &convs).as_deref(),
-            Some("text : (\"a\" AND \"AND\") AND conv : (\"k723a6c6f626279\")")
+            expression("a AND A", &convs).as_deref(),
+            Some("(\"k723a6c6f626279xa\") AND (\"k723a6c6f626279xand\")")
         );
+        let two = vec!["r:lobby".to_owned(), "a".to_owned()];
+        assert_eq!(expression("(rust*", &two).as_deref(), Some("(\"k723a6c6f626279xrust\" OR \"k61xrust\")"));
+        let many = "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10";
+        assert_eq!(expression(many, &convs).map(|e| e.matches(" AND ").count()), Some(MAX_SEARCH_WORDS - 1));
     }
 
     #[test]

@@ -186,7 +186,7 @@ pub async fn delete(
                     "a proof goes only with deleting your own direct message",
                 ));
             }
-            check_len(&state.clone(), p.len())?;
+            check_len(state, p.len())?;
         }
         let by = State::display_name(&inner, &me);
         let mut writes = vec![Write::DeleteMessage { id, by, proof }];

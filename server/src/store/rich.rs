@@ -9,9 +9,13 @@
 //! - `message_updates`: every edit, delete and reaction change of a message, numbered from
 //!   the message id sequence, so a device whose delivered cursor is past the message but
 //!   not past the update gets the message's new state at its next login.
-//! - `message_text`: a contentless FTS5 index of room and announcement text. Each row's
-//!   `conv` column holds one token naming its conversation ([`conv_token`]), so a search
-//!   restricted to the user's rooms is one FTS5 query.
+//! - `message_text`: a contentless FTS5 index of room and announcement text. Each word is
+//!   indexed joined to its conversation ([`terms`]: `k<conversation in hex>x<word>`), so
+//!   "this word in these rooms" is a few exact terms whose postings FTS5 reads lazily,
+//!   newest first, and stops after a page: the cost follows the hits, not how common the
+//!   word is elsewhere. (A word term ANDed with a conversation term was measured first: a
+//!   rare word then cost a seek in each of the user's rooms' huge postings per match,
+//!   p99 28 ms at 10 million messages; BENCHMARKS.md, search.)
 
 use std::collections::HashMap;
 
@@ -39,7 +43,7 @@ pub const MIGRATION: &str = "ALTER TABLE messages ADD COLUMN reply_to INTEGER;
         kind INTEGER NOT NULL
     );
     CREATE INDEX message_updates_by_conv ON message_updates(conv, id);
-    CREATE VIRTUAL TABLE message_text USING fts5(text, conv, content='', contentless_delete=1);";
+    CREATE VIRTUAL TABLE message_text USING fts5(terms, content='', contentless_delete=1);";
 
 /// The columns every message read selects, in `row_to_message`'s order.
 pub const COLUMNS: &str = "id, conv, sender, ts, body, reply_to, edited";
@@ -63,6 +67,24 @@ pub fn conv_token(key: &str) -> String {
     s
 }
 
+/// What the index holds for `text` in conversation `conv` (a database key): each word of
+/// the text (`crate::search::words`) as the term `<conv_token(conv)>x<word>`. Every term
+/// is letters and digits only, so the `unicode61` tokenizer keeps it whole and folds its
+/// case and accents, the same on both sides.
+pub fn terms(conv: &str, text: &str) -> String {
+    let token = conv_token(conv);
+    let mut out = String::with_capacity(text.len() * 2);
+    for (_, w) in crate::search::words(text) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&token);
+        out.push('x');
+        out.push_str(w);
+    }
+    out
+}
+
 /// Whether messages of `conv` are indexed: rooms and announcements (direct messages are
 /// end-to-end encrypted).
 pub fn indexed(conv: &str) -> bool {
@@ -74,8 +96,8 @@ pub fn index(tx: &Connection, id: MessageId, conv: &str, body: &Body) -> rusqlit
     if let Body::Text { text } = body
         && indexed(conv)
     {
-        tx.prepare_cached("INSERT INTO message_text(rowid, text, conv) VALUES (?1, ?2, ?3)")?
-            .execute(params![id as i64, text, conv_token(conv)])?;
+        tx.prepare_cached("INSERT INTO message_text(rowid, terms) VALUES (?1, ?2)")?
+            .execute(params![id as i64, terms(conv, text)])?;
     }
     Ok(())
 }
@@ -362,8 +384,7 @@ mod tests {
         assert_eq!(lobby[0].body, rows[0].2);
         let dm = Store::messages_after(&c, "d:alice:bob", 0, 10).expect("catch-up");
         assert_eq!(dm[0].body, rows[2].2);
-        let expr =
-            format!("text : (\"old\") AND conv : (\"{}\" OR \"{}\")", conv_token("r:lobby"), conv_token("a"));
+        let expr = crate::search::expression("OLD", &["r:lobby".to_owned(), "a".to_owned()]).expect("words");
         let found: Vec<u64> = search(&c, &expr, 0, 10).expect("search").iter().map(|m| m.id).collect();
         assert_eq!(found, vec![2, 1], "both old texts indexed, newest first; the DM is not");
         assert!(changed_since(&c, "r:lobby", 0, 10).expect("changes").is_empty());

@@ -163,6 +163,10 @@ async fn suite(opts: &ServerOpts, irc: &irc::IrcOpts, rows: &mut Vec<Row>) -> an
         ("durable", Scenario::Durable(durable::Args { senders: 32, window: 64, secs: 5.0, text_len: 64 })),
         ("history", Scenario::History(history::Args { messages: 1_000_000, fetches: 200 })),
         (
+            "search",
+            Scenario::Search(search::Args { messages: 1_000_000, rooms: 1_000, queries: 300, store: None }),
+        ),
+        (
             "siege",
             Scenario::Siege(siege::Args {
                 connections: 2000,

@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::Context;
 use classchat_wire::{Body, Request, Response};
 use rusqlite::params;
 use serde_json::{Value, json};
@@ -113,7 +114,7 @@ fn room(i: u32) -> String {
 }
 
 fn marker(a: &Args) -> String {
-    format!("messages={} rooms={} vocabulary={VOCABULARY} v1\n", a.messages, a.rooms)
+    format!("messages={} rooms={} vocabulary={VOCABULARY} v2\n", a.messages, a.rooms)
 }
 
 /// Writes the store into `dir` (migrated, empty but for the server's own rows).
@@ -138,13 +139,7 @@ fn build(dir: &Path, a: &Args) -> anyhow::Result<()> {
     let words = Zipf::new(VOCABULARY, 1.0);
     let rooms = Zipf::new(a.rooms as usize, 1.0);
     let vocabulary: Vec<String> = (0..VOCABULARY).map(word).collect();
-    let convs: Vec<(String, String)> = (0..a.rooms)
-        .map(|i| {
-            let conv = format!("r:{}", room(i));
-            let token = classchat_server::search_conv_token(&conv);
-            (conv, token)
-        })
-        .collect();
+    let convs: Vec<String> = (0..a.rooms).map(|i| format!("r:{}", room(i))).collect();
     let mut rng = SplitMix(16);
     let ts0 = 1_700_000_000_000i64;
     let mut text = String::new();
@@ -155,8 +150,7 @@ fn build(dir: &Path, a: &Args) -> anyhow::Result<()> {
             let mut msg = tx.prepare_cached(
                 "INSERT INTO messages(id, conv, sender, ts, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let mut fts =
-                tx.prepare_cached("INSERT INTO message_text(rowid, text, conv) VALUES (?1, ?2, ?3)")?;
+            let mut fts = tx.prepare_cached("INSERT INTO message_text(rowid, terms) VALUES (?1, ?2)")?;
             let end = (id + BATCH).min(a.messages + 1);
             for n in id..end {
                 text.clear();
@@ -167,11 +161,11 @@ fn build(dir: &Path, a: &Args) -> anyhow::Result<()> {
                     }
                     text.push_str(&vocabulary[words.sample(&mut rng)]);
                 }
-                let (conv, token) = &convs[rooms.sample(&mut rng)];
+                let conv = &convs[rooms.sample(&mut rng)];
                 let sender = format!("student{}", rng.next() % 200);
                 let body = classchat_wire::message::encode(&Body::Text { text: text.clone() })?;
                 msg.execute(params![n as i64, conv, sender, ts0 + n as i64 * 50, body])?;
-                fts.execute(params![n as i64, text, token])?;
+                fts.execute(params![n as i64, classchat_server::search_index_terms(conv, &text)])?;
             }
             id = end;
         }
@@ -209,12 +203,9 @@ fn searcher(dir: &Path) -> anyhow::Result<crate::target::Account> {
 
 /// bm25-ranked first page of `word` in the searcher's rooms, straight in SQLite.
 fn bm25_ms(c: &rusqlite::Connection, word: &str, a: &Args) -> anyhow::Result<f64> {
-    let convs: Vec<String> = MY_ROOMS
-        .iter()
-        .filter(|i| **i < a.rooms)
-        .map(|i| format!("\"{}\"", classchat_server::search_conv_token(&format!("r:{}", room(*i)))))
-        .collect();
-    let expr = format!("text : (\"{word}\") AND conv : ({})", convs.join(" OR "));
+    let convs: Vec<String> =
+        MY_ROOMS.iter().filter(|i| **i < a.rooms).map(|i| format!("r:{}", room(*i))).collect();
+    let expr = classchat_server::search_expression(word, &convs).context("a word")?;
     let t = Instant::now();
     let mut stmt = c.prepare_cached(
         "SELECT rowid FROM message_text WHERE message_text MATCH ?1 ORDER BY bm25(message_text) LIMIT ?2",
