@@ -251,3 +251,46 @@ fn at_completes_a_member_name_with_tab() {
             .is_some_and(|c| c.messages().iter().any(|m| m.content.text() == "thanks @bobby_tables"))
     });
 }
+#[test]
+fn search_finds_room_messages_highlights_them_and_opens_the_conversation_there() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&rt, &dir.path().join("server"), server_key(), any_port());
+    let addr = server.addr_string();
+    let mut h = app(&rt, &dir.path().join("alice"), &addr);
+    register(&mut h, "alice", "correct horse");
+    let bob = rt.block_on(wire_user(&addr, "bob"));
+
+    let hit = wire_send(&rt, &bob, "my lab3 segfaults when the list is empty", None);
+    for i in 0..150 {
+        wire_send(&rt, &bob, &format!("unrelated chatter {i}"), None);
+    }
+    wire_send(&rt, &bob, "\"quotes\" and * stars (((", None);
+    wait_for_text(&mut h, "unrelated chatter 149");
+
+    // The sidebar's box searches everywhere.
+    type_into(&mut h, "Search all messages", "segfault");
+    h.key_press(egui::Key::Enter);
+    wait_for_text(&mut h, "1 message for “segfault”");
+    let result = "Result in #lobby from bob: my lab3 segfaults when the list is empty";
+    wait_for_text(&mut h, result);
+    click(&mut h, result);
+    wait_until(&mut h, "the view to bring the hit into view", |h| {
+        h.state().rich.jump.is_none() && h.state().rich.flash.is_some_and(|(id, _)| id == hit)
+    });
+    assert!(has_text(&h, "my lab3 segfaults when the list is empty"));
+
+    // Ctrl+F searches the open conversation; quotes, stars and brackets are just text.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::F);
+    settle(&mut h);
+    assert!(h.state().rich.search.open && h.state().rich.search.scope == Some(lobby()));
+    h.state_mut().rich.search.query.clear();
+    type_into(&mut h, "Search messages", "\"quotes\" * (((");
+    h.key_press(egui::Key::Enter);
+    wait_until(&mut h, "the search to answer", |h| {
+        !h.state().rich.search.busy && h.state().rich.search.ran.is_some()
+    });
+    assert_eq!(h.state().rich.search.error, None, "any text is a valid query");
+    // (The result's name is its words without markdown marks such as `*`.)
+    assert!(has_text(&h, "Result in #lobby from bob: \"quotes\" and stars ((("), "{:?}", labels(&h));
+}

@@ -9,7 +9,8 @@
 //! rooms the user is in now (plus announcements), so rooms left or banned from are never
 //! searched.
 //!
-//! Words match whole words (regardless of case and accents), not prefixes: FTS5 answers a
+//! Words match by their English stem (`stem`: "segfault" finds "segfaults"), regardless
+//! of case and accents, not by prefix: FTS5 answers a
 //! prefix term by merging the postings of every word that starts with it before it
 //! returns the first row, which for a short or common prefix in 10 million messages is
 //! seconds; an exact term is read lazily, newest first, and stops after the page
@@ -46,12 +47,22 @@ pub fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
         })
 }
 
+/// What the index holds for a word, and what a query word is looked up by: its English
+/// stem (Snowball), lowercased, so "segfault" finds "segfaults" and "segfaulted", and
+/// "running" finds "run". Applied the same on both sides, so any language's words still
+/// find themselves.
+pub fn stem(word: &str) -> String {
+    static STEMMER: std::sync::LazyLock<rust_stemmers::Stemmer> =
+        std::sync::LazyLock::new(|| rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English));
+    STEMMER.stem(&word.to_lowercase()).into_owned()
+}
+
 /// The FTS5 expression for `query` within conversations `convs` (database keys); `None`
 /// when the query has no words.
 pub fn expression(query: &str, convs: &[String]) -> Option<String> {
     let mut seen: Vec<String> = Vec::new();
     for (_, w) in words(query) {
-        let w = w.to_lowercase();
+        let w = stem(w);
         if !seen.contains(&w) && seen.len() < MAX_SEARCH_WORDS {
             seen.push(w);
         }
@@ -72,15 +83,13 @@ pub fn expression(query: &str, convs: &[String]) -> Option<String> {
     Some(clauses.join(" AND "))
 }
 
-/// Byte ranges of the words of `text` that are words of `query` (case-folded; accents are
-/// not folded here, so a match the index made across accents is found but not marked).
+/// Byte ranges of the words of `text` whose stem is a query word's stem (case-folded;
+/// accents are not folded here, so a match the index made across accents is found but
+/// not marked).
 pub fn highlights(text: &str, query: &str) -> Vec<(u32, u32)> {
-    let wanted: Vec<String> = words(query).map(|(_, w)| w.to_lowercase()).collect();
+    let wanted: Vec<String> = words(query).map(|(_, w)| stem(w)).collect();
     words(text)
-        .filter(|(_, w)| {
-            let w = w.to_lowercase();
-            wanted.contains(&w)
-        })
+        .filter(|(_, w)| wanted.contains(&stem(w)))
         .filter_map(|(start, w)| Some((u32::try_from(start).ok()?, u32::try_from(start + w.len()).ok()?)))
         .collect()
 }

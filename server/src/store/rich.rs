@@ -68,7 +68,8 @@ pub fn conv_token(key: &str) -> String {
 }
 
 /// What the index holds for `text` in conversation `conv` (a database key): each word of
-/// the text (`crate::search::words`) as the term `<conv_token(conv)>x<word>`. Every term
+/// the text (`crate::search::words`), stemmed (`crate::search::stem`), as the term
+/// `<conv_token(conv)>x<stem>`. Every term
 /// is letters and digits only, so the `unicode61` tokenizer keeps it whole and folds its
 /// case and accents, the same on both sides.
 pub fn terms(conv: &str, text: &str) -> String {
@@ -80,7 +81,7 @@ pub fn terms(conv: &str, text: &str) -> String {
         }
         out.push_str(&token);
         out.push('x');
-        out.push_str(w);
+        out.push_str(&crate::search::stem(w));
     }
     out
 }

@@ -114,7 +114,7 @@ fn room(i: u32) -> String {
 }
 
 fn marker(a: &Args) -> String {
-    format!("messages={} rooms={} vocabulary={VOCABULARY} v2\n", a.messages, a.rooms)
+    format!("messages={} rooms={} vocabulary={VOCABULARY} v3 stemmed\n", a.messages, a.rooms)
 }
 
 /// Writes the store into `dir` (migrated, empty but for the server's own rows).
