@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use classchat_wire::chunk::ChunkRecord;
+use classchat_wire::chunk::{ChunkRecord, SEAL_BATCH, SEND_CHUNK_LEN};
 use classchat_wire::connection::{Received, SecureReader, SecureWriter};
 use classchat_wire::{
     ClientMsg, ErrorCode, Event, FileId, FileInfo, MAX_CHUNK_LEN, Request, RequestId, Response, ServerMsg,
@@ -38,11 +38,10 @@ pub const FILES_DIR: &str = "files";
 const TMP_DIR: &str = "tmp";
 /// Chunks between the network and the disk of an upload (4 × 512 KiB).
 const PIPELINE_DEPTH: usize = 4;
-/// Chunks a download reads, then seals at once (their CBC chains run in lockstep:
-/// `Sealer::seal_records`).
-const SEAL_BATCH: usize = 4;
-/// Batches between the disk and the network of a download. With the batch being read and
-/// the one being sealed, a download holds at most 3 × 4 × 512 KiB = 6 MiB.
+/// Batches of [`SEAL_BATCH`] chunks of [`SEND_CHUNK_LEN`] between the disk and the network
+/// of a download (a batch is sealed at once: their CBC chains run in lockstep). With the
+/// batch being read and the one being sealed, a download holds at most 3 × 8 × 256 KiB =
+/// 6 MiB.
 const BATCHES_IN_FLIGHT: usize = 1;
 /// How long a download that follows an upload in progress holds chunks it has read while
 /// it waits for a whole batch: a stalled uploader delays the downloader by no more.
@@ -794,12 +793,15 @@ fn read_chunks(
             }
         };
         while pos < available {
-            let want = usize::try_from((available - pos).min(MAX_CHUNK_LEN as u64)).unwrap_or(MAX_CHUNK_LEN);
-            let read = ChunkRecord::new(want)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|mut record| file.read_exact(record.data_mut()).map(|()| record));
-            match read {
-                Ok(record) => batch.push(record),
+            let want =
+                usize::try_from((available - pos).min(SEND_CHUNK_LEN as u64)).unwrap_or(SEND_CHUNK_LEN);
+            match ChunkRecord::read_from(&mut file, want) {
+                Ok(record) if record.len() == want => batch.push(record),
+                Ok(_) => {
+                    tracing::warn!("a file to send ended early");
+                    let _ = tx.blocking_send(Out::Failed(ErrorCode::Internal));
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading a file to send failed");
                     let _ = tx.blocking_send(Out::Failed(ErrorCode::Internal));

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::chunk::ChunkRecord;
+use crate::chunk::{ChunkRecord, SEAL_BATCH, SEND_CHUNK_LEN};
 use crate::client::{Client, ClientConfig, open_session};
 use crate::connection::{Received, SecureReader, SecureWriter};
 use crate::error::{Error, Result};
@@ -43,16 +43,18 @@ use crate::sealed_file::{
 /// Chunks waiting between the network task and the disk thread of a download. With
 /// [`MAX_CHUNK_LEN`] chunks this bounds a download's buffered data to 2 MiB.
 const PIPELINE_DEPTH: usize = 4;
-/// Chunks an upload reads and hashes, then hands the network task to seal at once (their
-/// CBC chains run in lockstep: `Sealer::seal_records`).
-const SEAL_BATCH: usize = 4;
-/// Batches waiting between an upload's disk thread and its network task. With the batch
-/// being read and the one being sealed, an upload holds at most 3 × 4 × 512 KiB = 6 MiB.
+/// Batches of [`SEAL_BATCH`] chunks of [`SEND_CHUNK_LEN`] waiting between an upload's disk
+/// thread and its network task. With the batch being read and the one being sealed, an
+/// upload holds at most 3 × 8 × 256 KiB = 6 MiB.
 const BATCHES_IN_FLIGHT: usize = 1;
 /// Sealed bytes queued before the uploader writes them to the socket.
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
-/// Buffer of the downloader's file writer.
+/// Buffer of the sealed downloader's file writer (it writes 64 KiB records).
 const FILE_BUFFER: usize = 1024 * 1024;
+/// Buffer of the plain downloader's file writer: small chunks are gathered, while whole
+/// chunks (512 KiB from this server) are larger and go straight to the file, not copied
+/// through the buffer first.
+const CHUNK_FILE_BUFFER: usize = 64 * 1024;
 /// Request ids on a bulk connection: the attach, then (uploads) the finish.
 const ATTACH_ID: RequestId = 1;
 const FINISH_ID: RequestId = 2;
@@ -359,7 +361,7 @@ fn seal_and_hash(path: &Path, key: &FileKey, size: u64, start: u64, tx: &Batches
     let mut hasher = Sha256::new();
     let mut batch = Vec::with_capacity(SEAL_BATCH);
     let mut plain = vec![0u8; RECORD_LEN];
-    let mut out = Vec::with_capacity(MAX_CHUNK_LEN);
+    let mut out = Vec::with_capacity(SEND_CHUNK_LEN);
     // Sealed bytes before `out[0]`.
     let mut at = 0u64;
     let records = record_count(size);
@@ -381,7 +383,7 @@ fn seal_and_hash(path: &Path, key: &FileKey, size: u64, start: u64, tx: &Batches
             out.drain(..skip);
             at = start;
         }
-        if out.len() + SEALED_RECORD_LEN > MAX_CHUNK_LEN || index + 1 == records {
+        if out.len() + SEALED_RECORD_LEN > SEND_CHUNK_LEN || index + 1 == records {
             at += out.len() as u64;
             if !out.is_empty() {
                 batch.push(ChunkRecord::from_data(&out)?);
@@ -415,13 +417,9 @@ fn read_and_hash(path: &Path, start: u64, tx: &Batches) -> Result<[u8; 32]> {
     while !ended {
         let mut batch = Vec::with_capacity(SEAL_BATCH);
         while batch.len() < SEAL_BATCH && !ended {
-            let mut record = ChunkRecord::new(MAX_CHUNK_LEN)?;
-            let n = read_full(&mut file, record.data_mut())?;
-            if n < MAX_CHUNK_LEN {
-                ended = true;
-                record.truncate(n);
-            }
-            if n > 0 {
+            let record = ChunkRecord::read_from(&mut file, SEND_CHUNK_LEN)?;
+            ended = record.len() < SEND_CHUNK_LEN;
+            if !record.is_empty() {
                 hasher.update(record.data());
                 batch.push(record);
             }
@@ -630,7 +628,7 @@ fn write_and_hash(
     if start.send(len).is_err() {
         return Ok((len, hasher.finalize().into()));
     }
-    let mut out = std::io::BufWriter::with_capacity(FILE_BUFFER, file);
+    let mut out = std::io::BufWriter::with_capacity(CHUNK_FILE_BUFFER, file);
     while let Some(data) = rx.blocking_recv() {
         hasher.update(&data);
         out.write_all(&data)?;
