@@ -228,6 +228,31 @@ mod tests {
     }
 
     #[test]
+    fn wherever_the_shortcut_answers_serde_reads_the_same_chunk() {
+        // Every value of every header byte, on chunks of each form followed by a ping:
+        // where `split_chunk` takes the bytes for a chunk, serde decodes that chunk too.
+        let ping = message::encode(&ClientMsg::Pong { nonce: 9 }).expect("encode");
+        let mut answered = 0;
+        for len in [0, 1, 255, 256, 65_536] {
+            let base =
+                [message::encode(&ClientMsg::Chunk { data: data(len) }).expect("encode"), ping.clone()]
+                    .concat();
+            for at in 0..header_len(len) {
+                for value in 0..=255u8 {
+                    let mut bytes = base.clone();
+                    bytes[at] = value;
+                    if let Some((start, end)) = split_chunk(&bytes) {
+                        answered += 1;
+                        let (msg, used) = message::decode_first::<ClientMsg>(&bytes).expect("serde reads it");
+                        assert_eq!((msg, used), (ClientMsg::Chunk { data: bytes[start..end].to_vec() }, end));
+                    }
+                }
+            }
+        }
+        assert!(answered > 5, "the untouched encodings at least");
+    }
+
+    #[test]
     fn a_batch_of_chunk_records_sealed_together_is_what_sealing_each_alone_gives_and_opens() {
         let keys = derive_keys(&[4; 32], &[5; 32], &[6; 32]);
         let (mut together, _) = keys.split(Role::Server);
