@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use classchat_wire::connection::{SecureReader, SecureWriter};
+use bytes::Bytes;
+use classchat_wire::chunk::{ChunkRecord, SEAL_BATCH, SEND_CHUNK_LEN};
+use classchat_wire::connection::{Received, SecureReader, SecureWriter};
 use classchat_wire::{
     ClientMsg, ErrorCode, Event, FileId, FileInfo, MAX_CHUNK_LEN, Request, RequestId, Response, ServerMsg,
 };
@@ -34,10 +36,16 @@ use crate::store::{FileRow, Write as StoreWrite, now_ms};
 pub const FILES_DIR: &str = "files";
 /// Unfinished uploads, inside [`FILES_DIR`].
 const TMP_DIR: &str = "tmp";
-/// Chunks between the network and the disk, each way, per transfer (4 × 512 KiB).
+/// Chunks between the network and the disk of an upload (4 × 512 KiB).
 const PIPELINE_DEPTH: usize = 4;
-/// Sealed bytes a download queues before writing them to the socket.
-const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+/// Batches of [`SEAL_BATCH`] chunks of [`SEND_CHUNK_LEN`] between the disk and the network
+/// of a download (a batch is sealed at once: their CBC chains run in lockstep). With the
+/// batch being read and the one being sealed, a download holds at most 3 × 8 × 256 KiB =
+/// 6 MiB.
+const BATCHES_IN_FLIGHT: usize = 1;
+/// How long a download that follows an upload in progress holds chunks it has read while
+/// it waits for a whole batch: a stalled uploader delays the downloader by no more.
+const FOLLOW_WAIT: Duration = Duration::from_millis(20);
 /// How long a download token stays valid, and how many one user may hold.
 const GRANT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const GRANTS_PER_USER: usize = 64;
@@ -443,7 +451,7 @@ async fn upload(
     let mut received = io.received;
     writer.send(&ServerMsg::Ok { id, body: Response::Attached { offset: received } }).await?;
 
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
+    let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
     let disk_upload = Arc::clone(&upload);
     let disk = tokio::task::spawn_blocking(move || write_chunks(io, rx, &disk_upload));
     let idle = state.config.heartbeat_timeout();
@@ -452,29 +460,32 @@ async fn upload(
             biased;
             () = mine.cancelled() => break Stop::Detach(Some("the transfer was taken over or cancelled".into())),
             () = state.shutdown.cancelled() => break Stop::Detach(Some("the server is shutting down".into())),
-            m = tokio::time::timeout(idle, reader.recv::<ClientMsg>()) => m,
+            m = tokio::time::timeout(idle, reader.recv_chunk_or::<ClientMsg>()) => m,
         };
-        match msg {
-            Ok(Ok(Some(ClientMsg::Chunk { data }))) => {
-                let len = data.len() as u64;
-                if data.len() > MAX_CHUNK_LEN || received + len > size {
-                    break Stop::Detach(Some(format!(
-                        "more than the announced {size} bytes, or a chunk too large"
-                    )));
-                }
-                received += len;
-                state.peers.traffic.add_bulk(len);
-                if tx.send(data).await.is_err() {
-                    break Stop::Detach(Some("the server could not write the file".into()));
-                }
-            }
-            Ok(Ok(Some(ClientMsg::Request { id, body: Request::FinishUpload { sha256 } }))) => {
-                break Stop::Finish(id, sha256);
-            }
-            Ok(Ok(Some(ClientMsg::Pong { .. }))) => {}
-            Ok(Ok(Some(_))) => break Stop::Detach(Some("unexpected message on an upload".into())),
+        let msg = match msg {
+            Ok(Ok(Some(m))) => m,
             Ok(Ok(None) | Err(_)) => break Stop::Detach(None),
             Err(_) => break Stop::Detach(Some(format!("no data for {idle:?}"))),
+        };
+        // A chunk comes out of the frame's buffer as it is; one encoded some other way
+        // (serde still reads it) is taken as well.
+        let data = match msg {
+            Received::Chunk(data) => data,
+            Received::Msg(ClientMsg::Chunk { data }) => Bytes::from(data),
+            Received::Msg(ClientMsg::Request { id, body: Request::FinishUpload { sha256 } }) => {
+                break Stop::Finish(id, sha256);
+            }
+            Received::Msg(ClientMsg::Pong { .. }) => continue,
+            Received::Msg(_) => break Stop::Detach(Some("unexpected message on an upload".into())),
+        };
+        let len = data.len() as u64;
+        if data.len() > MAX_CHUNK_LEN || received + len > size {
+            break Stop::Detach(Some(format!("more than the announced {size} bytes, or a chunk too large")));
+        }
+        received += len;
+        state.peers.traffic.add_bulk(len);
+        if tx.send(data).await.is_err() {
+            break Stop::Detach(Some("the server could not write the file".into()));
         }
     };
     drop(tx);
@@ -531,7 +542,7 @@ fn open_upload(path: &Path) -> std::io::Result<UploadIo> {
 /// reopens the file and hashes what really got there).
 fn write_chunks(
     mut io: UploadIo,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Bytes>,
     upload: &Upload,
 ) -> (Option<UploadIo>, std::io::Result<()>) {
     while let Some(data) = rx.blocking_recv() {
@@ -619,7 +630,8 @@ fn publish(state: &State, file_id: FileId, outcome: Result<[u8; 32], ErrorCode>)
 
 /// What the disk side of a download hands the network side.
 enum Out {
-    Chunk(Vec<u8>),
+    /// Up to [`SEAL_BATCH`] chunks, to be sealed together.
+    Chunks(Vec<ChunkRecord>),
     Done([u8; 32]),
     Failed(ErrorCode),
 }
@@ -663,7 +675,7 @@ async fn download(
         Some(_) => tmp_path(&state.files.dir, info.id),
         None => state.files.blob_path(&info.sha256),
     };
-    let (tx, mut rx) = mpsc::channel::<Out>(PIPELINE_DEPTH);
+    let (tx, mut rx) = mpsc::channel::<Out>(BATCHES_IN_FLIGHT);
     let handle = tokio::runtime::Handle::current();
     let (size, known) = (info.size, info.sha256.clone());
     let blob_dir = state.files.dir.clone();
@@ -676,12 +688,9 @@ async fn download(
     let result = loop {
         tokio::select! {
             out = rx.recv() => match out {
-                Some(Out::Chunk(data)) => {
-                    state.peers.traffic.add_bulk(data.len() as u64);
-                    writer.queue(&ServerMsg::Chunk { data })?;
-                    if writer.queued_len() >= WRITE_BATCH_BYTES || rx.is_empty() {
-                        writer.flush().await?;
-                    }
+                Some(Out::Chunks(mut batch)) => {
+                    state.peers.traffic.add_bulk(batch.iter().map(|c| c.len() as u64).sum());
+                    writer.send_chunks(&mut batch).await?;
                 }
                 Some(Out::Done(sha256)) => {
                     let file = FileInfo { sha256: sha256.to_vec(), ..info };
@@ -763,6 +772,8 @@ fn read_chunks(
         return;
     }
     let mut pos = offset;
+    let mut batch: Vec<ChunkRecord> = Vec::with_capacity(SEAL_BATCH);
+    let send = |batch: &mut Vec<ChunkRecord>| tx.blocking_send(Out::Chunks(std::mem::take(batch))).is_ok();
     loop {
         let (available, outcome) = match &progress {
             None => (size, known.try_into().map_err(|_| ErrorCode::Internal).map(Some)),
@@ -783,30 +794,57 @@ fn read_chunks(
             }
         };
         while pos < available {
-            let want = usize::try_from((available - pos).min(MAX_CHUNK_LEN as u64)).unwrap_or(MAX_CHUNK_LEN);
-            let mut buf = vec![0u8; want];
-            if let Err(e) = file.read_exact(&mut buf) {
-                tracing::warn!(error = %e, "reading a file to send failed");
-                let _ = tx.blocking_send(Out::Failed(ErrorCode::Internal));
-                return;
+            let want =
+                usize::try_from((available - pos).min(SEND_CHUNK_LEN as u64)).unwrap_or(SEND_CHUNK_LEN);
+            match ChunkRecord::read_from(&mut file, want) {
+                Ok(record) if record.len() == want => batch.push(record),
+                Ok(_) => {
+                    tracing::warn!("a file to send ended early");
+                    let _ = tx.blocking_send(Out::Failed(ErrorCode::Internal));
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a file to send failed");
+                    let _ = tx.blocking_send(Out::Failed(ErrorCode::Internal));
+                    return;
+                }
             }
             pos += want as u64;
-            if tx.blocking_send(Out::Chunk(buf)).is_err() {
+            if batch.len() == SEAL_BATCH && !send(&mut batch) {
                 return;
             }
         }
         if let Some(hash) = outcome {
+            if !batch.is_empty() && !send(&mut batch) {
+                return;
+            }
             let _ = tx.blocking_send(Out::Done(hash));
             return;
         }
-        // Wait for the uploader (or for our client to leave).
+        // Wait for the uploader (or for our client to leave). Chunks already read wait for
+        // the rest of their batch, but no longer than FOLLOW_WAIT.
         let Some(p) = progress.as_mut() else { return };
+        let holding = !batch.is_empty();
         let more = handle.block_on(async {
-            tokio::select! {
-                r = p.changed() => r.is_ok(),
-                () = tx.closed() => false,
+            let change = async {
+                tokio::select! {
+                    r = p.changed() => Some(r.is_ok()),
+                    () = tx.closed() => Some(false),
+                }
+            };
+            if holding {
+                tokio::time::timeout(FOLLOW_WAIT, change).await.unwrap_or(None)
+            } else {
+                change.await
             }
         });
+        let Some(more) = more else {
+            // Nothing new for FOLLOW_WAIT: send what was read.
+            if !send(&mut batch) {
+                return;
+            }
+            continue;
+        };
         if !more && p.borrow().outcome.is_none() {
             if !tx.is_closed() {
                 let _ = tx.blocking_send(Out::Failed(ErrorCode::NoSuchFile));

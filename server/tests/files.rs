@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use classchat_server::admin;
+use classchat_wire::chunk::{SEAL_BATCH, SEND_CHUNK_LEN};
 use classchat_wire::files::{DownloadStep, Downloader, Uploader, part_path};
 use classchat_wire::{Body, Conv, ErrorCode, Event, FileInfo, MAX_CHUNK_LEN, Request, Response};
 use common::{TestServer, TestUser, code, eventually};
@@ -238,7 +239,7 @@ async fn interrupted_transfers_resume_where_they_stopped() {
     assert_eq!(resumed_from, Some(3 * MAX_CHUNK_LEN as u64));
     assert_eq!(info.sha256, sha(&bytes));
 
-    // Download: two chunks, drop, then resume from the saved part.
+    // Download: the first 1 MiB or more, drop, then resume from the saved part.
     let grant = bob.client.download_file(info.id).await.expect("download");
     let dest = tmp.path().join("bob-big.iso");
     let mut down = Downloader::attach(bob.client.bulk_config(), &grant.token, 0).await.expect("attach");
@@ -435,5 +436,55 @@ async fn admins_list_and_remove_files_and_expired_ones_are_swept() {
     assert!(stored_names(&server).is_empty());
     let alice = server.login("alice", "dev-2").await;
     assert_eq!(code(alice.client.download_file(keep.id).await), ErrorCode::NoSuchFile);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sizes_off_the_seal_batch_arrive_intact_and_a_follower_gets_less_than_a_batch() {
+    let server = TestServer::start().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    // Both ways chunks of SEND_CHUNK_LEN are read and sealed SEAL_BATCH at a time: two
+    // whole batches and a short one ending in a short chunk, exactly one batch, a chunk and
+    // a byte, one byte.
+    let (one, batch) = (SEND_CHUNK_LEN, SEAL_BATCH * SEND_CHUNK_LEN);
+    for (seed, len) in [(20, 2 * batch + 3 * one + 7), (21, batch), (22, one + 1), (23, 1)] {
+        let bytes = content(len, seed);
+        let path = write_temp(tmp.path(), &format!("batch-{seed}.bin"), &bytes);
+        let info = alice.client.send_file(Conv::room("lobby"), &path, |_| {}).await.expect("upload");
+        assert_eq!(info.sha256, sha(&bytes), "{len} bytes");
+        assert_eq!(download_bytes(&bob, info.id, tmp.path()).await, bytes, "{len} bytes");
+    }
+
+    // A download that follows an upload waits for a whole batch only briefly: what has
+    // arrived (one uploaded chunk, less than a batch) reaches it while the uploader pauses.
+    let bytes = content(3 * MAX_CHUNK_LEN + 5, 24);
+    let ticket = alice
+        .client
+        .upload_file(Conv::direct("bob"), "slow.bin", bytes.len() as u64, None)
+        .await
+        .expect("ok");
+    let mut up = Uploader::attach(alice.client.bulk_config(), &ticket.token).await.expect("attach");
+    up.send(bytes[..MAX_CHUNK_LEN].to_vec()).await.expect("chunk");
+    up.flush().await.expect("flush");
+    let grant = bob.client.download_file(ticket.file).await.expect("grant");
+    let mut down = Downloader::attach(bob.client.bulk_config(), &grant.token, 0).await.expect("attach");
+    let step = tokio::time::timeout(Duration::from_secs(10), down.next()).await.expect("not held back");
+    let DownloadStep::Chunk(first) = step.expect("a chunk") else { panic!("ended early") };
+    assert!(!first.is_empty() && first.len() < batch);
+    assert_eq!(&first[..], &bytes[..first.len()]);
+    for chunk in bytes[MAX_CHUNK_LEN..].chunks(MAX_CHUNK_LEN) {
+        up.send(chunk.to_vec()).await.expect("chunk");
+    }
+    up.finish(&sha(&bytes)).await.expect("stored");
+    let mut got = first.to_vec();
+    let info = loop {
+        match down.next().await.expect("next") {
+            DownloadStep::Chunk(data) => got.extend_from_slice(&data),
+            DownloadStep::Done(info) => break info,
+        }
+    };
+    assert_eq!((got, info.sha256), (bytes.clone(), sha(&bytes)));
     server.stop().await;
 }

@@ -7,11 +7,12 @@
 use std::future::Future;
 use std::task::Poll;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
+use crate::chunk::{self, ChunkRecord};
 use crate::crypto::{self, ClientKey, Opener, Role, Sealer, ServerHello, ServerKey};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
@@ -295,6 +296,24 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         Ok(Some(r))
     }
 
+    /// The next message, with a `chunk` taken out of the frame's buffer as it is (no copy,
+    /// no serde: [`chunk::split_chunk`]) and anything else decoded as `T`. For the bulk
+    /// connections' receivers; checked exactly as [`SecureReader::recv`] does. Cancel-safe.
+    pub async fn recv_chunk_or<T: DeserializeOwned>(&mut self) -> Result<Option<Received<T>>> {
+        if !self.fill().await? {
+            return Ok(None);
+        }
+        if let Some((start, end)) = chunk::split_chunk(&self.rest) {
+            let mut data = self.rest.split_to(end);
+            self.taken(0);
+            data.advance(start);
+            return Ok(Some(Received::Chunk(data.freeze())));
+        }
+        let (msg, used) = message::decode_first(&self.rest)?;
+        self.taken(used);
+        Ok(Some(Received::Msg(msg)))
+    }
+
     /// Makes sure `rest` holds undecoded plaintext, reading and opening the next frame if
     /// it does not; `false` at a clean end of the stream.
     async fn fill(&mut self) -> Result<bool> {
@@ -331,6 +350,15 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
             self.rest = BytesMut::new();
         }
     }
+}
+
+/// What [`SecureReader::recv_chunk_or`] received.
+#[derive(Debug)]
+pub enum Received<T> {
+    /// The data of a `chunk` message.
+    Chunk(Bytes),
+    /// Any other message.
+    Msg(T),
 }
 
 /// Sending half of a session. Messages can be queued and written in one go with
@@ -410,6 +438,25 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
         }
         if self.buf.capacity() > WRITE_BUF_KEEP {
             self.buf = BytesMut::new();
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Seals `chunks` together and writes them after anything queued, one `chunk` message
+    /// per frame, exactly the frames [`SecureWriter::queue`] would make of them one by one;
+    /// their CBC chains run in lockstep (`Sealer::seal_records`), and each buffer goes to
+    /// the socket as it is. Empties `chunks`.
+    pub async fn send_chunks(&mut self, chunks: &mut Vec<ChunkRecord>) -> Result<()> {
+        let mut records: Vec<BytesMut> = chunks.drain(..).map(ChunkRecord::into_record).collect();
+        self.seal_open()?;
+        self.sealer.seal_records(&mut records, self.max_frame_len)?;
+        if !self.buf.is_empty() {
+            self.io.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        for record in &records {
+            self.io.write_all(record).await?;
         }
         self.io.flush().await?;
         Ok(())

@@ -22,12 +22,14 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
+use crate::chunk::{ChunkRecord, SEAL_BATCH, SEND_CHUNK_LEN};
 use crate::client::{Client, ClientConfig, open_session};
-use crate::connection::{SecureReader, SecureWriter};
+use crate::connection::{Received, SecureReader, SecureWriter};
 use crate::error::{Error, Result};
 use crate::message::{
     ClientMsg, Conv, FileId, FileInfo, MAX_CHUNK_LEN, MAX_FILE_NAME_LEN, Request, RequestId, Response,
@@ -38,13 +40,21 @@ use crate::sealed_file::{
     sealed_size,
 };
 
-/// Chunks waiting between the disk thread and the network task, each way. With
-/// [`MAX_CHUNK_LEN`] chunks this bounds a transfer's buffered data to 2 MiB.
+/// Chunks waiting between the network task and the disk thread of a download. With
+/// [`MAX_CHUNK_LEN`] chunks this bounds a download's buffered data to 2 MiB.
 const PIPELINE_DEPTH: usize = 4;
+/// Batches of [`SEAL_BATCH`] chunks of [`SEND_CHUNK_LEN`] waiting between an upload's disk
+/// thread and its network task. With the batch being read and the one being sealed, an
+/// upload holds at most 3 × 8 × 256 KiB = 6 MiB.
+const BATCHES_IN_FLIGHT: usize = 1;
 /// Sealed bytes queued before the uploader writes them to the socket.
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
-/// Buffer of the downloader's file writer.
+/// Buffer of the sealed downloader's file writer (it writes 64 KiB records).
 const FILE_BUFFER: usize = 1024 * 1024;
+/// Buffer of the plain downloader's file writer: small chunks are gathered, while whole
+/// chunks (512 KiB from this server) are larger and go straight to the file, not copied
+/// through the buffer first.
+const CHUNK_FILE_BUFFER: usize = 64 * 1024;
 /// Request ids on a bulk connection: the attach, then (uploads) the finish.
 const ATTACH_ID: RequestId = 1;
 const FINISH_ID: RequestId = 2;
@@ -186,6 +196,13 @@ impl Uploader {
         Ok(())
     }
 
+    /// Sends the next chunks of the file, sealed together, and writes them to the socket
+    /// now (after anything [`Uploader::send`] queued). Empties `chunks`.
+    pub async fn send_chunks(&mut self, chunks: &mut Vec<ChunkRecord>) -> Result<()> {
+        self.offset += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+        self.writer.send_chunks(chunks).await
+    }
+
     /// Writes every queued chunk to the socket now ([`Uploader::send`] batches them).
     pub async fn flush(&mut self) -> Result<()> {
         self.writer.flush().await
@@ -210,7 +227,7 @@ impl Uploader {
 #[derive(Debug)]
 pub enum DownloadStep {
     /// The next bytes of the file.
-    Chunk(Vec<u8>),
+    Chunk(Bytes),
     /// The whole file was sent; `sha256` in it is the hash of the complete file.
     Done(FileInfo),
 }
@@ -247,30 +264,38 @@ impl Downloader {
             return Err(Error::Protocol("the download is over".into()));
         }
         loop {
-            let msg = tokio::time::timeout(self.idle, self.reader.recv::<ServerMsg>())
+            let msg = tokio::time::timeout(self.idle, self.reader.recv_chunk_or::<ServerMsg>())
                 .await
                 .map_err(|_| Error::Closed(format!("server silent for {:?}", self.idle)))??;
+            // A chunk comes out of the frame's buffer as it is; one encoded some other way
+            // (serde still reads it) is taken as well.
+            let msg = match msg {
+                Some(Received::Chunk(data)) => return Ok(self.chunk(data)),
+                Some(Received::Msg(ServerMsg::Chunk { data })) => return Ok(self.chunk(Bytes::from(data))),
+                Some(Received::Msg(msg)) => msg,
+                None => return Err(Error::Closed("server closed the connection".into())),
+            };
             match msg {
-                Some(ServerMsg::Chunk { data }) => {
-                    self.offset += data.len() as u64;
-                    return Ok(DownloadStep::Chunk(data));
-                }
-                Some(ServerMsg::Ok { id: ATTACH_ID, body: Response::File { file } }) => {
+                ServerMsg::Ok { id: ATTACH_ID, body: Response::File { file } } => {
                     self.done = true;
                     return Ok(DownloadStep::Done(file));
                 }
-                Some(ServerMsg::Err { id: ATTACH_ID, code, message }) => {
+                ServerMsg::Err { id: ATTACH_ID, code, message } => {
                     self.done = true;
                     return Err(Error::Server { code, message });
                 }
-                Some(ServerMsg::Event { event: crate::Event::Disconnect { reason } }) => {
+                ServerMsg::Event { event: crate::Event::Disconnect { reason } } => {
                     return Err(Error::Closed(format!("server: {reason}")));
                 }
-                Some(ServerMsg::Ping { .. } | ServerMsg::Event { .. }) => {}
-                Some(other) => return Err(Error::Protocol(format!("unexpected in a download: {other:?}"))),
-                None => return Err(Error::Closed("server closed the connection".into())),
+                ServerMsg::Ping { .. } | ServerMsg::Event { .. } => {}
+                other => return Err(Error::Protocol(format!("unexpected in a download: {other:?}"))),
             }
         }
+    }
+
+    fn chunk(&mut self, data: Bytes) -> DownloadStep {
+        self.offset += data.len() as u64;
+        DownloadStep::Chunk(data)
     }
 }
 
@@ -304,21 +329,24 @@ pub async fn upload_sealed_path(
     upload_with(config, token, progress, move |start, tx| seal_and_hash(&path, &key, size, start, tx)).await
 }
 
+/// Where an upload's disk thread hands over its chunks, [`SEAL_BATCH`] at a time.
+type Batches = mpsc::Sender<Vec<ChunkRecord>>;
+
 /// Attaches to the upload, runs `produce` on a blocking thread to make the chunks from
 /// the server's offset on (it returns the SHA-256 of everything uploaded), and sends them.
 async fn upload_with(
     config: &ClientConfig,
     token: &[u8],
     mut progress: impl FnMut(u64) + Send,
-    produce: impl FnOnce(u64, &mpsc::Sender<std::io::Result<Vec<u8>>>) -> Result<[u8; 32]> + Send + 'static,
+    produce: impl FnOnce(u64, &Batches) -> Result<[u8; 32]> + Send + 'static,
 ) -> Result<FileInfo> {
     let mut up = Uploader::attach(config, token).await?;
     let start = up.offset();
     progress(start);
-    let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(PIPELINE_DEPTH);
+    let (tx, mut rx) = mpsc::channel(BATCHES_IN_FLIGHT);
     let reader = tokio::task::spawn_blocking(move || produce(start, &tx));
-    while let Some(chunk) = rx.recv().await {
-        up.send(chunk?).await?;
+    while let Some(mut batch) = rx.recv().await {
+        up.send_chunks(&mut batch).await?;
         progress(up.offset());
     }
     let sha256 = reader.await.map_err(|e| Error::Io(std::io::Error::other(e)))??;
@@ -328,17 +356,12 @@ async fn upload_with(
 /// Seals the first `size` bytes of `path` record by record, hashes all of the sealed
 /// bytes, and sends those from `start` on in chunks of whole records (the first one cut
 /// at `start`). Returns the hash of the whole sealed content.
-fn seal_and_hash(
-    path: &Path,
-    key: &FileKey,
-    size: u64,
-    start: u64,
-    tx: &mpsc::Sender<std::io::Result<Vec<u8>>>,
-) -> Result<[u8; 32]> {
+fn seal_and_hash(path: &Path, key: &FileKey, size: u64, start: u64, tx: &Batches) -> Result<[u8; 32]> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
+    let mut batch = Vec::with_capacity(SEAL_BATCH);
     let mut plain = vec![0u8; RECORD_LEN];
-    let mut out = Vec::with_capacity(MAX_CHUNK_LEN);
+    let mut out = Vec::with_capacity(SEND_CHUNK_LEN);
     // Sealed bytes before `out[0]`.
     let mut at = 0u64;
     let records = record_count(size);
@@ -360,10 +383,14 @@ fn seal_and_hash(
             out.drain(..skip);
             at = start;
         }
-        if out.len() + SEALED_RECORD_LEN > MAX_CHUNK_LEN || index + 1 == records {
-            let chunk = std::mem::replace(&mut out, Vec::with_capacity(MAX_CHUNK_LEN));
-            at += chunk.len() as u64;
-            if !chunk.is_empty() && tx.blocking_send(Ok(chunk)).is_err() {
+        if out.len() + SEALED_RECORD_LEN > SEND_CHUNK_LEN || index + 1 == records {
+            at += out.len() as u64;
+            if !out.is_empty() {
+                batch.push(ChunkRecord::from_data(&out)?);
+                out.clear();
+            }
+            let full = batch.len() == SEAL_BATCH || index + 1 == records;
+            if full && !batch.is_empty() && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
                 // The network side gave up; its error is the one reported.
                 break;
             }
@@ -372,9 +399,10 @@ fn seal_and_hash(
     Ok(hasher.finalize().into())
 }
 
-/// Hashes the first `start` bytes of `path`, then sends the rest in chunks while hashing
-/// them. Returns the hash of the whole file.
-fn read_and_hash(path: &Path, start: u64, tx: &mpsc::Sender<std::io::Result<Vec<u8>>>) -> Result<[u8; 32]> {
+/// Hashes the first `start` bytes of `path`, then sends the rest in batches of chunks while
+/// hashing them, each read straight into the buffer it is sealed in. Returns the hash of
+/// the whole file.
+fn read_and_hash(path: &Path, start: u64, tx: &Batches) -> Result<[u8; 32]> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let copied = std::io::copy(&mut (&mut file).take(start), &mut HashWriter(&mut hasher))?;
@@ -385,15 +413,18 @@ fn read_and_hash(path: &Path, start: u64, tx: &mpsc::Sender<std::io::Result<Vec<
         )));
     }
     file.seek(SeekFrom::Start(start))?;
-    loop {
-        let mut buf = vec![0u8; MAX_CHUNK_LEN];
-        let n = read_full(&mut file, &mut buf)?;
-        if n == 0 {
-            break;
+    let mut ended = false;
+    while !ended {
+        let mut batch = Vec::with_capacity(SEAL_BATCH);
+        while batch.len() < SEAL_BATCH && !ended {
+            let record = ChunkRecord::read_from(&mut file, SEND_CHUNK_LEN)?;
+            ended = record.len() < SEND_CHUNK_LEN;
+            if !record.is_empty() {
+                hasher.update(record.data());
+                batch.push(record);
+            }
         }
-        buf.truncate(n);
-        hasher.update(&buf);
-        if tx.blocking_send(Ok(buf)).is_err() {
+        if !batch.is_empty() && tx.blocking_send(batch).is_err() {
             // The network side gave up; its error is the one reported.
             break;
         }
@@ -497,9 +528,9 @@ async fn download_with<T: Send + 'static>(
     config: &ClientConfig,
     token: &[u8],
     mut progress: impl FnMut(u64) + Send,
-    write: impl FnOnce(tokio::sync::oneshot::Sender<u64>, mpsc::Receiver<Vec<u8>>) -> Result<T> + Send + 'static,
+    write: impl FnOnce(tokio::sync::oneshot::Sender<u64>, mpsc::Receiver<Bytes>) -> Result<T> + Send + 'static,
 ) -> Result<(FileInfo, T)> {
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(PIPELINE_DEPTH);
+    let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
     let (start_tx, start_rx) = tokio::sync::oneshot::channel();
     let writer = tokio::task::spawn_blocking(move || write(start_tx, rx));
     let Ok(start) = start_rx.await else {
@@ -537,7 +568,7 @@ fn open_and_write(
     key: &FileKey,
     size: u64,
     start: tokio::sync::oneshot::Sender<u64>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Bytes>,
 ) -> Result<u64> {
     let sealed_total = sealed_size(size);
     let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(part)?;
@@ -589,7 +620,7 @@ fn open_and_write(
 fn write_and_hash(
     part: &Path,
     start: tokio::sync::oneshot::Sender<u64>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Bytes>,
 ) -> Result<(u64, [u8; 32])> {
     let mut file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(part)?;
     let mut hasher = Sha256::new();
@@ -597,7 +628,7 @@ fn write_and_hash(
     if start.send(len).is_err() {
         return Ok((len, hasher.finalize().into()));
     }
-    let mut out = std::io::BufWriter::with_capacity(FILE_BUFFER, file);
+    let mut out = std::io::BufWriter::with_capacity(CHUNK_FILE_BUFFER, file);
     while let Some(data) = rx.blocking_recv() {
         hasher.update(&data);
         out.write_all(&data)?;

@@ -18,6 +18,8 @@
 //! - [`sealed_file`]: end-to-end encrypted file content for files sent to a person.
 //! - [`auth`]: password-derived keys (Argon2id) every client computes the same way.
 //! - [`connection`]: frames and sealed messages over any `AsyncRead + AsyncWrite`.
+//! - [`chunk`]: bulk connections' `chunk` messages, built in the frame buffer and cut out
+//!   of it without copies.
 //! - [`client`]: the async client.
 //! - [`files`]: file transfers over bulk connections, and safe file names.
 //! - [`peer`]: peer-to-peer file search and fetch: the shared index, the sharer, fetching
@@ -26,6 +28,7 @@
 
 pub mod auth;
 mod cbc_lanes;
+pub mod chunk;
 pub mod class;
 pub mod client;
 pub mod connection;

@@ -2,7 +2,9 @@
 //! encrypted. Alice offers the file to Bob; Bob accepts as soon as the offer arrives and
 //! downloads while the upload is still running (the server relays what it has written),
 //! so the two transfers overlap. Timed from the `upload_file` request to Bob's verified,
-//! renamed copy. Source and destination files are on `--data-root`'s filesystem.
+//! renamed copy. Source and destination files are on `--data-root`'s filesystem. Beside
+//! the wall-clock rate it reports the CPU seconds each process spent per GiB moved (the
+//! server, and this process, which runs both clients), which a busy machine disturbs less.
 
 use std::io::Write;
 use std::time::Instant;
@@ -42,9 +44,12 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
 
     let mut totals = Vec::new();
     let mut uploads = Vec::new();
+    let (mut server_cpu, mut clients_cpu) = (Vec::new(), Vec::new());
+    let gib = size as f64 / f64::from(1u32 << 30);
     let s0 = procstat::sample(target.pid);
     for run in 0..a.runs {
         let dest = work.path().join(format!("received-{run}.bin"));
+        let (server0, own0) = (procstat::sample(target.pid), procstat::own());
         let t0 = Instant::now();
         let ticket = alice.upload_file(Conv::direct(bob_name.as_str()), "source.bin", size, None).await?;
         let (up_client, up_source) = (alice.clone(), source.clone());
@@ -65,13 +70,21 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         let (sent, up_time) = upload.await?;
         let sent = sent?;
         anyhow::ensure!(got.sha256 == sent.sha256 && got.size == size, "run {run}: the copy differs");
+        let cpu = |a: Option<procstat::Sample>, b: Option<procstat::Sample>| match (a, b) {
+            (Some(a), Some(b)) => (b.cpu_s - a.cpu_s) / gib,
+            _ => f64::NAN,
+        };
+        let (server_s, clients_s) = (cpu(server0, procstat::sample(target.pid)), cpu(own0, procstat::own()));
         std::fs::remove_file(&dest)?;
         eprintln!(
-            "file run {run}: {:.0} MB/s end to end ({:.2} s), upload done after {:.2} s",
+            "file run {run}: {:.0} MB/s end to end ({:.2} s), upload done after {:.2} s; \
+             CPU s per GiB: server {server_s:.2}, clients {clients_s:.2}",
             size as f64 / total.as_secs_f64() / 1e6,
             total.as_secs_f64(),
             up_time.as_secs_f64()
         );
+        server_cpu.push(server_s);
+        clients_cpu.push(clients_s);
         totals.push(total.as_secs_f64());
         uploads.push(up_time.as_secs_f64());
     }
@@ -82,6 +95,8 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
     };
     totals.sort_by(f64::total_cmp);
     uploads.sort_by(f64::total_cmp);
+    server_cpu.sort_by(f64::total_cmp);
+    clients_cpu.sort_by(f64::total_cmp);
     let median = totals[totals.len() / 2];
     let mbps = size as f64 / median / 1e6;
     let result = json!({
@@ -93,6 +108,8 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         "median_mb_per_s": round3(mbps),
         "upload_done_median_s": round3(uploads[uploads.len() / 2]),
         "server_cores": round3(server_cores),
+        "server_cpu_s_per_gib_median": round3(server_cpu[server_cpu.len() / 2]),
+        "clients_cpu_s_per_gib_median": round3(clients_cpu[clients_cpu.len() / 2]),
         "load1": procstat::loadavg(),
     });
     let rows = vec![
