@@ -307,7 +307,8 @@ pub fn wants_markdown(text: &str) -> bool {
     let markup = text
         .bytes()
         .any(|b| matches!(b, b'`' | b'*' | b'_' | b'~' | b'#' | b'>' | b'[' | b'|' | b'<' | b'&' | b'\\'));
-    let hidden = text.chars().any(|c| (c.is_control() && c != '\n') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'));
+    // Tabs too: the renderer lays them out, the plain path would not.
+    let hidden = text.chars().any(|c| c == '\t' || markdown::is_hidden(c));
     let links = text.contains("://") || text.contains("www.") || text.contains("mailto:");
     let mention =
         text.match_indices('@').any(|(i, _)| text[i + 1..].starts_with(|c: char| c.is_ascii_alphanumeric()));

@@ -228,8 +228,7 @@ pub fn harmless(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '\n' | '\r' | '\t' => ' ',
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}' => '�',
-            c if c.is_control() => '�',
+            c if crate::ui::markdown::is_hidden(c) => '�',
             c => c,
         })
         .collect()

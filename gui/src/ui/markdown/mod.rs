@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use egui::{Galley, Rect, Vec2};
 
-pub use inline::url_allowed;
+pub use inline::{is_hidden, url_allowed};
 pub use parse::{CODE_MAX_LINE_CHARS, CODE_MAX_LINES, MAX_BLOCKS, MAX_DEPTH, MAX_SOURCE};
 
 /// Rows (of text and code, blank lines included) one message may take; past this the
