@@ -75,6 +75,11 @@ lint: deps
 # The peer-to-peer tests put peers in network namespaces (ip netns; skipped without root).
 # The short class day (gui/tests/classroom.rs) runs target/debug/classchat-server, which
 # `cargo test --workspace` builds for the server's own integration tests before any runs.
+# On CI (CI set) incremental compilation is off: a clean build never reuses it, and its
+# cache is gigabytes of disk.
+ifdef CI
+test: export CARGO_INCREMENTAL := 0
+endif
 test: lint
 	$(call apt_ensure,iproute2)
 	$(CARGO) test --workspace
