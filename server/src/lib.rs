@@ -30,6 +30,7 @@ mod outbound;
 mod peer;
 mod search;
 pub mod server;
+pub mod services;
 mod session;
 mod state;
 mod store;

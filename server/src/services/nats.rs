@@ -1,0 +1,1 @@
+//! A throwaway NATS server (`nats-server`) for tests and benchmarks.

@@ -1,0 +1,1 @@
+//! A throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) for tests and benchmarks.
