@@ -73,6 +73,8 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The peer-to-peer tests put peers in network namespaces (ip netns; skipped without root).
+# The cluster tests start their own throwaway nats-server (Debian's package) on a free
+# loopback port; nothing needs to be running beforehand.
 # The short class day (gui/tests/classroom.rs) runs target/debug/classchat-server, which
 # `cargo test --workspace` builds for the server's own integration tests before any runs.
 # On CI (CI set) incremental compilation is off: a clean build never reuses it, and its
@@ -81,7 +83,7 @@ ifdef CI
 test: export CARGO_INCREMENTAL := 0
 endif
 test: lint
-	$(call apt_ensure,iproute2)
+	$(call apt_ensure,iproute2 nats-server)
 	$(CARGO) test --workspace
 
 # The seal micro-benchmark, then a short run of every classchat-bench scenario (a few

@@ -979,8 +979,10 @@ impl NetTask {
         };
         match e {
             ConnectError::Unreachable(reason)
-            | ConnectError::Server { code: ErrorCode::ShuttingDown | ErrorCode::Internal, message: reason } =>
-            {
+            | ConnectError::Server {
+                code: ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::Unavailable,
+                message: reason,
+            } => {
                 self.schedule_reconnect(attempt + 1, reason);
             }
             ConnectError::Trust(prompt) => {
@@ -1341,6 +1343,9 @@ pub fn refusal_text(code: ErrorCode, message: &str) -> String {
         ErrorCode::Banned => "You are banned from this room.",
         ErrorCode::NotRoomAdmin => "Only the room admin can do that.",
         ErrorCode::ShuttingDown => "The server is shutting down.",
+        ErrorCode::Unavailable if message.is_empty() => {
+            "The server cannot save right now; try again in a moment."
+        }
         _ if !message.is_empty() => return message.to_owned(),
         _ => return code.to_string(),
     };

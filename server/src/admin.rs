@@ -38,6 +38,7 @@ commands (a leading / is optional):
   grant-admin NAME         make NAME a server admin
   revoke-admin NAME        take server admin rights away
   stats                    bytes the server carried: relayed peer transfers, file content
+  nodes                    the nodes of this server's cluster, with connections per node
   fingerprint              the server key fingerprint
   invite                   invite links (classchat://host:port#fingerprint) to hand out
   shutdown                 stop the server gracefully";
@@ -60,6 +61,7 @@ pub async fn execute(state: &State, line: &str) -> String {
     match (cmd, arg.is_empty()) {
         ("" | "help", _) => HELP.to_owned(),
         ("users", _) => users(state),
+        ("nodes", _) => nodes(state),
         ("rooms", _) => rooms(state),
         ("fingerprint", _) => state.key.fingerprint().to_string(),
         ("stats", _) => {
@@ -184,16 +186,48 @@ pub fn invites(state: &State) -> Vec<String> {
         .collect()
 }
 
+/// The cluster's nodes as this node knows them, one a line.
+fn nodes(state: &State) -> String {
+    let Some(bus) = &state.bus else {
+        let connections = state.lock().sessions.len();
+        return format!(
+            "1 node (this server runs alone; no bus configured)\nthis node: {connections} connections"
+        );
+    };
+    let nodes = bus.nodes(state);
+    let total: u64 = nodes.iter().map(|(n, _, _)| u64::from(n.connections)).sum();
+    let mut out = format!("{} nodes, {total} connections\n", nodes.len());
+    for (n, me, age) in nodes {
+        let started = jiff::Timestamp::from_millisecond(i64::try_from(n.started_ms).unwrap_or(0))
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default();
+        let seen = if me { "this node".to_owned() } else { format!("heard {age} s ago") };
+        out.push_str(&format!(
+            "{:<20} {:<22} {:>6} connections, {:>5} users online, up since {started} ({seen})\n",
+            n.name,
+            n.listen,
+            n.connections,
+            n.online.len()
+        ));
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
 fn users(state: &State) -> String {
     let inner = state.lock();
     let mut rows: Vec<_> = inner.users.values().collect();
     rows.sort_by_key(|u| u.name.to_ascii_lowercase());
-    let online = rows.iter().filter(|u| !u.sessions.is_empty()).count();
+    let online = rows.iter().filter(|u| u.online()).count();
     let mut out = format!("{} users, {online} online\n", rows.len());
     for u in rows {
         let mut flags = Vec::new();
-        if !u.sessions.is_empty() {
-            flags.push(format!("online ({} sessions)", u.sessions.len()));
+        match (u.sessions.len(), u.remote) {
+            (0, 0) => {}
+            (here, 0) => flags.push(format!("online ({here} sessions)")),
+            (here, elsewhere) => {
+                flags.push(format!("online ({here} sessions here, {elsewhere} on other nodes)"));
+            }
         }
         if u.server_admin {
             flags.push("admin".into());

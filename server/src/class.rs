@@ -175,6 +175,38 @@ pub fn load(inner: &mut Inner, objects: Vec<(String, String, Vec<u8>)>) {
     }
 }
 
+/// Drops the record `kind`/`key` from memory: what another node's `DeleteObject` did to
+/// its own (`crate::bus`).
+pub fn forget(inner: &mut Inner, kind: &str, key: &str) {
+    match kind {
+        KIND_SETTINGS => {
+            if let Some(room) = inner.rooms.get_mut(key) {
+                room.settings = Default::default();
+            }
+        }
+        KIND_MUTE => {
+            let (room, user) = key.split_once('/').unwrap_or(("*", key));
+            let room = (room != "*").then(|| room.to_owned());
+            inner.class.mutes.remove(&(room, user.to_owned()));
+        }
+        KIND_EXAM => inner.class.exam = None,
+        KIND_QUESTION => {
+            if let Ok(id) = key.parse() {
+                inner.class.questions.remove(&id);
+            }
+        }
+        KIND_POLL => {
+            if let Ok(id) = key.parse() {
+                inner.class.polls.remove(&id);
+            }
+        }
+        KIND_QUEUE => {
+            inner.class.queues.remove(key);
+        }
+        _ => {}
+    }
+}
+
 /// A write that stores `value` under `kind`/`key` (belonging to `room`, if any).
 pub fn put<T: Serialize>(kind: &'static str, key: String, room: Option<&str>, value: &T) -> ApiResult<Write> {
     let value = classchat_wire::encode(value).map_err(ApiError::internal)?;
@@ -455,13 +487,11 @@ fn to_members(inner: &Inner, room: &str, view: impl Fn(&str) -> Event) {
     let Some(r) = inner.rooms.get(room) else { return };
     for member in r.members.keys() {
         let Some(u) = inner.users.get(member) else { continue };
-        if u.sessions.is_empty() {
+        if !u.online() {
             continue;
         }
         let Some(frame) = State::encode(&ServerMsg::Event { event: view(member) }) else { continue };
-        for sid in &u.sessions {
-            State::push(inner, *sid, frame.clone());
-        }
+        State::send_to_users(inner, std::iter::once(member.as_str()), &frame);
     }
 }
 

@@ -90,6 +90,13 @@ pub struct Config {
     pub peer_ticket_ms: u32,
     /// Relay peer transfers whose peers cannot reach each other.
     pub peer_relay: bool,
+    /// The NATS server that joins this node to a cluster (`nats://host:4222`); empty runs
+    /// one node alone. Every node of a cluster shares one PostgreSQL store and one key.
+    pub bus: String,
+    /// The cluster's name: its NATS subject prefix (clusters may share a NATS server).
+    pub cluster: String,
+    /// This node's name in `admin nodes`; empty means host name and port.
+    pub node_name: String,
 }
 
 impl Default for Config {
@@ -133,6 +140,9 @@ impl Default for Config {
             peer_search_burst: 5,
             peer_ticket_ms: classchat_wire::peer::TICKET_LIFETIME_MS,
             peer_relay: true,
+            bus: String::new(),
+            cluster: "classchat".into(),
+            node_name: String::new(),
         }
     }
 }
@@ -191,6 +201,19 @@ impl Config {
         anyhow::ensure!(
             self.max_file_size <= self.user_file_quota && self.user_file_quota <= self.total_file_quota,
             "need max_file_size <= user_file_quota <= total_file_quota"
+        );
+        if !self.bus.is_empty() {
+            anyhow::ensure!(
+                self.bus.starts_with("nats://"),
+                "bus must be a NATS URL such as nats://127.0.0.1:4222 (got {:?})",
+                self.bus
+            );
+        }
+        anyhow::ensure!(
+            !self.cluster.is_empty()
+                && self.cluster.len() <= 64
+                && self.cluster.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "cluster must be 1 to 64 letters, digits, '-' or '_'"
         );
         Ok(())
     }

@@ -17,8 +17,11 @@
 //! - `search`: full-text search of room and announcement messages (FTS5).
 //! - `peer`: peer-to-peer search, fetch tickets, the relay and the byte counters.
 //! - [`admin`]: the admin console and the admin socket.
+//! - [`bus`]: the NATS bus between the nodes of a cluster (several servers on one
+//!   PostgreSQL store).
 
 pub mod admin;
+pub mod bus;
 mod class;
 pub mod config;
 mod cursors;

@@ -26,6 +26,13 @@ struct Cli {
     /// Server name shown to clients. Overrides the config file.
     #[arg(long)]
     name: Option<String>,
+    /// NATS URL joining this node to a cluster (`nats://host:4222`). Overrides the config
+    /// file's `bus`.
+    #[arg(long)]
+    bus: Option<String>,
+    /// This node's name in `admin nodes`. Overrides the config file's `node_name`.
+    #[arg(long)]
+    node_name: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -72,6 +79,12 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(name) = &cli.name {
         config.server_name = name.clone();
+    }
+    if let Some(bus) = &cli.bus {
+        config.bus = bus.clone();
+    }
+    if let Some(node) = &cli.node_name {
+        config.node_name = node.clone();
     }
     config.validate()?;
     Ok(config)

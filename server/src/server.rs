@@ -33,9 +33,28 @@ pub async fn open_state(config: Config) -> anyhow::Result<State> {
     let key = tokio::task::spawn_blocking(move || keys::load_or_create(&dir, bits)).await??;
     let (store, snapshot) =
         Store::open(&config.data_dir.join(DB_FILE), config.store_batch, config.store_queue)?;
-    let state = State::new(config, key, store, snapshot);
+    let bus = if config.bus.is_empty() {
+        None
+    } else {
+        let bus = crate::bus::Bus::connect(&config.bus, &config.cluster, node_name(&config)).await?;
+        store.set_hook(bus.clone());
+        Some(bus)
+    };
+    let state = State::new(config, key, store, snapshot, bus);
     ensure_default_room(&state).await?;
     Ok(state)
+}
+
+/// The configured node name, or this machine's host name.
+fn node_name(config: &Config) -> String {
+    if !config.node_name.is_empty() {
+        return config.node_name.clone();
+    }
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned())
 }
 
 async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
@@ -72,7 +91,17 @@ async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
             reply_to: None,
         },
     ];
-    state.store.commit(writes).await.map_err(|e| anyhow::anyhow!("cannot create the default room: {e}"))?;
+    if let Err(e) = state.store.commit(writes).await {
+        // Another node of the cluster may have created it a moment ago.
+        if state.bus.is_some() {
+            let snapshot = state.store.reload_snapshot().await?;
+            if snapshot.rooms.iter().any(|r| r.name.eq_ignore_ascii_case(DEFAULT_ROOM)) {
+                state.reload(snapshot);
+                return Ok(());
+            }
+        }
+        anyhow::bail!("cannot create the default room: {e}");
+    }
     Ok(())
 }
 
@@ -107,6 +136,9 @@ pub async fn serve(
         "serving"
     );
     tracker.spawn(crate::files::sweep_task(state.clone()));
+    if let Some(bus) = &state.bus {
+        tracker.spawn(std::sync::Arc::clone(bus).run(state.clone()));
+    }
     tracker.spawn(crate::cursors::flush_task(state.clone()));
     tracker.spawn(crate::class::close_due_polls_task(state.clone()));
     let permits = Arc::new(Semaphore::new(state.config.max_connections));

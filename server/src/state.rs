@@ -70,8 +70,18 @@ pub struct User {
     pub banned: bool,
     pub rooms: BTreeSet<Lc>,
     pub dm_peers: BTreeSet<Lc>,
+    /// This node's sessions of the user.
     pub sessions: Vec<SessionId>,
+    /// The user's sessions on the other nodes of a cluster (`crate::bus`).
+    pub remote: u32,
     pub bucket: TokenBucket,
+}
+
+impl User {
+    /// Online on this node or another.
+    pub fn online(&self) -> bool {
+        !self.sessions.is_empty() || self.remote > 0
+    }
 }
 
 #[derive(Debug)]
@@ -138,6 +148,9 @@ pub struct Inner {
     /// `KNOWN_ADDRESSES`): there the account's failed-login budget does not apply, so
     /// wrong passwords tried elsewhere cannot lock the owner out of their usual machine.
     known_addresses: HashMap<Lc, Vec<IpAddr>>,
+    /// In a cluster: where this node publishes, and each other node's online users.
+    pub outbox: Option<crate::bus::Outbox>,
+    pub remote_online: HashMap<crate::bus::NodeId, HashMap<Lc, u32>>,
 }
 
 /// Addresses remembered per account as its usual machines.
@@ -157,6 +170,8 @@ pub struct Shared {
     pub peers: crate::peer::Peers,
     /// When each user's `typing` was last passed on.
     pub typing: crate::handlers::rich::TypingGate,
+    /// The cluster bus, when this node is one of several.
+    pub bus: Option<Arc<crate::bus::Bus>>,
     inner: Mutex<Inner>,
     next_session: AtomicU64,
 }
@@ -184,66 +199,17 @@ impl State {
         self.peers.traffic.counts()
     }
 
-    pub fn new(config: Config, key: ServerKey, store: Store, snapshot: Snapshot) -> Self {
-        let mut inner = Inner::default();
-        let burst = config.message_burst;
-        for u in snapshot.users {
-            let Some(auth) = SecretHash::from_bytes(&u.auth) else {
-                tracing::error!(user = %u.name, "stored auth hash is malformed; the account cannot log in");
-                continue;
-            };
-            let admin_by_config = config.admins.iter().any(|a| a.eq_ignore_ascii_case(&u.name));
-            inner.users.insert(
-                u.name.to_ascii_lowercase(),
-                User {
-                    name: u.name,
-                    auth,
-                    server_admin: u.server_admin || admin_by_config,
-                    banned: u.banned,
-                    rooms: BTreeSet::new(),
-                    dm_peers: BTreeSet::new(),
-                    sessions: Vec::new(),
-                    bucket: TokenBucket::new(burst),
-                },
-            );
-        }
-        for r in snapshot.rooms {
-            let password = r.password.as_deref().and_then(SecretHash::from_bytes);
-            inner.rooms.insert(
-                r.name.to_ascii_lowercase(),
-                Room {
-                    name: r.name,
-                    topic: r.topic,
-                    password,
-                    admin: r.admin_lc,
-                    members: HashMap::new(),
-                    bans: BTreeSet::new(),
-                    settings: Default::default(),
-                    last_post: HashMap::new(),
-                },
-            );
-        }
-        for (room, user, joined) in snapshot.members {
-            if let (Some(r), Some(u)) = (inner.rooms.get_mut(&room), inner.users.get_mut(&user)) {
-                r.members.insert(user.clone(), joined);
-                u.rooms.insert(room);
-            }
-        }
-        for (room, user) in snapshot.bans {
-            if let Some(r) = inner.rooms.get_mut(&room) {
-                r.bans.insert(user);
-            }
-        }
-        for (a, b) in snapshot.dm_pairs {
-            if let Some(u) = inner.users.get_mut(&a) {
-                u.dm_peers.insert(b.clone());
-            }
-            if let Some(u) = inner.users.get_mut(&b) {
-                u.dm_peers.insert(a);
-            }
-        }
-        crate::class::load(&mut inner, snapshot.objects);
-        let files = crate::files::Files::new(&config.data_dir, snapshot.files);
+    pub fn new(
+        config: Config,
+        key: ServerKey,
+        store: Store,
+        mut snapshot: Snapshot,
+        bus: Option<Arc<crate::bus::Bus>>,
+    ) -> Self {
+        let mut inner = Inner { outbox: bus.as_ref().map(|b| b.outbox.clone()), ..Inner::default() };
+        let files = std::mem::take(&mut snapshot.files);
+        load(&mut inner, &config, snapshot);
+        let files = crate::files::Files::new(&config.data_dir, files);
         State(Arc::new(Shared {
             files,
             config,
@@ -254,9 +220,33 @@ impl State {
             local_addr: std::sync::OnceLock::new(),
             peers: crate::peer::Peers::default(),
             typing: Default::default(),
+            bus,
             inner: Mutex::new(inner),
             next_session: AtomicU64::new(1),
         }))
+    }
+
+    /// Replaces the accounts, rooms and class records in memory with `snapshot` (read
+    /// from the store again), keeping this node's sessions and what is known of the other
+    /// nodes' (`crate::bus`, after it may have missed changes).
+    pub fn reload(&self, snapshot: Snapshot) {
+        let mut inner = self.lock();
+        let kept: Vec<(Lc, Vec<SessionId>, u32)> = inner
+            .users
+            .iter_mut()
+            .filter(|(_, u)| u.online())
+            .map(|(lc, u)| (lc.clone(), std::mem::take(&mut u.sessions), u.remote))
+            .collect();
+        inner.users.clear();
+        inner.rooms.clear();
+        inner.class = Default::default();
+        load(&mut inner, &self.config, Snapshot { files: Vec::new(), ..snapshot });
+        for (lc, sessions, remote) in kept {
+            if let Some(u) = inner.users.get_mut(&lc) {
+                u.sessions = sessions;
+                u.remote = remote;
+            }
+        }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -372,15 +362,66 @@ impl State {
         }
     }
 
-    /// Queues `event` for every session of `user`.
+    /// Queues `event` for every session of `user`, on every node.
     pub fn event_to_user(inner: &Inner, user: &str, event: Event) {
         let Some(u) = inner.users.get(user) else { return };
-        if u.sessions.is_empty() {
+        if !u.online() {
             return;
         }
         let Some(frame) = Self::encode(&ServerMsg::Event { event }) else { return };
-        for sid in &u.sessions {
-            Self::push(inner, *sid, frame.clone());
+        Self::send_to_users(inner, std::iter::once(user), &frame);
+    }
+
+    /// Queues `frame` for this node's sessions of `user`.
+    pub fn push_user_local(inner: &Inner, user: &str, frame: &Bytes) {
+        if let Some(u) = inner.users.get(user) {
+            for sid in &u.sessions {
+                Self::push(inner, *sid, frame.clone());
+            }
+        }
+    }
+
+    /// Queues `frame` for every session of these users: this node's, and through the
+    /// bus the other nodes' (one envelope for all the users who are online elsewhere).
+    pub fn send_to_users<'a>(inner: &Inner, users: impl IntoIterator<Item = &'a str>, frame: &Bytes) {
+        let mut elsewhere = Vec::new();
+        for user in users {
+            let Some(u) = inner.users.get(user) else { continue };
+            for sid in &u.sessions {
+                Self::push(inner, *sid, frame.clone());
+            }
+            if u.remote > 0 {
+                elsewhere.push(user.to_owned());
+            }
+        }
+        if let Some(bus) = &inner.outbox {
+            bus.to_users(elsewhere, frame);
+        }
+    }
+
+    /// Queues `frame` for every session of every member of `room` but `skip`, on every node.
+    pub fn send_to_room(inner: &Inner, room: &str, skip: Option<&str>, frame: &Bytes) {
+        let Some(r) = inner.rooms.get(room) else { return };
+        let mut elsewhere = false;
+        for m in r.members.keys().filter(|m| Some(m.as_str()) != skip) {
+            let Some(u) = inner.users.get(m) else { continue };
+            for sid in &u.sessions {
+                Self::push(inner, *sid, frame.clone());
+            }
+            elsewhere |= u.remote > 0;
+        }
+        if let (true, Some(bus)) = (elsewhere, &inner.outbox) {
+            bus.to_room(room, skip, frame);
+        }
+    }
+
+    /// Queues `frame` for every session on every node.
+    pub fn send_to_all(inner: &Inner, frame: &Bytes) {
+        for s in inner.sessions.values() {
+            push_to(s, frame.clone());
+        }
+        if let Some(bus) = &inner.outbox {
+            bus.to_all(frame);
         }
     }
 
@@ -421,24 +462,50 @@ impl State {
                     }
                 }
             };
+        // In a cluster, the other nodes' sessions get the same frame through the bus.
+        let bus = inner.outbox.as_ref();
         if let Some(room_lc) = msg.conv.strip_prefix("r:") {
             let Some(room) = inner.rooms.get(room_lc) else { return };
             let conv = || Conv::Room { name: room.name.clone() };
             let mut frame = None;
             send_all(&mut room.members.keys(), &conv, &mut frame);
             // The target of a kick or ban is no longer a member but should see why.
-            if let Body::System {
-                event:
-                    classchat_wire::SystemEvent::Kicked { user } | classchat_wire::SystemEvent::Banned { user },
-            } = &msg.body
-            {
-                send_all(&mut std::iter::once(&user.to_ascii_lowercase()), &conv, &mut frame);
+            let target = match &msg.body {
+                Body::System {
+                    event:
+                        classchat_wire::SystemEvent::Kicked { user }
+                        | classchat_wire::SystemEvent::Banned { user },
+                } => Some(user.to_ascii_lowercase()),
+                _ => None,
+            };
+            if let Some(t) = &target {
+                send_all(&mut std::iter::once(t), &conv, &mut frame);
+            }
+            if let Some(bus) = bus {
+                let remote = |u: &String| inner.users.get(u).is_some_and(|u| u.remote > 0);
+                let target = target.filter(|t| remote(t));
+                if room.members.keys().any(remote) || target.is_some() {
+                    if frame.is_none() {
+                        frame = make(conv());
+                    }
+                    if let Some(f) = &frame {
+                        bus.to_room(room_lc, None, f);
+                        bus.to_users(target.into_iter().collect(), f);
+                    }
+                }
             }
         } else if let Some(pair) = msg.conv.strip_prefix("d:") {
             let Some((a, b)) = pair.split_once(':') else { return };
             for (me, peer) in [(a, b), (b, a)] {
                 let conv = || Conv::Direct { user: Self::display_name(&inner, peer) };
-                send_all(&mut std::iter::once(&me.to_owned()), &conv, &mut None);
+                let mut frame = None;
+                send_all(&mut std::iter::once(&me.to_owned()), &conv, &mut frame);
+                if let Some(bus) = bus
+                    && inner.users.get(me).is_some_and(|u| u.remote > 0)
+                    && let Some(f) = frame.or_else(|| make(conv()))
+                {
+                    bus.to_users(vec![me.to_owned()], &f);
+                }
                 if a == b {
                     break;
                 }
@@ -453,6 +520,11 @@ impl State {
                     let Some(f) = frame.as_ref() else { return };
                     push_to(s, f.clone());
                 }
+            }
+            if let Some(bus) = bus.filter(|b| b.has_peers())
+                && let Some(f) = frame.or_else(|| make(Conv::Announcements))
+            {
+                bus.to_all(&f);
             }
         }
     }
@@ -491,8 +563,16 @@ impl State {
         }
     }
 
-    /// Disconnects every session of `user` with `reason`.
+    /// Disconnects every session of `user` with `reason`, on every node.
     pub fn disconnect_user(inner: &Inner, user: &str, reason: &str) {
+        Self::disconnect_user_local(inner, user, reason);
+        if let Some(bus) = &inner.outbox {
+            bus.disconnect(user, reason);
+        }
+    }
+
+    /// Disconnects this node's sessions of `user` with `reason`.
+    pub fn disconnect_user_local(inner: &Inner, user: &str, reason: &str) {
         if let Some(u) = inner.users.get(user) {
             for sid in &u.sessions {
                 if let Some(s) = inner.sessions.get(sid) {
@@ -501,6 +581,69 @@ impl State {
             }
         }
     }
+}
+
+/// Loads the accounts, rooms, members, bans, direct pairs and class records of
+/// `snapshot` into `inner` (its files go to the file registry separately).
+fn load(inner: &mut Inner, config: &Config, snapshot: Snapshot) {
+    let burst = config.message_burst;
+    for u in snapshot.users {
+        let Some(auth) = SecretHash::from_bytes(&u.auth) else {
+            tracing::error!(user = %u.name, "stored auth hash is malformed; the account cannot log in");
+            continue;
+        };
+        let admin_by_config = config.admins.iter().any(|a| a.eq_ignore_ascii_case(&u.name));
+        inner.users.insert(
+            u.name.to_ascii_lowercase(),
+            User {
+                name: u.name,
+                auth,
+                server_admin: u.server_admin || admin_by_config,
+                banned: u.banned,
+                rooms: BTreeSet::new(),
+                dm_peers: BTreeSet::new(),
+                sessions: Vec::new(),
+                remote: 0,
+                bucket: TokenBucket::new(burst),
+            },
+        );
+    }
+    for r in snapshot.rooms {
+        let password = r.password.as_deref().and_then(SecretHash::from_bytes);
+        inner.rooms.insert(
+            r.name.to_ascii_lowercase(),
+            Room {
+                name: r.name,
+                topic: r.topic,
+                password,
+                admin: r.admin_lc,
+                members: HashMap::new(),
+                bans: BTreeSet::new(),
+                settings: Default::default(),
+                last_post: HashMap::new(),
+            },
+        );
+    }
+    for (room, user, joined) in snapshot.members {
+        if let (Some(r), Some(u)) = (inner.rooms.get_mut(&room), inner.users.get_mut(&user)) {
+            r.members.insert(user.clone(), joined);
+            u.rooms.insert(room);
+        }
+    }
+    for (room, user) in snapshot.bans {
+        if let Some(r) = inner.rooms.get_mut(&room) {
+            r.bans.insert(user);
+        }
+    }
+    for (a, b) in snapshot.dm_pairs {
+        if let Some(u) = inner.users.get_mut(&a) {
+            u.dm_peers.insert(b.clone());
+        }
+        if let Some(u) = inner.users.get_mut(&b) {
+            u.dm_peers.insert(a);
+        }
+    }
+    crate::class::load(inner, snapshot.objects);
 }
 
 /// Fan-out gathered on this thread while a [`Gather`] guard lives.
@@ -588,7 +731,7 @@ fn push_quietly(s: &SessionHandle, frame: Bytes) -> Option<std::task::Waker> {
     }
 }
 
-fn push_to(s: &SessionHandle, frame: Bytes) {
+pub(crate) fn push_to(s: &SessionHandle, frame: Bytes) {
     if let Some(waker) = push_quietly(s, frame) {
         waker.wake();
     }

@@ -907,6 +907,9 @@ pub enum ErrorCode {
     NotYourMessage,
     /// The message was deleted, so it cannot be edited or reacted to.
     MessageDeleted,
+    /// The server cannot save right now (a node of a cluster that lost its database or
+    /// its bus); nothing was saved, and the same request may succeed in a moment.
+    Unavailable,
     /// Anything else; the message says what. A code this build does not know decodes as
     /// `Internal`, so a newer server's codes do not break older clients.
     #[serde(other)]
@@ -959,6 +962,7 @@ impl ErrorCode {
             ErrorCode::NoSuchMessage => "no_such_message",
             ErrorCode::NotYourMessage => "not_your_message",
             ErrorCode::MessageDeleted => "message_deleted",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }

@@ -84,6 +84,7 @@ pub async fn register(
                 rooms: BTreeSet::from([lobby.clone()]),
                 dm_peers: BTreeSet::new(),
                 sessions: Vec::new(),
+                remote: 0,
                 bucket: TokenBucket::new(state.config.message_burst),
             },
         );
@@ -265,8 +266,9 @@ async fn finish_login(
         let Some(user) = inner.users.get_mut(&lc) else {
             return Reply::Now(Err(ApiError::internal("user vanished during login")));
         };
-        let first_session = user.sessions.is_empty();
+        let first_session = !user.online();
         user.sessions.push(session.id);
+        let here = user.sessions.len();
         let name = user.name.clone();
         let server_admin = user.server_admin;
         let rooms: Vec<Lc> = user.rooms.iter().cloned().collect();
@@ -294,6 +296,9 @@ async fn finish_login(
         convs.push((ANNOUNCEMENTS.to_owned(), Conv::Announcements, 0));
         if first_session {
             State::announce_presence(&inner, &lc, true);
+        }
+        if let Some(bus) = &inner.outbox {
+            bus.online(&lc, here);
         }
         Welcome {
             user: name,
@@ -369,10 +374,14 @@ pub fn end_session(state: &State, session: &Session) {
     inner.sessions.remove(&session.id);
     let Some(user) = inner.users.get_mut(lc) else { return };
     user.sessions.retain(|s| *s != session.id);
+    let (here, online) = (user.sessions.len(), user.online());
     // At shutdown every session ends at once and every one of them is being told so:
     // announcing each departure to all the others was quadratic work (25 million frames
     // for a room of 5,000) that only delayed the exit.
-    if user.sessions.is_empty() && !state.shutdown.is_cancelled() {
+    if !online && !state.shutdown.is_cancelled() {
         State::announce_presence(&inner, lc, false);
+    }
+    if let Some(bus) = &inner.outbox {
+        bus.online(lc, here);
     }
 }

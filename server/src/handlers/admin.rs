@@ -38,7 +38,7 @@ pub async fn kick_user(state: &State, actor: &str, user: &str, reason: &str) -> 
     let name = {
         let inner = state.lock();
         let u = inner.users.get(&lc).ok_or_else(|| no_user(user))?;
-        if u.sessions.is_empty() {
+        if !u.online() {
             return Err(ApiError::new(ErrorCode::BadRequest, format!("{} is not online", u.name)));
         }
         u.name.clone()

@@ -66,10 +66,13 @@ async fn submit(
                     ServerMsg::Err { id, code: ErrorCode::Internal, message: "nothing was stored".into() }
                 }
             },
-            Err(_) => ServerMsg::Err {
-                id,
-                code: ErrorCode::Internal,
-                message: "the server could not store the message; try again".into(),
+            Err(e) => match e.strip_prefix(crate::store::UNAVAILABLE) {
+                Some(why) => ServerMsg::Err { id, code: ErrorCode::Unavailable, message: why.into() },
+                None => ServerMsg::Err {
+                    id,
+                    code: ErrorCode::Internal,
+                    message: "the server could not store the message; try again".into(),
+                },
             },
         };
         if let Some(frame) = State::encode(&msg)
@@ -80,7 +83,7 @@ async fn submit(
     });
     match state.store.submit(j).await {
         Ok(()) => Reply::Later,
-        Err(e) => Reply::Now(Err(ApiError::internal(e))),
+        Err(e) => Reply::Now(Err(ApiError::store(e))),
     }
 }
 
@@ -181,7 +184,7 @@ pub async fn broadcast(state: &State, session: &Session, id: u32, text: String) 
             let inner = state.lock();
             crate::class::check_broadcast(&inner, &me)?;
             let admin = inner.users.get(&me).is_some_and(|u| u.server_admin);
-            let online = inner.users.iter().filter(|(k, u)| **k != me && !u.sessions.is_empty()).count();
+            let online = inner.users.iter().filter(|(k, u)| **k != me && u.online()).count();
             (State::display_name(&inner, &me), admin || state.config.allow_user_broadcast, online)
         };
         if !allowed {

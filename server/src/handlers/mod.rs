@@ -34,6 +34,19 @@ impl ApiError {
         Self { code, message: message.into() }
     }
 
+    /// What a client is told when the store could not take a job: `unavailable` with the
+    /// reason when it was refused for an outage (`store::UNAVAILABLE`), else `internal`.
+    pub fn store(what: impl std::fmt::Display) -> Self {
+        let text = what.to_string();
+        match text.strip_prefix(crate::store::UNAVAILABLE) {
+            Some(why) => {
+                tracing::warn!(reason = why, "refused a write");
+                Self::new(ErrorCode::Unavailable, why)
+            }
+            None => Self::internal(text),
+        }
+    }
+
     pub fn internal(what: impl std::fmt::Display) -> Self {
         tracing::error!(error = %what, "internal error");
         Self::new(ErrorCode::Internal, "the server could not complete the request; try again")
@@ -256,10 +269,10 @@ pub async fn commit(
     let j = job(state, writes, except, move |r| {
         let _ = tx.send(r.clone());
     });
-    state.store.submit(j).await.map_err(ApiError::internal)?;
+    state.store.submit(j).await.map_err(ApiError::store)?;
     match rx.await {
         Ok(Ok(ids)) => Ok(ids),
-        Ok(Err(e)) => Err(ApiError::internal(e)),
+        Ok(Err(e)) => Err(ApiError::store(e)),
         Err(_) => Err(ApiError::internal("store stopped")),
     }
 }

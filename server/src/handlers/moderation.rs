@@ -263,9 +263,7 @@ pub async fn set_exam_mode(
     let exam = class::exam_info(&inner);
     if let Some(frame) = State::encode(&classchat_wire::ServerMsg::Event { event: Event::ExamMode { exam } })
     {
-        for sid in inner.sessions.keys() {
-            State::push(&inner, *sid, frame.clone());
-        }
+        State::send_to_all(&inner, &frame);
     }
     tracing::info!(on, "exam mode changed");
     Ok(Response::Done)

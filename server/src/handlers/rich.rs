@@ -307,7 +307,7 @@ async fn commit_update(
     };
     match state.store.submit(Job { writes, done: Some(Box::new(done)) }).await {
         Ok(()) => Reply::Later,
-        Err(e) => Reply::Now(Err(ApiError::internal(e))),
+        Err(e) => Reply::Now(Err(ApiError::store(e))),
     }
 }
 
@@ -338,13 +338,7 @@ fn to_conversation(state: &State, place: &Place, make: &dyn Fn(Conv) -> Event) {
             else {
                 return;
             };
-            for member in r.members.keys() {
-                if let Some(u) = inner.users.get(member) {
-                    for sid in &u.sessions {
-                        State::push(&inner, *sid, frame.clone());
-                    }
-                }
-            }
+            State::send_to_room(&inner, room, None, &frame);
         }
         Place::Direct(a, b) => {
             for (me, peer) in [(a, b), (b, a)] {
@@ -362,9 +356,7 @@ fn to_conversation(state: &State, place: &Place, make: &dyn Fn(Conv) -> Event) {
             let Some(frame) = State::encode(&ServerMsg::Event { event: make(Conv::Announcements) }) else {
                 return;
             };
-            for sid in inner.sessions.keys() {
-                State::push(&inner, *sid, frame.clone());
-            }
+            State::send_to_all(&inner, &frame);
         }
     }
 }
@@ -433,13 +425,7 @@ pub fn typing(state: &State, session: &Session, conv: Conv) {
             }
             let event = Event::Typing { conv: Conv::Room { name: r.name.clone() }, user: name };
             let Some(frame) = State::encode(&ServerMsg::Event { event }) else { return };
-            for member in r.members.keys().filter(|m| **m != me) {
-                if let Some(u) = inner.users.get(member) {
-                    for sid in &u.sessions {
-                        State::push(&inner, *sid, frame.clone());
-                    }
-                }
-            }
+            State::send_to_room(&inner, &lc, Some(&me), &frame);
         }
         Conv::Direct { user } => {
             let peer = user.to_ascii_lowercase();

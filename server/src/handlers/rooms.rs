@@ -354,7 +354,7 @@ pub fn members(state: &State, session: &Session, name: String) -> ApiResult {
                 .flatten();
             Member {
                 name: u.name.clone(),
-                online: !u.sessions.is_empty(),
+                online: u.online(),
                 admin: *m == room.admin,
                 instructor: u.server_admin,
                 muted: mute.is_some(),

@@ -13,12 +13,8 @@ pub fn list(state: &State, online_only: bool) -> ApiResult {
     let mut users: Vec<UserInfo> = inner
         .users
         .values()
-        .filter(|u| !online_only || !u.sessions.is_empty())
-        .map(|u| UserInfo {
-            name: u.name.clone(),
-            online: !u.sessions.is_empty(),
-            server_admin: u.server_admin,
-        })
+        .filter(|u| !online_only || u.online())
+        .map(|u| UserInfo { name: u.name.clone(), online: u.online(), server_admin: u.server_admin })
         .collect();
     // Online users first, then by name, so a truncated list keeps the interesting part.
     users.sort_by(|a, b| {

@@ -401,6 +401,21 @@ pub struct Store {
     tx: std::sync::mpsc::SyncSender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<std::path::PathBuf>,
+    hook: Arc<std::sync::OnceLock<Arc<dyn CommitHook>>>,
+}
+
+/// Starts the text of a job's error when the job was refused because the server cannot
+/// save right now (its cluster bus or database is down): `handlers` turn it into the
+/// `unavailable` error code.
+pub const UNAVAILABLE: &str = "unavailable: ";
+
+/// What a node of a cluster (`crate::bus`) does around every job: it may refuse it, and
+/// it hears of every job committed, in commit order, before the job's completion runs.
+pub trait CommitHook: Send + Sync {
+    /// Why a job of these writes may not be committed now, if so.
+    fn refusal(&self, writes: &[Write]) -> Option<&'static str>;
+    /// `ids`: what the writer reported for the job.
+    fn committed(&self, writes: &[Write], ids: &[(MessageId, Timestamp)]);
 }
 
 impl std::fmt::Debug for Store {
@@ -457,20 +472,54 @@ impl Store {
             .name("classchat-store".into())
             .spawn(move || writer_loop(conn, rx, batch, last_id))?;
         Ok((
-            Store { tx, readers: Arc::new(Mutex::new(Vec::new())), path: Arc::new(path.to_owned()) },
+            Store {
+                tx,
+                readers: Arc::new(Mutex::new(Vec::new())),
+                path: Arc::new(path.to_owned()),
+                hook: Arc::new(std::sync::OnceLock::new()),
+            },
             snapshot,
         ))
+    }
+
+    /// Installs the cluster's hook (once; later calls are ignored).
+    pub fn set_hook(&self, hook: Arc<dyn CommitHook>) {
+        let _ = self.hook.set(hook);
+    }
+
+    /// The job as the writer should run it: refused while the hook says so, and with the
+    /// hook told of its commit first.
+    fn hooked(&self, job: Job) -> Result<Job, String> {
+        let Some(hook) = self.hook.get() else { return Ok(job) };
+        if let Some(why) = hook.refusal(&job.writes) {
+            return Err(format!("{UNAVAILABLE}{why}"));
+        }
+        let hook = Arc::clone(hook);
+        let done = job.done;
+        Ok(Job {
+            writes: job.writes,
+            done: Some(Box::new(move |result: Committed, writes: Vec<Write>| {
+                if let Ok(ids) = &result {
+                    hook.committed(&writes, ids);
+                }
+                if let Some(done) = done {
+                    done(result, writes);
+                }
+            })),
+        })
     }
 
     /// Queues a job. Blocks briefly when the writer's queue is full (back-pressure); call
     /// from async code through [`Store::submit`].
     pub fn submit_blocking(&self, job: Job) -> Result<(), String> {
+        let job = self.hooked(job)?;
         self.tx.send(job).map_err(|_| "the store is closed".to_string())
     }
 
     /// Queues a job without blocking an async worker: tries first, and only when the
     /// queue is full waits on a blocking thread.
     pub async fn submit(&self, job: Job) -> Result<(), String> {
+        let job = self.hooked(job)?;
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err("the store is closed".into()),
@@ -520,6 +569,12 @@ impl Store {
             pool.push(conn);
         }
         Ok(result?)
+    }
+
+    /// Reads again what [`Store::open`] loaded into memory (a cluster node that may have
+    /// missed changes resynchronises with it).
+    pub async fn reload_snapshot(&self) -> anyhow::Result<Snapshot> {
+        self.read(load).await
     }
 
     /// Waits until everything queued so far is committed.

@@ -646,7 +646,7 @@ pub fn event_name(e: &Event) -> &'static str {
 }
 
 /// Every error code, checked for completeness by [`error_code_index`].
-pub const ERROR_CODES: [ErrorCode; 43] = [
+pub const ERROR_CODES: [ErrorCode; 44] = [
     ErrorCode::BadRequest,
     ErrorCode::NotLoggedIn,
     ErrorCode::AlreadyLoggedIn,
@@ -689,6 +689,7 @@ pub const ERROR_CODES: [ErrorCode; 43] = [
     ErrorCode::NoSuchMessage,
     ErrorCode::NotYourMessage,
     ErrorCode::MessageDeleted,
+    ErrorCode::Unavailable,
     ErrorCode::Internal,
 ];
 
@@ -737,7 +738,8 @@ pub fn error_code_index(code: ErrorCode) -> usize {
         ErrorCode::NoSuchMessage => 39,
         ErrorCode::NotYourMessage => 40,
         ErrorCode::MessageDeleted => 41,
-        ErrorCode::Internal => 42,
+        ErrorCode::Unavailable => 42,
+        ErrorCode::Internal => 43,
     }
 }
 
