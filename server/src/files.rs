@@ -113,6 +113,9 @@ pub struct Registry {
     usage: HashMap<Lc, u64>,
     total: u64,
     next_id: FileId,
+    /// In a cluster, this node's tag in the low 16 bits of the ids it gives out, so that
+    /// nodes never give out the same id (`next_id` then counts in the bits above).
+    id_tag: Option<u16>,
     grants: HashMap<TokenHash, Grant>,
     grants_by_user: HashMap<Lc, VecDeque<TokenHash>>,
 }
@@ -167,6 +170,43 @@ impl Files {
         self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Makes this node give out file ids that no other node of its cluster gives out.
+    pub fn set_cluster_tag(&self, tag: u16) {
+        let mut reg = self.lock();
+        reg.id_tag = Some(tag);
+        reg.next_id = (reg.by_id.keys().max().copied().unwrap_or(0) >> 16) + 1;
+    }
+
+    /// Another node of the cluster registered a file (its upload runs there).
+    pub fn remote_created(&self, row: FileRow) {
+        let mut reg = self.lock();
+        if reg.by_id.contains_key(&row.id) {
+            return;
+        }
+        *reg.usage.entry(row.owner_lc.clone()).or_default() += row.size;
+        reg.total += row.size;
+        let upload = row.sha256.is_none().then(|| new_upload(0));
+        reg.by_id.insert(row.id, Entry { row, upload });
+    }
+
+    /// Another node stored a file's content: downloads here may start or go on.
+    pub fn remote_completed(&self, id: FileId, sha256: Vec<u8>, completed: classchat_wire::Timestamp) {
+        let mut reg = self.lock();
+        let Some(entry) = reg.by_id.get_mut(&id) else { return };
+        if let (Some(upload), Ok(hash)) = (entry.upload.take(), <[u8; 32]>::try_from(sha256.as_slice())) {
+            upload.progress.send_modify(|p| p.outcome = Some(Ok(hash)));
+        }
+        entry.row.sha256 = Some(sha256);
+        entry.row.completed = Some(completed);
+    }
+
+    /// Another node's recipient accepted an offer.
+    pub fn remote_accepted(&self, id: FileId) {
+        if let Some(e) = self.lock().by_id.get_mut(&id) {
+            e.row.accepted = true;
+        }
+    }
+
     fn blob_path(&self, sha256: &[u8]) -> PathBuf {
         self.dir.join(hex::encode(sha256))
     }
@@ -207,8 +247,18 @@ impl Files {
         if reg.total.saturating_add(size) > config.total_file_quota {
             return Err(ApiError::new(ErrorCode::QuotaExceeded, "the server's file storage is full"));
         }
-        let id = reg.next_id;
-        reg.next_id += 1;
+        let id = match reg.id_tag {
+            Some(tag) => {
+                let counter = reg.next_id.max((reg.by_id.keys().max().copied().unwrap_or(0) >> 16) + 1);
+                reg.next_id = counter + 1;
+                (counter << 16) | FileId::from(tag)
+            }
+            None => {
+                let id = reg.next_id;
+                reg.next_id += 1;
+                id
+            }
+        };
         let token_hash = hash_token(&token);
         let row = FileRow {
             id,

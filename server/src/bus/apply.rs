@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use classchat_wire::MessageId;
+use classchat_wire::{MessageId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{BusMsg, NodeId};
 use crate::keys::SecretHash;
 use crate::state::{Inner, Lc, Room, State, TokenBucket, User};
-use crate::store::Write;
+use crate::store::{FileRow, Write};
 
 /// A committed write that changes what nodes keep in memory (the rest, such as messages,
 /// cursors and keys, live in the store only; their events travel as frames).
@@ -84,6 +84,20 @@ pub enum Change {
         kind: String,
         key: String,
     },
+    CreateFile {
+        row: FileRow,
+    },
+    CompleteFile {
+        id: u64,
+        sha256: Vec<u8>,
+        completed: Timestamp,
+    },
+    AcceptOffer {
+        id: u64,
+    },
+    DeleteFile {
+        id: u64,
+    },
 }
 
 impl Change {
@@ -129,6 +143,12 @@ impl Change {
             Write::DeleteObject { kind, key } => {
                 Change::DeleteObject { kind: (*kind).to_owned(), key: key.clone() }
             }
+            Write::CreateFile { row } => Change::CreateFile { row: row.clone() },
+            Write::CompleteFile { id, sha256, completed } => {
+                Change::CompleteFile { id: *id, sha256: sha256.clone(), completed: *completed }
+            }
+            Write::AcceptOffer { id } => Change::AcceptOffer { id: *id },
+            Write::DeleteFile { id } => Change::DeleteFile { id: *id },
             _ => return None,
         })
     }
@@ -138,9 +158,24 @@ impl Change {
 pub(super) fn receive(state: &State, node: NodeId, msg: BusMsg) {
     match msg {
         BusMsg::Changes(changes) => {
-            let mut inner = state.lock();
-            for c in changes {
-                apply(state, &mut inner, c);
+            // The file registry has a lock of its own, never taken under the state's.
+            let (files, others): (Vec<Change>, Vec<Change>) = changes.into_iter().partition(|c| {
+                matches!(
+                    c,
+                    Change::CreateFile { .. }
+                        | Change::CompleteFile { .. }
+                        | Change::AcceptOffer { .. }
+                        | Change::DeleteFile { .. }
+                )
+            });
+            {
+                let mut inner = state.lock();
+                for c in others {
+                    apply(state, &mut inner, c);
+                }
+            }
+            for c in files {
+                apply_file(state, c);
             }
         }
         BusMsg::ToUsers { users, frame } => {
@@ -328,5 +363,21 @@ fn apply(state: &State, inner: &mut Inner, change: Change) {
         }
         Change::PutObject { kind, key, value } => crate::class::load(inner, vec![(kind, key, value)]),
         Change::DeleteObject { kind, key } => crate::class::forget(inner, &kind, &key),
+        Change::CreateFile { .. }
+        | Change::CompleteFile { .. }
+        | Change::AcceptOffer { .. }
+        | Change::DeleteFile { .. } => apply_file(state, change),
+    }
+}
+
+fn apply_file(state: &State, change: Change) {
+    match change {
+        Change::CreateFile { row } => state.files.remote_created(row),
+        Change::CompleteFile { id, sha256, completed } => state.files.remote_completed(id, sha256, completed),
+        Change::AcceptOffer { id } => state.files.remote_accepted(id),
+        Change::DeleteFile { id } => {
+            state.files.forget(id);
+        }
+        _ => {}
     }
 }

@@ -288,8 +288,8 @@ pub enum Write {
     },
 }
 
-/// A shared file as stored.
-#[derive(Debug, Clone)]
+/// A shared file as stored (and as a cluster's nodes tell each other of it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FileRow {
     pub id: u64,
     pub owner_lc: String,
