@@ -98,3 +98,128 @@ async fn live_events_cross_nodes_over_nats() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A node as a child process on `nats` (its own SQLite here), with its stderr (the log)
+/// collected for the test to read.
+struct LoggedNode {
+    server: common::ChildServer,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    _data: tempfile::TempDir,
+}
+
+impl LoggedNode {
+    async fn start(nats: &Nats, name: &str) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let extra = format!("bus = \"{}\"\nnode_name = \"{name}\"\n", nats.url());
+        let (server, stderr) = common::ChildServer::spawn_logged(data.path(), &extra).await;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self { server, log, _data: data }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    async fn user(&self, name: &str, register: bool) -> common::TestUser {
+        let (client, events) = self.server.connect().await;
+        let auth = common::auth(name);
+        let welcome = if register {
+            client.register(name, &auth, "dev-1").await
+        } else {
+            client.login(name, &auth, "dev-1").await
+        }
+        .expect("register or log in");
+        common::TestUser { name: name.to_owned(), client, events, welcome }
+    }
+}
+
+fn texts(resp: &Response) -> Vec<String> {
+    let Response::History { messages, .. } = resp else { panic!("expected History, got {resp:?}") };
+    messages
+        .iter()
+        .filter_map(|m| match &m.body {
+            classchat_wire::Body::Text { text } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_outage_refuses_writes_and_recovers() {
+    let mut nats = Nats::start().expect("nats-server (apt-get install nats-server)");
+    let node = LoggedNode::start(&nats, "solo").await;
+    let mut alice = node.user("alice", true).await;
+    alice.until_caught_up().await;
+    alice.create_room("lab").await;
+    alice.say("lab", "before the outage").await;
+
+    nats.stop();
+    // The node notices, says so in its log, and refuses what the others would have to
+    // hear of, with a clear error, instead of saving it.
+    let mut refused = None;
+    for i in 0..200 {
+        let text = format!("during the outage {i}");
+        match alice
+            .client
+            .request(Request::SendRoom { room: "lab".into(), text: text.clone(), reply_to: None })
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
+                assert!(e.to_string().contains("NATS"), "the error says why: {e}");
+                refused = Some(text);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a write was refused while NATS was down");
+    eventually(Duration::from_secs(5), "the log says NATS is gone", || {
+        let log = node.log();
+        async move { log.contains("lost the connection to NATS") }
+    })
+    .await;
+
+    nats.start_again().expect("nats-server again");
+    eventually(Duration::from_secs(20), "the log says NATS is back", || {
+        let log = node.log();
+        async move { log.contains("NATS is back") }
+    })
+    .await;
+    // The node resynchronised and closed its connections: the app comes back and writes
+    // work again.
+    drop(alice);
+    let alice = node.user("alice", false).await;
+    let mut sent = false;
+    for _ in 0..100 {
+        match alice
+            .client
+            .request(Request::SendRoom { room: "lab".into(), text: "after".into(), reply_to: None })
+            .await
+        {
+            Ok(_) => {
+                sent = true;
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(sent, "writes work again once NATS is back");
+    let history =
+        texts(&alice.ok(Request::History { conv: Conv::room("lab"), before: None, limit: 200 }).await);
+    assert!(
+        history.contains(&"before the outage".to_owned()) && history.contains(&"after".to_owned()),
+        "{history:?}"
+    );
+    assert!(!history.contains(&refused), "a refused message was not saved: {history:?}");
+    node.server.kill9().await;
+}

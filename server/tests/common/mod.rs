@@ -316,11 +316,32 @@ impl ChildServer {
     /// As [`ChildServer::spawn`], but leaves the key alone: a fresh data dir makes the
     /// server create one.
     pub async fn spawn_keeping_key(data: &std::path::Path) -> Self {
+        Self::spawn_inner(data, "", false).await.0
+    }
+
+    /// As [`ChildServer::spawn`] with `extra` lines appended to its server.toml, logging
+    /// at `info` to the returned stderr.
+    pub async fn spawn_logged(data: &std::path::Path, extra: &str) -> (Self, tokio::process::ChildStderr) {
+        let key_path = data.join(classchat_server::KEY_FILE);
+        if !key_path.exists() {
+            std::fs::write(&key_path, server_key().to_pkcs8_der().expect("der")).expect("write key");
+        }
+        let (server, stderr) = Self::spawn_inner(data, extra, true).await;
+        (server, stderr.expect("piped stderr"))
+    }
+
+    async fn spawn_inner(
+        data: &std::path::Path,
+        extra: &str,
+        logged: bool,
+    ) -> (Self, Option<tokio::process::ChildStderr>) {
         let config = data.join("server.toml");
         std::fs::write(
             &config,
-            "argon2_m_kib = 64\nrsa_bits = 2048\nmessages_per_second = 1000000\nmessage_burst = 1000000\n\
-             discovery = false\n",
+            format!(
+                "argon2_m_kib = 64\nrsa_bits = 2048\nmessages_per_second = 1000000\nmessage_burst = 1000000\n\
+                 discovery = false\n{extra}"
+            ),
         )
         .expect("write config");
         let mut child = tokio::process::Command::new(SERVER_BIN)
@@ -330,12 +351,14 @@ impl ChildServer {
             .arg(data)
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if logged { "info" } else { "warn" })
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
+            .stderr(if logged { std::process::Stdio::piped() } else { std::process::Stdio::inherit() })
             .kill_on_drop(true)
             .spawn()
             .expect("spawn the server binary");
+        let stderr = child.stderr.take();
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
         // "… listening on ADDR", then the data dir, then the fingerprint on the line after
@@ -359,7 +382,7 @@ impl ChildServer {
         .expect("the server printed its address and fingerprint in time");
         // Keep draining stdout: a closed pipe would make the server's next print fail.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, addr, fingerprint }
+        (Self { child, addr, fingerprint }, stderr)
     }
 
     pub fn client_config(&self) -> ClientConfig {
