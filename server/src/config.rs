@@ -73,6 +73,9 @@ pub struct Config {
     pub discovery: bool,
     /// Host name or address put in invite links; empty means this machine's addresses.
     pub public_host: String,
+    /// Where shared files' content is kept; empty means `files` in the data dir. The
+    /// nodes of a cluster must all name one directory they share (NFS or the like).
+    pub files_dir: PathBuf,
     /// Largest file accepted, bytes.
     pub max_file_size: u64,
     /// Total size of one user's files, and of all files, bytes.
@@ -131,6 +134,7 @@ impl Default for Config {
             store_queue: 8192,
             discovery: true,
             public_host: String::new(),
+            files_dir: PathBuf::new(),
             max_file_size: 2 << 30,
             user_file_quota: 10 << 30,
             total_file_quota: 100 << 30,
@@ -216,6 +220,15 @@ impl Config {
             "cluster must be 1 to 64 letters, digits, '-' or '_'"
         );
         Ok(())
+    }
+
+    /// The directory of shared files' content.
+    pub fn files_dir(&self) -> PathBuf {
+        if self.files_dir.as_os_str().is_empty() {
+            self.data_dir.join(crate::files::FILES_DIR)
+        } else {
+            self.files_dir.clone()
+        }
     }
 
     pub fn file_retention(&self) -> Duration {

@@ -142,8 +142,8 @@ fn new_upload(written: u64) -> Arc<Upload> {
 
 impl Files {
     /// The registry of `rows` (from the database) over the content store in `data_dir`.
-    pub fn new(data_dir: &Path, rows: Vec<FileRow>) -> Self {
-        let dir = data_dir.join(FILES_DIR);
+    /// The registry of `rows`, with their content in `dir`.
+    pub fn new(dir: PathBuf, rows: Vec<FileRow>) -> Self {
         if let Err(e) = std::fs::create_dir_all(dir.join(TMP_DIR)) {
             tracing::error!(error = %e, dir = %dir.display(), "cannot create the file store");
         }

@@ -38,6 +38,12 @@ pub async fn open_state(config: Config) -> anyhow::Result<State> {
     } else {
         let bus = crate::bus::Bus::connect(&config.bus, &config.cluster, node_name(&config)).await?;
         store.set_hook(bus.clone());
+        if config.files_dir.as_os_str().is_empty() {
+            tracing::warn!(
+                "this node keeps file content in its own data dir: files uploaded through it cannot be \
+                 downloaded through other nodes (set files_dir to a directory every node shares)"
+            );
+        }
         Some(bus)
     };
     let state = State::new(config, key, store, snapshot, bus);

@@ -209,7 +209,7 @@ impl State {
         let mut inner = Inner { outbox: bus.as_ref().map(|b| b.outbox.clone()), ..Inner::default() };
         let files = std::mem::take(&mut snapshot.files);
         load(&mut inner, &config, snapshot);
-        let files = crate::files::Files::new(&config.data_dir, files);
+        let files = crate::files::Files::new(config.files_dir(), files);
         if let Some(bus) = &bus {
             files.set_cluster_tag(bus.outbox.tag());
         }

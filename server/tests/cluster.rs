@@ -9,13 +9,15 @@ use classchat_server::services::nats::Nats;
 use classchat_wire::{Conv, ErrorCode, Event, Request, Response};
 use common::{TestServer, eventually, text_of};
 
-/// A node of the cluster on `nats`.
-async fn node(nats: &Nats, name: &str) -> TestServer {
+/// A node of the cluster on `nats`, keeping file content in `files`.
+async fn node(nats: &Nats, name: &str, files: &std::path::Path) -> TestServer {
     let url = nats.url();
     let name = name.to_owned();
+    let files = files.to_owned();
     TestServer::start_with(tempfile::tempdir().expect("tempdir"), move |c| {
         c.bus = url;
         c.node_name = name;
+        c.files_dir = files;
         c.discovery = false;
         c.messages_per_second = 1000;
         c.message_burst = 1000;
@@ -40,8 +42,9 @@ async fn joined(a: &TestServer, b: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_events_cross_nodes_over_nats() {
     let nats = Nats::start().expect("nats-server (apt-get install nats-server)");
-    let a = node(&nats, "node-a").await;
-    let b = node(&nats, "node-b").await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let a = node(&nats, "node-a", files.path()).await;
+    let b = node(&nats, "node-b", files.path()).await;
     joined(&a, &b).await;
 
     let mut alice = a.user("alice").await;
@@ -70,6 +73,25 @@ async fn live_events_cross_nodes_over_nats() {
         panic!("expected Members");
     };
     assert!(members.iter().any(|m| m.name == "bob" && m.online), "bob online in alice's view: {members:?}");
+
+    // A file uploaded through node a downloads through node b, byte for byte (the nodes
+    // share `files_dir`).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let path = tmp.path().join("slides.pdf");
+    std::fs::write(&path, &bytes).expect("write");
+    let info = alice.client.send_file(Conv::room("lab"), &path, |_| {}).await.expect("upload through a");
+    let ev = bob
+        .expect_event("the file message", |e| {
+            matches!(e, Event::Message { message } if matches!(message.body, classchat_wire::Body::File { .. }))
+        })
+        .await;
+    let Event::Message { message } = ev else { unreachable!("matched above") };
+    assert_eq!(message.body, classchat_wire::Body::File { file: info.clone() });
+    let ticket = bob.client.download_file(info.id).await.expect("download allowed on b");
+    let dest = tmp.path().join("got.pdf");
+    bob.client.download_to(&ticket, &dest, |_| {}).await.expect("download through b");
+    assert_eq!(std::fs::read(&dest).expect("downloaded"), bytes);
 
     // Typing crosses nodes.
     alice.client.typing(Conv::room("lab")).await.expect("typing");
