@@ -46,6 +46,9 @@ pub const OUTBOX: usize = 65_536;
 /// Largest envelope published or accepted, bytes (NATS's own default limit is 1 MiB).
 pub const MAX_ENVELOPE: usize = 1 << 20;
 
+/// Envelopes handled together at most, when several are waiting.
+const RECEIVE_BATCH: usize = 256;
+
 pub type NodeId = u64;
 
 /// What one node publishes.
@@ -338,7 +341,18 @@ impl Bus {
             tokio::select! {
                 () = state.shutdown.cancelled() => break,
                 msg = subscriber.next() => match msg {
-                    Some(m) => self.receive(&state, &m.payload),
+                    Some(m) => {
+                        // Whatever else has arrived is handled with it, and each connection's
+                        // writer is woken once for all of it (as after a local commit).
+                        let _gather = crate::state::Gather::begin();
+                        self.receive(&state, &m.payload);
+                        for _ in 0..RECEIVE_BATCH {
+                            match futures_util::FutureExt::now_or_never(subscriber.next()) {
+                                Some(Some(m)) => self.receive(&state, &m.payload),
+                                _ => break,
+                            }
+                        }
+                    }
                     None => {
                         tracing::error!("the bus subscription ended");
                         break;
