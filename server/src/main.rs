@@ -26,6 +26,10 @@ struct Cli {
     /// Server name shown to clients. Overrides the config file.
     #[arg(long)]
     name: Option<String>,
+    /// A PostgreSQL database shared by several nodes (postgres://user@host:port/db)
+    /// instead of the SQLite file in the data dir. Overrides the config file.
+    #[arg(long, global = true)]
+    store: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -73,6 +77,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(name) = &cli.name {
         config.server_name = name.clone();
     }
+    if let Some(url) = &cli.store {
+        config.store = Some(url.clone());
+    }
     config.validate()?;
     Ok(config)
 }
@@ -105,7 +112,13 @@ async fn main() -> anyhow::Result<()> {
             match admin::send(&config.data_dir, &cmd).await {
                 Ok(out) => println!("{out}"),
                 Err(_) => {
-                    classchat_server::set_admin_offline(&config.data_dir, name, grant)?;
+                    let config = config.clone();
+                    let user = name.clone();
+                    // Blocking (PostgreSQL's client runs its own runtime): off the workers.
+                    tokio::task::spawn_blocking(move || {
+                        classchat_server::set_admin_offline(&config, &user, grant)
+                    })
+                    .await??;
                     println!("{name} is {} a server admin", if grant { "now" } else { "no longer" });
                 }
             }

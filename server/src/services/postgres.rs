@@ -84,6 +84,12 @@ impl Postgres {
         self.port
     }
 
+    /// The same database through the cluster's unix socket (in its directory).
+    pub fn socket_url(&self) -> String {
+        let dir = self.dir.path().display().to_string().replace('/', "%2F");
+        format!("postgres://{SUPERUSER}@{dir}:{}/postgres", self.port)
+    }
+
     /// Stops the cluster (fast shutdown: open connections are cut), keeping its data.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if !self.running {

@@ -1,5 +1,6 @@
-//! Persistent storage behind one handle, [`Store`], and the [`Backend`] trait its
-//! database implements: the embedded SQLite file in the data dir (`sqlite`).
+//! Persistent storage behind one handle, [`Store`], with two backends: the embedded
+//! SQLite file in the data dir (`sqlite`, the default) or a PostgreSQL database that
+//! several nodes share (`postgres`, `store = "postgres://…"`).
 //!
 //! Writers hand a [`Job`] (a list of [`Write`]s and a completion) to the backend's writer
 //! thread, which applies every queued job in one transaction, commits, and then runs the
@@ -15,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use classchat_wire::{Body, MessageId, Reaction, Timestamp};
 
+pub mod postgres;
 pub mod rich;
 mod sqlite;
 mod write;
@@ -160,6 +162,14 @@ impl Store {
     /// Opens (creating and migrating) the SQLite database at `path` and starts the writer.
     pub fn open(path: &Path, batch: usize, queue: usize) -> anyhow::Result<(Store, Snapshot)> {
         let (tx, backend, snapshot) = sqlite::start(path, batch, queue)?;
+        Ok((Store { tx, backend: Arc::new(backend) }, snapshot))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (creating or migrating its schema)
+    /// and starts the writer. Blocks while it connects and loads; call it outside async
+    /// code (`spawn_blocking`).
+    pub fn open_postgres(url: &str, batch: usize, queue: usize) -> anyhow::Result<(Store, Snapshot)> {
+        let (tx, backend, snapshot) = postgres::start(url, batch, queue)?;
         Ok((Store { tx, backend: Arc::new(backend) }, snapshot))
     }
 
