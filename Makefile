@@ -83,7 +83,7 @@ ifdef CI
 test: export CARGO_INCREMENTAL := 0
 endif
 test: lint
-	$(call apt_ensure,iproute2 nats-server)
+	$(call apt_ensure,iproute2 nats-server postgresql)
 	$(CARGO) test --workspace
 
 # The seal micro-benchmark, then a short run of every classchat-bench scenario (a few

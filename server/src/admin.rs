@@ -138,7 +138,7 @@ async fn audit(state: &State, arg: &str) -> String {
         Ok(n @ 1..=classchat_wire::MAX_AUDIT_PAGE) => n,
         _ => return format!("error: audit takes a count from 1 to {}", classchat_wire::MAX_AUDIT_PAGE),
     };
-    match state.store.read(move |c| crate::store::audit_page(c, None, limit)).await {
+    match state.store.audit_page(None, limit).await {
         Ok((entries, _)) if entries.is_empty() => "no moderation actions yet".to_owned(),
         Ok((entries, _)) => entries
             .iter()

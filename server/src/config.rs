@@ -18,6 +18,9 @@ pub struct Config {
     pub server_name: String,
     /// Where the database, the server key and the admin socket live.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://user@host:port/db`) that several nodes share,
+    /// instead of the SQLite file in the data dir (`None`, the default).
+    pub store: Option<String>,
     /// RSA modulus size for a newly created server key (2048 or 3072).
     pub rsa_bits: usize,
     /// Concurrent connections; further ones wait in the kernel's accept queue.
@@ -107,6 +110,7 @@ impl Default for Config {
         Self {
             server_name: "ClassChat".into(),
             data_dir: PathBuf::from("classchat-data"),
+            store: None,
             rsa_bits: classchat_wire::crypto::DEFAULT_RSA_BITS,
             max_connections: 10_000,
             max_frame_len: classchat_wire::MAX_FRAME_LEN,
@@ -189,6 +193,9 @@ impl Config {
             self.store_batch > 0 && self.store_queue > 0,
             "store_batch and store_queue must be positive"
         );
+        if let Some(url) = &self.store {
+            crate::store::postgres::parse_url(url)?;
+        }
         anyhow::ensure!(self.file_retention_secs > 0, "file_retention_secs must be positive");
         anyhow::ensure!(
             (100..=30_000).contains(&self.peer_search_deadline_ms),
@@ -272,5 +279,13 @@ mod tests {
         assert!(toml::from_str::<Config>("max_conections = 5").is_err());
         let c: Config = toml::from_str("max_frame_len = 10").expect("parses");
         assert!(c.validate().is_err());
+        for bad in ["mysql://db", "postgres://host:notaport/db", "/var/lib/classchat"] {
+            let c = Config { store: Some(bad.to_owned()), ..Config::default() };
+            let e = c.validate().expect_err(bad).to_string();
+            assert!(e.contains("store"), "{bad}: {e}");
+        }
+        let c =
+            Config { store: Some("postgres://classchat@db.lab:5432/chat".to_owned()), ..Config::default() };
+        c.validate().expect("a good URL");
     }
 }

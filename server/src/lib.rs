@@ -50,20 +50,28 @@ pub use server::{run, serve};
 pub use state::State;
 pub use store::rich::terms as search_index_terms;
 
-/// Opens the database of `data_dir` (creating and migrating it) while no server runs on
-/// it: for maintenance, and for the bench tool, which seeds accounts and history in the
-/// server's own schema instead of going through the protocol.
+/// Opens the SQLite database of `data_dir` (creating and migrating it) while no server
+/// runs on it: for maintenance, and for the bench tool, which seeds accounts and history
+/// in the server's own schema instead of going through the protocol.
 pub fn open_database(data_dir: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
     store::open_for_cli(&data_dir.join(DB_FILE))
 }
 
-/// Grants or revokes server admin rights directly in the database (server not running).
-pub fn set_admin_offline(data_dir: &std::path::Path, user: &str, admin: bool) -> anyhow::Result<()> {
-    let conn = store::open_for_cli(&data_dir.join(DB_FILE))?;
-    let n = conn.execute(
-        "UPDATE users SET server_admin = ?2 WHERE name_lc = ?1",
-        rusqlite::params![user.to_ascii_lowercase(), admin],
-    )?;
+/// Grants or revokes server admin rights directly in the database (server not running):
+/// the SQLite file of the data dir, or the PostgreSQL database `config.store` names
+/// (restart the nodes that use it afterwards: each holds the accounts in memory).
+/// Blocking.
+pub fn set_admin_offline(config: &Config, user: &str, admin: bool) -> anyhow::Result<()> {
+    let n = match &config.store {
+        Some(url) => store::postgres::open_for_cli(url)?.execute(
+            "UPDATE users SET server_admin = $2 WHERE name_lc = $1",
+            &[&user.to_ascii_lowercase(), &admin],
+        )?,
+        None => store::open_for_cli(&config.data_dir.join(DB_FILE))?.execute(
+            "UPDATE users SET server_admin = ?2 WHERE name_lc = ?1",
+            rusqlite::params![user.to_ascii_lowercase(), admin],
+        )? as u64,
+    };
     anyhow::ensure!(n == 1, "there is no user called {user}");
     Ok(())
 }

@@ -33,6 +33,10 @@ struct Cli {
     /// This node's name in `admin nodes`. Overrides the config file's `node_name`.
     #[arg(long)]
     node_name: Option<String>,
+    /// A PostgreSQL database shared by several nodes (postgres://user@host:port/db)
+    /// instead of the SQLite file in the data dir. Overrides the config file.
+    #[arg(long, global = true)]
+    store: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -86,6 +90,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(node) = &cli.node_name {
         config.node_name = node.clone();
     }
+    if let Some(url) = &cli.store {
+        config.store = Some(url.clone());
+    }
     config.validate()?;
     Ok(config)
 }
@@ -118,7 +125,13 @@ async fn main() -> anyhow::Result<()> {
             match admin::send(&config.data_dir, &cmd).await {
                 Ok(out) => println!("{out}"),
                 Err(_) => {
-                    classchat_server::set_admin_offline(&config.data_dir, name, grant)?;
+                    let config = config.clone();
+                    let user = name.clone();
+                    // Blocking (PostgreSQL's client runs its own runtime): off the workers.
+                    tokio::task::spawn_blocking(move || {
+                        classchat_server::set_admin_offline(&config, &user, grant)
+                    })
+                    .await??;
                     println!("{name} is {} a server admin", if grant { "now" } else { "no longer" });
                 }
             }

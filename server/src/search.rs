@@ -19,7 +19,7 @@
 //! Ranking is by recency: newest match first. bm25 must score every match before it can
 //! return the first, which for a common word in a 10-million-message store is hundreds of
 //! thousands of rows; newest-first walks the index backwards and stops after the page
-//! (BENCHMARKS.md, search). Runs on a read connection (`Store::read`), never on the writer.
+//! (BENCHMARKS.md, search). Runs on a read connection (`Store::search`), never on the writer.
 
 use classchat_wire::{
     Conv, ErrorCode, MAX_SEARCH_DEPTH, MAX_SEARCH_PAGE, MAX_SEARCH_QUERY_LEN, Response, SearchHit,
@@ -57,9 +57,9 @@ pub fn stem(word: &str) -> String {
     STEMMER.stem(&word.to_lowercase()).into_owned()
 }
 
-/// The FTS5 expression for `query` within conversations `convs` (database keys); `None`
-/// when the query has no words.
-pub fn expression(query: &str, convs: &[String]) -> Option<String> {
+/// The words of `query` that are searched: stemmed, each once, at most
+/// [`MAX_SEARCH_WORDS`].
+pub fn query_words(query: &str) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     for (_, w) in words(query) {
         let w = stem(w);
@@ -67,13 +67,24 @@ pub fn expression(query: &str, convs: &[String]) -> Option<String> {
             seen.push(w);
         }
     }
-    if seen.is_empty() || convs.is_empty() {
+    seen
+}
+
+/// The FTS5 expression for `query` within conversations `convs` (database keys); `None`
+/// when the query has no words.
+pub fn expression(query: &str, convs: &[String]) -> Option<String> {
+    expression_of(&query_words(query), convs)
+}
+
+/// The FTS5 expression for the stemmed `words` ([`query_words`]) within `convs`.
+pub fn expression_of(words: &[String], convs: &[String]) -> Option<String> {
+    if words.is_empty() || convs.is_empty() {
         return None;
     }
     let tokens: Vec<String> = convs.iter().map(|c| conv_token(c)).collect();
     // Each word in any of the conversations; every word. Terms are letters and digits
     // only (quoted anyway, so no word is ever an operator).
-    let clauses: Vec<String> = seen
+    let clauses: Vec<String> = words
         .iter()
         .map(|w| {
             let any: Vec<String> = tokens.iter().map(|t| format!("\"{t}x{w}\"")).collect();
@@ -134,14 +145,11 @@ pub async fn search(
             convs
         }
     };
-    let Some(expr) = expression(&query, &convs) else {
+    let words = query_words(&query);
+    if words.is_empty() {
         return Ok(Response::Found { hits: Vec::new(), more: false });
-    };
-    let mut found = state
-        .store
-        .read(move |c| crate::store::rich::search(c, &expr, offset, limit + 1))
-        .await
-        .map_err(ApiError::internal)?;
+    }
+    let mut found = state.store.search(words, convs, offset, limit + 1).await.map_err(ApiError::internal)?;
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
     let inner = state.lock();

@@ -31,8 +31,14 @@ pub async fn open_state(config: Config) -> anyhow::Result<State> {
     }
     let (dir, bits) = (config.data_dir.clone(), config.rsa_bits);
     let key = tokio::task::spawn_blocking(move || keys::load_or_create(&dir, bits)).await??;
-    let (store, snapshot) =
-        Store::open(&config.data_dir.join(DB_FILE), config.store_batch, config.store_queue)?;
+    let (store, snapshot) = match &config.store {
+        // Connecting and loading block: off the async workers.
+        Some(url) => {
+            let (url, batch, queue) = (url.clone(), config.store_batch, config.store_queue);
+            tokio::task::spawn_blocking(move || Store::open_postgres(&url, batch, queue)).await??
+        }
+        None => Store::open(&config.data_dir.join(DB_FILE), config.store_batch, config.store_queue)?,
+    };
     let bus = if config.bus.is_empty() {
         None
     } else {

@@ -13,7 +13,7 @@ use super::{ApiError, ApiResult, Reply, commit};
 use crate::keys::{SecretHash, ct_eq, token_hash};
 use crate::session::Session;
 use crate::state::{ANNOUNCEMENTS, Lc, SessionHandle, State, TokenBucket, User, dm_conv, room_conv};
-use crate::store::{Store, Write};
+use crate::store::Write;
 
 /// Longest device id a client may send.
 const MAX_DEVICE_LEN: usize = 64;
@@ -325,30 +325,18 @@ async fn finish_login(
     let (user, dev) = (lc.clone(), device.clone());
     // Cursors acknowledged but not written yet count too (a quick reconnect).
     let pending = state.cursors.of_device(&lc, &device);
-    let missed = state
-        .store
-        .read(move |c| {
-            let mut cursors: std::collections::HashMap<String, u64> =
-                Store::cursors(c, &user, &dev)?.into_iter().collect();
-            for (conv, id) in pending {
-                let e = cursors.entry(conv).or_insert(id);
-                *e = (*e).max(id);
-            }
-            let mut out = Vec::new();
-            for (key, conv, joined) in convs {
-                let after = cursors.get(&key).copied().unwrap_or(0).max(joined.saturating_sub(1));
-                for m in Store::messages_after(c, &key, after, cap)? {
-                    out.push(Event::Message { message: m.to_chat(conv.clone()) });
+    let keys = convs.iter().map(|(key, _, joined)| (key.clone(), *joined)).collect();
+    let missed = state.store.catch_up(user, dev, pending, keys, cap).await;
+    match missed {
+        Ok(per_conv) => {
+            let mut events = Vec::new();
+            for ((messages, changed), (_, conv, _)) in per_conv.into_iter().zip(convs) {
+                for m in messages {
+                    events.push(Event::Message { message: m.to_chat(conv.clone()) });
                 }
                 // Messages the device has that were edited, deleted or reacted to since.
-                let changed = crate::store::rich::changed_since(c, &key, after, cap)?;
-                out.extend(super::rich::catch_up(changed, &conv));
+                events.extend(super::rich::catch_up(changed, &conv));
             }
-            Ok(out)
-        })
-        .await;
-    match missed {
-        Ok(events) => {
             for event in events {
                 if !session.send_wait(&ServerMsg::Event { event }).await {
                     return Reply::Later;

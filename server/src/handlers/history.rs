@@ -6,7 +6,6 @@ use super::messages::conv_key;
 use super::{ApiError, ApiResult, me};
 use crate::session::Session;
 use crate::state::State;
-use crate::store::Store;
 
 pub async fn page(
     state: &State,
@@ -20,11 +19,7 @@ pub async fn page(
         return Err(ApiError::new(ErrorCode::BadRequest, format!("limit must be 1 to {MAX_HISTORY_PAGE}")));
     }
     let key = conv_key(state, &me, &conv)?;
-    let mut rows = state
-        .store
-        .read(move |c| Store::messages_before(c, &key, before, limit + 1))
-        .await
-        .map_err(ApiError::internal)?;
+    let mut rows = state.store.messages_before(key, before, limit + 1).await.map_err(ApiError::internal)?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let messages: Vec<ChatMessage> = rows.iter().map(|m| m.to_chat(conv.clone())).collect();

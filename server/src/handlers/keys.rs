@@ -14,7 +14,7 @@ use super::{ApiError, ApiResult, commit, me};
 use crate::keys::SecretHash;
 use crate::session::Session;
 use crate::state::{State, dm_conv};
-use crate::store::{self, Write};
+use crate::store::Write;
 
 /// Largest identity public key (SPKI DER of an 8192-bit key is about 1.1 KiB).
 const MAX_PUBLIC_KEY: usize = 2048;
@@ -34,7 +34,7 @@ fn no_user(name: &str) -> ApiError {
 }
 
 async fn read_identity(state: &State, user: String) -> ApiResult<Option<(Vec<u8>, Vec<u8>)>> {
-    state.store.read(move |c| store::identity(c, &user)).await.map_err(ApiError::internal)
+    state.store.identity(user).await.map_err(ApiError::internal)
 }
 
 pub async fn publish(state: &State, session: &Session, public_key: Vec<u8>, backup: Vec<u8>) -> ApiResult {
@@ -109,11 +109,7 @@ pub async fn dm_keys(state: &State, session: &Session, user: String) -> ApiResul
         inner.users.get(&peer).map(|u| u.name.clone()).ok_or_else(|| no_user(&user))?
     };
     let conv = dm_conv(&me, &peer);
-    let grants = state
-        .store
-        .read(move |c| store::dm_keys(c, &conv, MAX_GRANTS_LISTED))
-        .await
-        .map_err(ApiError::internal)?;
+    let grants = state.store.dm_keys(conv, MAX_GRANTS_LISTED).await.map_err(ApiError::internal)?;
     Ok(Response::DmKeys { user: name, grants: grants.into_iter().map(serde_bytes::ByteBuf::from).collect() })
 }
 

@@ -275,10 +275,6 @@ pub async fn audit_log(state: &State, session: &Session, before: Option<u64>, li
     if limit == 0 || limit > MAX_AUDIT_PAGE {
         return Err(ApiError::new(ErrorCode::BadRequest, format!("limit must be 1 to {MAX_AUDIT_PAGE}")));
     }
-    let (entries, more) = state
-        .store
-        .read(move |c| crate::store::audit_page(c, before, limit))
-        .await
-        .map_err(ApiError::internal)?;
+    let (entries, more) = state.store.audit_page(before, limit).await.map_err(ApiError::internal)?;
     Ok(Response::Audit { entries, more })
 }

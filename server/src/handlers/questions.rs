@@ -149,20 +149,8 @@ pub async fn mark_answered(
         }
         // The answer must be a message of the same room.
         let conv = room_conv(&room);
-        let found = state
-            .store
-            .read(move |c| {
-                c.query_row(
-                    "SELECT 1 FROM messages WHERE id = ?1 AND conv = ?2",
-                    rusqlite::params![id as i64, conv],
-                    |_| Ok(()),
-                )
-                .map(|()| true)
-                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(false) } else { Err(e) })
-            })
-            .await
-            .map_err(ApiError::internal)?;
-        if !found {
+        let found = state.store.message(id).await.map_err(ApiError::internal)?;
+        if found.is_none_or(|m| m.conv != conv) {
             return Err(ApiError::new(ErrorCode::BadRequest, format!("message {id} is not in this room")));
         }
     }

@@ -70,12 +70,7 @@ async fn locate(
     id: MessageId,
     admin_sees_all: bool,
 ) -> ApiResult<(StoredMessage, Place)> {
-    let m = state
-        .store
-        .read(move |c| crate::store::rich::message(c, id))
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| no_such(id))?;
+    let m = state.store.message(id).await.map_err(ApiError::internal)?.ok_or_else(|| no_such(id))?;
     let place = Place::of(&m.conv).ok_or_else(|| no_such(id))?;
     let inner = state.lock();
     let admin = admin_sees_all && crate::class::is_instructor(&inner, me);
@@ -94,8 +89,7 @@ fn deleted(id: MessageId) -> ApiError {
 /// message of that conversation.
 pub async fn check_reply(state: &State, conv: &str, reply_to: Option<MessageId>) -> ApiResult<()> {
     let Some(id) = reply_to else { return Ok(()) };
-    let m =
-        state.store.read(move |c| crate::store::rich::message(c, id)).await.map_err(ApiError::internal)?;
+    let m = state.store.message(id).await.map_err(ApiError::internal)?;
     match m {
         Some(m) if m.conv == conv => Ok(()),
         _ => Err(ApiError::new(

@@ -22,7 +22,8 @@ use std::collections::HashMap;
 use classchat_wire::{Body, MessageId, Reaction};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StoredMessage, Writer, now_ms, row_to_message};
+use super::sqlite::{Writer, row_to_message};
+use super::{StoredMessage, now_ms};
 
 /// The migration that adds this (run by `super::migrate`, which then calls [`backfill`]).
 pub const MIGRATION: &str = "ALTER TABLE messages ADD COLUMN reply_to INTEGER;
@@ -240,21 +241,32 @@ pub fn react(
 /// The reactions of each of `ids` that has any: emoji in the order each was first used,
 /// users in the order they reacted.
 pub fn reactions(c: &Connection, ids: &[MessageId]) -> rusqlite::Result<HashMap<MessageId, Vec<Reaction>>> {
-    let mut out: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
+    let mut rows = Vec::new();
     let mut stmt = c.prepare_cached("SELECT emoji, user FROM reactions WHERE msg = ?1 ORDER BY n")?;
     for &id in ids {
-        let rows =
-            stmt.query_map(params![id as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (emoji, user) = row?;
-            let list = out.entry(id).or_default();
-            match list.iter_mut().find(|r| r.emoji == emoji) {
-                Some(r) => r.users.push(user),
-                None => list.push(Reaction { emoji, users: vec![user] }),
-            }
+        for row in
+            stmt.query_map(params![id as i64], |r| Ok((id, r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        {
+            rows.push(row?);
         }
     }
-    Ok(out)
+    Ok(group_reactions(rows))
+}
+
+/// Reaction rows `(message, emoji, user)` in the order they came, grouped per message:
+/// emoji in the order each was first used, users in the order they reacted.
+pub fn group_reactions(
+    rows: impl IntoIterator<Item = (MessageId, String, String)>,
+) -> HashMap<MessageId, Vec<Reaction>> {
+    let mut out: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
+    for (id, emoji, user) in rows {
+        let list = out.entry(id).or_default();
+        match list.iter_mut().find(|r| r.emoji == emoji) {
+            Some(r) => r.users.push(user),
+            None => list.push(Reaction { emoji, users: vec![user] }),
+        }
+    }
+    out
 }
 
 /// Fills in the reactions of `messages`.
@@ -350,7 +362,7 @@ pub fn last_update_id(c: &Connection) -> rusqlite::Result<MessageId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MIGRATIONS, Store, migrate};
+    use crate::store::sqlite::{MIGRATIONS, messages_after, messages_before, migrate};
 
     /// A database made by the migrations before this one, holding messages, opens: they load
     /// with no reply, edit or reactions, and their text is searchable.
@@ -379,11 +391,11 @@ mod tests {
         let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
         assert_eq!(version as usize, MIGRATIONS.len());
 
-        let lobby = Store::messages_before(&c, "r:lobby", None, 10).expect("history");
+        let lobby = messages_before(&c, "r:lobby", None, 10).expect("history");
         assert_eq!(lobby.len(), 1);
         assert_eq!((lobby[0].reply_to, lobby[0].edited, lobby[0].reactions.len()), (None, None, 0));
         assert_eq!(lobby[0].body, rows[0].2);
-        let dm = Store::messages_after(&c, "d:alice:bob", 0, 10).expect("catch-up");
+        let dm = messages_after(&c, "d:alice:bob", 0, 10).expect("catch-up");
         assert_eq!(dm[0].body, rows[2].2);
         let expr = crate::search::expression("OLD", &["r:lobby".to_owned(), "a".to_owned()]).expect("words");
         let found: Vec<u64> = search(&c, &expr, 0, 10).expect("search").iter().map(|m| m.id).collect();

@@ -1,0 +1,248 @@
+//! The server on a PostgreSQL store (`store = "postgres://…"`): each test starts a
+//! throwaway cluster (`classchat_server::services::postgres`), runs real servers on it,
+//! and talks to them through the real client.
+
+mod common;
+
+use std::time::Duration;
+
+use classchat_server::services::postgres::Postgres;
+use classchat_wire::{Body, Conv, ErrorCode, Event, Request, Response};
+use common::{TestServer, code, text_of};
+
+async fn postgres() -> Postgres {
+    tokio::task::spawn_blocking(Postgres::start).await.expect("join").expect("a throwaway PostgreSQL")
+}
+
+/// A server on `url`, with a data dir of its own (so nothing it keeps comes from a file).
+async fn server_on(url: &str) -> TestServer {
+    let url = url.to_owned();
+    TestServer::start_with(tempfile::tempdir().expect("tempdir"), move |c| c.store = Some(url)).await
+}
+
+async fn history(user: &common::TestUser, conv: Conv) -> Vec<(u64, String)> {
+    match user.ok(Request::History { conv, before: None, limit: 200 }).await {
+        Response::History { messages, .. } => messages
+            .into_iter()
+            .rev()
+            .map(|m| {
+                let text = match m.body {
+                    Body::Text { text } => text,
+                    other => format!("{other:?}"),
+                };
+                (m.id, text)
+            })
+            .collect(),
+        other => panic!("expected History, got {other:?}"),
+    }
+}
+
+fn texts(h: &[(u64, String)]) -> Vec<&str> {
+    h.iter().map(|(_, t)| t.as_str()).collect()
+}
+
+async fn search(user: &common::TestUser, query: &str) -> Vec<u64> {
+    match user.ok(Request::SearchMessages { query: query.into(), room: None, offset: 0, limit: 10 }).await {
+        Response::Found { hits, .. } => hits.iter().map(|h| h.message.id).collect(),
+        other => panic!("expected Found, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn accounts_rooms_messages_and_search_work_on_postgres_and_survive_a_restart() {
+    let pg = postgres().await;
+    let server = server_on(&pg.url()).await;
+    let alice = server.user("alice").await;
+    let mut bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    assert_eq!(
+        code(server.connect().await.0.register("Alice", &common::auth("alice"), "x").await),
+        ErrorCode::UsernameTaken,
+        "names are unique in the database too"
+    );
+
+    alice.create_room("lab").await;
+    bob.join("lab").await;
+    alice.ok(Request::Ban { room: "lab".into(), user: "carol".into() }).await;
+    assert_eq!(carol.err(Request::JoinRoom { name: "lab".into(), password: None }).await, ErrorCode::Banned);
+
+    let first = alice.say("lab", "Segfaults everywhere in exercise 3").await;
+    bob.expect_event("alice's message", |e| text_of(e) == Some("Segfaults everywhere in exercise 3")).await;
+    alice
+        .ok(Request::Edit { id: first, body: Body::Text { text: "Segfaults fixed in exercise 3".into() } })
+        .await;
+    bob.ok(Request::React { id: first, emoji: "👍".into(), on: true }).await;
+    let dm = alice
+        .ok(Request::SendDirect { to: "bob".into(), body: b"sealed one".to_vec(), reply_to: None })
+        .await;
+    let Response::Sent { id: dm1, .. } = dm else { panic!("expected Sent, got {dm:?}") };
+
+    // Bob goes offline; what he misses arrives when he logs in again, once.
+    bob.client.close().await;
+    let missed = alice.say("lab", "while you were out").await;
+    assert!(missed > first, "ids increase: {first} then {missed}");
+    alice.ok(Request::SendDirect { to: "bob".into(), body: b"sealed two".to_vec(), reply_to: None }).await;
+    bob = server.login("bob", "dev-1").await;
+    let caught = bob.until_caught_up().await;
+    assert!(caught.iter().any(|e| text_of(e) == Some("while you were out")), "{caught:?}");
+    let dms: Vec<&[u8]> = caught
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { message } => match &message.body {
+                Body::Opaque { data } => Some(data.as_slice()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dms, vec![b"sealed two".as_slice()], "only the DM sent while offline");
+    assert!(!caught.iter().any(|e| text_of(e).is_some_and(|t| t.starts_with("Segfaults"))), "{caught:?}");
+
+    let token = alice.welcome.resume_token.clone();
+    let (client, _events) = server.connect().await;
+    let resumed = client.resume("alice", &token, "dev-1").await.expect("resume");
+    assert_eq!(resumed.user, "alice");
+
+    let lab = history(&alice, Conv::room("lab")).await;
+    assert_eq!(texts(&lab).last(), Some(&"while you were out"));
+    assert_eq!(search(&alice, "segfault").await, vec![first], "stemmed, case-folded, the edited text");
+    assert_eq!(search(&alice, "everywhere").await, Vec::<u64>::new(), "the text before the edit is gone");
+    assert_eq!(search(&carol, "segfault").await, Vec::<u64>::new(), "carol is not in the room");
+    let audit = alice
+        .ok(Request::History { conv: Conv::Direct { user: "bob".into() }, before: None, limit: 10 })
+        .await;
+    let Response::History { messages: dm_history, .. } = audit else { panic!("{audit:?}") };
+    assert_eq!(dm_history.last().map(|m| m.id), Some(dm1), "newest first: the first DM last");
+    drop(client);
+    drop(bob);
+    server.stop().await;
+
+    // A new server on the same database, with an empty data dir of its own.
+    let server = server_on(&pg.url()).await;
+    let mut alice = server.login("alice", "laptop").await;
+    alice.until_caught_up().await;
+    assert!(alice.welcome.rooms.iter().any(|r| r.name == "lab"), "{:?}", alice.welcome.rooms);
+    assert_eq!(history(&alice, Conv::room("lab")).await, lab, "the same history, same ids");
+    let page = alice.ok(Request::History { conv: Conv::room("lab"), before: Some(missed), limit: 1 }).await;
+    let Response::History { messages, .. } = page else { panic!("{page:?}") };
+    assert_eq!(messages[0].id, first);
+    assert!(messages[0].edited.is_some());
+    assert_eq!(messages[0].reactions.len(), 1);
+    assert_eq!(messages[0].reactions[0].users, vec!["bob".to_owned()]);
+    assert_eq!(search(&alice, "segfaults").await, vec![first]);
+    let carol = server.login("carol", "dev-1").await;
+    assert_eq!(carol.err(Request::JoinRoom { name: "lab".into(), password: None }).await, ErrorCode::Banned);
+    let bob = server.login("bob", "dev-2").await;
+    let after = bob.say("lab", "a new message after the restart").await;
+    assert!(after > missed, "the id sequence goes on: {missed} then {after}");
+    server.stop().await;
+}
+
+/// PostgreSQL stops for a few seconds under the server: sends fail with a clear error
+/// while it is gone, work again once it is back, and every acknowledged message is kept.
+#[tokio::test]
+async fn a_database_outage_fails_sends_clearly_and_loses_nothing_acknowledged() {
+    let mut pg = postgres().await;
+    let url = pg.url();
+    let server = server_on(&url).await;
+    let alice = server.user("alice").await;
+    let mut acked = vec![alice.say("lobby", "before the outage").await];
+
+    pg = tokio::task::spawn_blocking(move || {
+        pg.stop().expect("stop PostgreSQL");
+        pg
+    })
+    .await
+    .expect("join");
+    // Every send fails while the database is down, and the client is told.
+    for i in 0..5 {
+        let sent = alice
+            .client
+            .request(Request::SendRoom { room: "lobby".into(), text: format!("during {i}"), reply_to: None })
+            .await;
+        assert_eq!(code(sent), ErrorCode::Unavailable, "send {i} during the outage");
+    }
+    let read = alice.err(Request::History { conv: Conv::room("lobby"), before: None, limit: 10 }).await;
+    assert_eq!(read, ErrorCode::Internal, "reads fail too");
+    pg = tokio::task::spawn_blocking(move || {
+        pg.start_again().expect("start PostgreSQL again");
+        pg
+    })
+    .await
+    .expect("join");
+    // Sends work again once the writer has reconnected (backoff: a few seconds at most).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut failed_after = 0;
+    loop {
+        let sent = alice
+            .client
+            .request(Request::SendRoom {
+                room: "lobby".into(),
+                text: "after the outage".into(),
+                reply_to: None,
+            })
+            .await;
+        match sent {
+            Ok(Response::Sent { id, .. }) => {
+                acked.push(id);
+                break;
+            }
+            other => {
+                failed_after += 1;
+                assert!(tokio::time::Instant::now() < deadline, "sends still fail: {other:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    for i in 0..5 {
+        acked.push(alice.say("lobby", &format!("later {i}")).await);
+    }
+    server.stop().await;
+
+    let server = server_on(&url).await;
+    let alice = server.login("alice", "dev-1").await;
+    let lobby = history(&alice, Conv::room("lobby")).await;
+    let ids: Vec<u64> = lobby.iter().map(|(id, _)| *id).collect();
+    for id in &acked {
+        assert!(
+            ids.contains(id),
+            "acknowledged message {id} is kept: {lobby:?} (failed after: {failed_after})"
+        );
+    }
+    assert!(!texts(&lobby).iter().any(|t| t.starts_with("during")), "{lobby:?}");
+    server.stop().await;
+    drop(pg);
+}
+
+/// `user grant-admin` with no server running changes the database the `--store` URL
+/// names (here through PostgreSQL's unix socket); a bad URL is refused clearly.
+#[tokio::test]
+async fn grant_admin_offline_writes_to_the_postgres_store() {
+    let pg = postgres().await;
+    let server = server_on(&pg.url()).await;
+    let alice = server.user("alice").await;
+    assert!(!alice.welcome.server_admin);
+    drop(alice);
+    server.stop().await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = pg.socket_url();
+    let args = ["user", "grant-admin", "alice", "--store", &url, "--data"].map(std::ffi::OsStr::new);
+    let mut args = args.to_vec();
+    args.push(dir.path().as_os_str());
+    let (ok, out, err) = common::run_cli(&args).await;
+    assert!(ok, "{out}{err}");
+    let nobody = ["user", "grant-admin", "nobody", "--store", &url, "--data"].map(std::ffi::OsStr::new);
+    let mut nobody = nobody.to_vec();
+    nobody.push(dir.path().as_os_str());
+    let (ok, _, err) = common::run_cli(&nobody).await;
+    assert!(!ok && err.contains("no user called nobody"), "{err}");
+    let (ok, _, err) =
+        common::run_cli(&["--store", "mysql://db/chat", "config"].map(std::ffi::OsStr::new)).await;
+    assert!(!ok && err.contains("postgres://"), "{err}");
+
+    let server = server_on(&pg.url()).await;
+    let alice = server.login("alice", "dev-1").await;
+    assert!(alice.welcome.server_admin, "granted in the database");
+    server.stop().await;
+}
