@@ -30,23 +30,30 @@ impl Pg {
     }
 
     /// Runs `f` on a pooled connection (a new one when none is free). A connection that
-    /// broke is not put back, so the next read connects afresh.
-    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>) -> anyhow::Result<T> {
-        let pooled = lock(&self.pool).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => Conn::connect(&self.config).map_err(|e| {
-                anyhow::anyhow!("{} is unreachable: {}", describe(&self.config), error_text(&e))
-            })?,
-        };
-        let result = f(&mut conn);
-        if !conn.client.is_closed() {
-            let mut pool = lock(&self.pool);
-            if pool.len() < READ_POOL {
-                pool.push(conn);
+    /// broke is not put back; when a pooled one turns out to have died while idle (the
+    /// database restarted since), `f` runs again on the next, at worst on a new one.
+    fn with<T>(&self, mut f: impl FnMut(&mut Conn) -> Result<T, postgres::Error>) -> anyhow::Result<T> {
+        loop {
+            let pooled = lock(&self.pool).pop();
+            let fresh = pooled.is_none();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => Conn::connect(&self.config).map_err(|e| {
+                    anyhow::anyhow!("{} is unreachable: {}", describe(&self.config), error_text(&e))
+                })?,
+            };
+            let result = f(&mut conn);
+            let alive = !conn.client.is_closed();
+            if alive {
+                let mut pool = lock(&self.pool);
+                if pool.len() < READ_POOL {
+                    pool.push(conn);
+                }
+            }
+            if fresh || alive || result.is_ok() {
+                return result.map_err(|e| anyhow::anyhow!("{}: {}", describe(&self.config), error_text(&e)));
             }
         }
-        result.map_err(|e| anyhow::anyhow!("{}: {}", describe(&self.config), error_text(&e)))
     }
 }
 
