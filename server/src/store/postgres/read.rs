@@ -75,12 +75,17 @@ impl Backend for Pg {
             let sql = "SELECT token_hash, baseline, prev_token_hash, prev_until FROM devices
                        WHERE user_lc = $1 AND device = $2";
             let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
-            Ok(c.client.query_opt(&stmt, &[&user, &device])?.map(|r| DeviceRow {
-                token_hash: r.get(0),
-                baseline: r.get::<_, i64>(1) as u64,
-                prev_token_hash: r.get(2),
-                prev_until: r.get(3),
-            }))
+            c.client
+                .query_opt(&stmt, &[&user, &device])?
+                .map(|r| {
+                    Ok(DeviceRow {
+                        token_hash: r.try_get(0)?,
+                        baseline: r.try_get::<_, i64>(1)? as u64,
+                        prev_token_hash: r.try_get(2)?,
+                        prev_until: r.try_get(3)?,
+                    })
+                })
+                .transpose()
         })
     }
 
@@ -89,7 +94,7 @@ impl Backend for Pg {
             let sql = "SELECT conv, up_to FROM cursors WHERE user_lc = $1 AND device = $2";
             let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
             let rows = c.client.query(&stmt, &[&user, &device])?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
+            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u64))).collect()
         })
     }
 
@@ -130,10 +135,10 @@ impl Backend for Pg {
             let rows = c.client.query(&stmt, &[&conv, &id(after), &i64::from(limit)])?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows.iter().rev() {
-                let Some(message) = message(c, r.get::<_, i64>(0) as u64)? else { continue };
+                let Some(message) = message(c, r.try_get::<_, i64>(0)? as u64)? else { continue };
                 let kinds = [(2, UpdateKind::Edit), (3, UpdateKind::Delete), (4, UpdateKind::React)]
                     .into_iter()
-                    .filter_map(|(col, k)| (r.get::<_, i64>(col) > 0).then_some(k))
+                    .filter_map(|(col, k)| (r.try_get::<_, i64>(col).unwrap_or(0) > 0).then_some(k))
                     .collect();
                 out.push(Changed { message, kinds });
             }
@@ -149,7 +154,7 @@ impl Backend for Pg {
         self.with(|c| {
             let sql = "SELECT public_key, backup FROM identity_keys WHERE user_lc = $1";
             let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
-            Ok(c.client.query_opt(&stmt, &[&user])?.map(|r| (r.get(0), r.get(1))))
+            c.client.query_opt(&stmt, &[&user])?.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
         })
     }
 
@@ -157,8 +162,12 @@ impl Backend for Pg {
         self.with(|c| {
             let sql = r#"SELECT "grant" FROM dm_keys WHERE conv = $1 ORDER BY seq DESC LIMIT $2"#;
             let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
-            let mut v: Vec<Vec<u8>> =
-                c.client.query(&stmt, &[&conv, &i64::from(limit)])?.iter().map(|r| r.get(0)).collect();
+            let mut v: Vec<Vec<u8>> = c
+                .client
+                .query(&stmt, &[&conv, &i64::from(limit)])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
             v.reverse();
             Ok(v)
         })
@@ -177,15 +186,17 @@ impl Backend for Pg {
                 .client
                 .query(&stmt, &[&before, &(i64::from(limit) + 1)])?
                 .iter()
-                .map(|r| classchat_wire::AuditEntry {
-                    id: r.get::<_, i64>(0) as u64,
-                    ts: r.get::<_, i64>(1) as u64,
-                    actor: r.get(2),
-                    action: crate::store::audit_action(r.get(3)),
-                    target: r.get(4),
-                    detail: r.get(5),
+                .map(|r| {
+                    Ok(classchat_wire::AuditEntry {
+                        id: r.try_get::<_, i64>(0)? as u64,
+                        ts: r.try_get::<_, i64>(1)? as u64,
+                        actor: r.try_get(2)?,
+                        action: crate::store::audit_action(r.try_get(3)?),
+                        target: r.try_get(4)?,
+                        detail: r.try_get(5)?,
+                    })
                 })
-                .collect();
+                .collect::<Result<_, postgres::Error>>()?;
             let more = entries.len() > limit as usize;
             entries.truncate(limit as usize);
             Ok((entries, more))
@@ -258,26 +269,28 @@ fn messages(
     params: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> Result<Vec<StoredMessage>, postgres::Error> {
     let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
-    Ok(c.client.query(&stmt, params)?.iter().filter_map(to_message).collect())
+    let rows = c.client.query(&stmt, params)?;
+    Ok(rows.iter().map(to_message).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect())
 }
 
-fn to_message(r: &postgres::Row) -> Option<StoredMessage> {
-    let id: i64 = r.get(0);
-    let body: Vec<u8> = r.get(4);
+/// A row of [`COLUMNS`]; `None` when its body does not decode (skipped, logged).
+fn to_message(r: &postgres::Row) -> Result<Option<StoredMessage>, postgres::Error> {
+    let id: i64 = r.try_get(0)?;
+    let body: Vec<u8> = r.try_get(4)?;
     let Ok(body) = classchat_wire::decode::<Body>(&body) else {
         tracing::warn!(id, "skipping a stored message whose body does not decode");
-        return None;
+        return Ok(None);
     };
-    Some(StoredMessage {
+    Ok(Some(StoredMessage {
         id: id as u64,
-        conv: r.get(1),
-        sender: r.get(2),
-        ts: r.get::<_, i64>(3) as u64,
+        conv: r.try_get(1)?,
+        sender: r.try_get(2)?,
+        ts: r.try_get::<_, i64>(3)? as u64,
         body,
-        reply_to: r.get::<_, Option<i64>>(5).map(|v| v as u64),
-        edited: r.get::<_, Option<i64>>(6).map(|v| v as u64),
+        reply_to: r.try_get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        edited: r.try_get::<_, Option<i64>>(6)?.map(|v| v as u64),
         reactions: Vec::new(),
-    })
+    }))
 }
 
 /// One message by id, in its current state.
@@ -309,7 +322,11 @@ pub(super) fn reactions(
     let sql = r#"SELECT msg, emoji, "user" FROM reactions WHERE msg = ANY($1) ORDER BY n"#;
     let stmt = prepared(client, cache, sql)?;
     let rows = client.query(&stmt, &[&ids])?;
-    Ok(rich::group_reactions(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1), r.get(2)))))
+    let rows = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<_>, postgres::Error>>()?;
+    Ok(rich::group_reactions(rows))
 }
 
 /// Everything loaded into memory at startup.

@@ -136,7 +136,8 @@ pub(super) fn migrate(client: &mut Client) -> anyhow::Result<()> {
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)",
     )?;
-    let done: i32 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0);
+    let done: i32 =
+        tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.try_get(0)?;
     let done = usize::try_from(done).unwrap_or(0);
     anyhow::ensure!(
         done <= MIGRATIONS.len(),
