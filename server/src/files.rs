@@ -5,6 +5,9 @@
 //! content (identical uploads share one copy), and unfinished uploads as
 //! `tmp/ID.part`. Names from the network are never part of a path. An upload is renamed
 //! to its final name only after the hash of what arrived matches the uploader's.
+//! With a PostgreSQL store the content is also written there before the upload is
+//! acknowledged, and a node that lacks a file on disk fetches it from there into
+//! `files/` before serving it (`Store::put_blob`, `Store::fetch_blob`).
 //!
 //! The registry is one std `Mutex` (never held across `.await`). An upload in progress
 //! also has an async mutex around its open file and running hash, held by the bulk
@@ -591,6 +594,13 @@ async fn finish(
     .await
     .map_err(ApiError::internal)?;
     stored.map_err(ApiError::internal)?;
+    // On a store other nodes share (PostgreSQL), the content goes there too, before the
+    // upload is acknowledged: any node can then serve it.
+    state
+        .store
+        .put_blob(actual.to_vec(), state.files.blob_path(&actual))
+        .await
+        .map_err(ApiError::internal)?;
     let completed = now_ms();
     let (info, conv) = {
         let mut reg = state.files.lock();
@@ -675,6 +685,15 @@ async fn download(
         Some(_) => tmp_path(&state.files.dir, info.id),
         None => state.files.blob_path(&info.sha256),
     };
+    // A file another node received: fetched from the shared store into this node's
+    // cache first (a store no other node shares has none to give).
+    if progress.is_none() && !tokio::fs::try_exists(&source).await.unwrap_or(false) {
+        match state.store.fetch_blob(info.sha256.clone(), source.clone()).await {
+            Ok(true) => tracing::debug!(file = info.id, "fetched a file's content from the store"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, file = info.id, "could not fetch a file's content"),
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<Out>(BATCHES_IN_FLIGHT);
     let handle = tokio::runtime::Handle::current();
     let (size, known) = (info.size, info.sha256.clone());

@@ -246,3 +246,38 @@ async fn grant_admin_offline_writes_to_the_postgres_store() {
     assert!(alice.welcome.server_admin, "granted in the database");
     server.stop().await;
 }
+
+/// A file uploaded through one node downloads through another that shares its database:
+/// the second fetches the content from PostgreSQL into its own file cache.
+#[tokio::test]
+async fn a_file_uploaded_through_one_node_downloads_through_another() {
+    use sha2::Digest;
+    let pg = postgres().await;
+    let one = server_on(&pg.url()).await;
+    let alice = one.user("alice").await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // More than two of the store's 1 MiB chunks, the last one partial.
+    let bytes: Vec<u8> =
+        (0..2 * 1024 * 1024 + 12_345u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let path = tmp.path().join("notes.pdf");
+    std::fs::write(&path, &bytes).expect("write");
+    let info = alice.client.send_file(Conv::room("lobby"), &path, |_| {}).await.expect("upload");
+    let cached = |server: &TestServer| {
+        let hex: String = info.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        server.data_dir().join("files").join(hex).exists()
+    };
+    assert!(cached(&one));
+
+    // Another node, with a data dir of its own, started after the upload.
+    let two = server_on(&pg.url()).await;
+    assert!(!cached(&two));
+    let bob = two.user("bob").await;
+    let ticket = bob.client.download_file(info.id).await.expect("download allowed");
+    let dest = tmp.path().join("got.pdf");
+    let got = bob.client.download_to(&ticket, &dest, |_| {}).await.expect("download");
+    assert_eq!(got.sha256, sha2::Sha256::digest(&bytes).to_vec());
+    assert!(std::fs::read(&dest).expect("read") == bytes, "byte-identical");
+    assert!(cached(&two), "now in the second node's cache");
+    two.stop().await;
+    one.stop().await;
+}

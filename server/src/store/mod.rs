@@ -136,6 +136,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
         offset: u32,
         limit: u32,
     ) -> anyhow::Result<Vec<StoredMessage>>;
+    /// Keeps the content of a complete file (named by its SHA-256, at `path` on this
+    /// node's disk) where the other nodes find it. Nothing to do for a store that no
+    /// other node shares.
+    fn put_blob(&self, _sha256: &[u8], _path: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Writes the content of a file this node's disk lacks to `dest`, checked against
+    /// its SHA-256; `false` when the store does not have it.
+    fn fetch_blob(&self, _sha256: &[u8], _dest: &Path) -> anyhow::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Handle to the store. Cheap to clone.
@@ -295,6 +306,17 @@ impl Store {
         limit: u32,
     ) -> anyhow::Result<(Vec<classchat_wire::AuditEntry>, bool)> {
         self.read(move |b| b.audit_page(before, limit)).await
+    }
+
+    /// Keeps a complete file's content (at `path`, named by `sha256`) where other nodes
+    /// on the same store find it ([`Backend::put_blob`]).
+    pub async fn put_blob(&self, sha256: Vec<u8>, path: std::path::PathBuf) -> anyhow::Result<()> {
+        self.read(move |b| b.put_blob(&sha256, &path)).await
+    }
+
+    /// Fetches a file's content this node lacks into `dest` ([`Backend::fetch_blob`]).
+    pub async fn fetch_blob(&self, sha256: Vec<u8>, dest: std::path::PathBuf) -> anyhow::Result<bool> {
+        self.read(move |b| b.fetch_blob(&sha256, &dest)).await
     }
 
     /// Messages of `convs` holding every one of `words` (stemmed query words,

@@ -13,6 +13,7 @@
 //!   unreachable, jobs fail at once with a clear error (never acknowledged), and the
 //!   writer reconnects with backoff.
 //! - `read`: every read [`super::Backend`] offers, on a small pool of connections.
+//! - `blobs`: the content of shared files, so that any node serves any file.
 //!
 //! No TLS: run PostgreSQL on a trusted network, or reach it through a unix socket or an
 //! SSH tunnel (README.md).
@@ -24,6 +25,7 @@ use postgres::{Client, NoTls, Statement};
 
 use super::{Job, Snapshot};
 
+mod blobs;
 mod read;
 mod schema;
 mod writer;

@@ -1,5 +1,6 @@
 //! Reads on PostgreSQL: the [`Backend`] queries, on a small pool of connections.
 
+use std::path::Path;
 use std::sync::Mutex;
 
 use classchat_wire::{Body, MessageId};
@@ -32,6 +33,13 @@ impl Pg {
     /// Runs `f` on a pooled connection (a new one when none is free). A connection that
     /// broke is not put back, so the next read connects afresh.
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>) -> anyhow::Result<T> {
+        self.with_conn(|c| {
+            f(c).map_err(|e| anyhow::anyhow!("{}: {}", describe(&self.config), error_text(&e)))
+        })
+    }
+
+    /// As [`Pg::with`], for work that fails in other ways too (files).
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let pooled = lock(&self.pool).pop();
         let mut conn = match pooled {
             Some(c) => c,
@@ -46,7 +54,7 @@ impl Pg {
                 pool.push(conn);
             }
         }
-        result.map_err(|e| anyhow::anyhow!("{}: {}", describe(&self.config), error_text(&e)))
+        result
     }
 }
 
@@ -201,6 +209,14 @@ impl Backend for Pg {
             entries.truncate(limit as usize);
             Ok((entries, more))
         })
+    }
+
+    fn put_blob(&self, sha256: &[u8], path: &Path) -> anyhow::Result<()> {
+        self.with_conn(|c| super::blobs::put(&mut c.client, sha256, path))
+    }
+
+    fn fetch_blob(&self, sha256: &[u8], dest: &Path) -> anyhow::Result<bool> {
+        self.with_conn(|c| super::blobs::fetch(&mut c.client, sha256, dest))
     }
 
     fn search(

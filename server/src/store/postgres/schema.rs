@@ -127,6 +127,14 @@ const MIGRATIONS: &[&str] = &[
         kind SMALLINT NOT NULL
     );
     CREATE INDEX message_updates_by_conv ON message_updates(conv, id);"#,
+    // 2: the content of shared files, so every node can serve every file: named by its
+    // SHA-256 like the files on disk, in chunks of `blobs::CHUNK` bytes.
+    "CREATE TABLE file_blobs(
+        sha256 BYTEA NOT NULL,
+        chunk_no INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY(sha256, chunk_no)
+    );",
 ];
 
 /// Creates the schema or brings it up to date, under the migration lock.

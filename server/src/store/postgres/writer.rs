@@ -432,7 +432,17 @@ fn apply_job(
             }
             Write::React { .. } => {}
             Write::DeleteFile { id } => {
-                exec(tx, st, "DELETE FROM files WHERE id = $1", &[&(*id as i64)])?;
+                let stmt = prepared(tx, st, "DELETE FROM files WHERE id = $1 RETURNING sha256")?;
+                let sha256: Option<Vec<u8>> = match tx.query_opt(&stmt, &[&(*id as i64)])? {
+                    Some(row) => row.try_get(0)?,
+                    None => None,
+                };
+                // The content goes with the last file that has it.
+                if let Some(sha256) = sha256 {
+                    let sql = "DELETE FROM file_blobs WHERE sha256 = $1
+                               AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = $1)";
+                    exec(tx, st, sql, &[&sha256])?;
+                }
             }
             Write::Cursor { user, device, conv, up_to } => {
                 let sql = "INSERT INTO cursors(user_lc, device, conv, up_to) VALUES ($1, $2, $3, $4)
