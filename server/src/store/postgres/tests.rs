@@ -99,10 +99,27 @@ async fn a_failing_job_fails_alone_and_a_reload_sees_the_other_node() {
     assert!(dup.expect_err("a taken name").contains("duplicate key"), "a clear reason");
     let bob = bob.expect("the other job commits");
     assert_eq!(bob.len(), 1, "the message's id");
+    // Many at once, so that the writer takes several per batch: a failing job among
+    // others fails alone there too.
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..20 {
+        for (name, taken) in [("alice".to_owned(), true), (format!("user{i}"), false)] {
+            let outcomes = Arc::clone(&outcomes);
+            let done: crate::store::write::Done = Box::new(move |r, _| {
+                outcomes.lock().expect("lock").push((r.is_ok(), taken));
+            });
+            b.submit_blocking(Job { writes: vec![user(&name)], done: Some(done) }).expect("submit");
+        }
+    }
+    b.flush().await.expect("flush");
+    let outcomes = outcomes.lock().expect("lock").clone();
+    assert_eq!(outcomes.len(), 40);
+    assert!(outcomes.iter().all(|(ok, taken)| ok != taken), "exactly the taken names failed: {outcomes:?}");
     let snapshot = a.reload_snapshot().await.expect("reload");
     let mut names: Vec<String> = snapshot.users.iter().map(|u| u.name.clone()).collect();
     names.sort();
-    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(names.len(), 22);
+    assert_eq!(names[..2], ["alice", "bob"]);
     assert_eq!(snapshot.last_message_id, bob[0].0);
     let found = a.search(vec!["hi".into()], vec!["a".into()], 0, 10).await.expect("search");
     assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), vec![bob[0].0]);

@@ -70,6 +70,7 @@ fn is_connection_error(e: &postgres::Error) -> bool {
 impl Writer {
     fn apply(&mut self, jobs: &mut [Job]) -> Vec<Committed> {
         let mut retried = false;
+        let mut savepoints = false;
         loop {
             let up = self.connected();
             let Some(conn) = self.conn.as_mut().filter(|_| up) else {
@@ -77,8 +78,14 @@ impl Writer {
                 return fail_all(jobs, &format!("{} is unreachable: {why}", describe(&self.config)));
             };
             let saved_ts = self.last_ts;
-            match apply_batch(conn, &mut self.last_ts, jobs) {
-                Ok(results) => return results,
+            match apply_batch(conn, &mut self.last_ts, jobs, savepoints) {
+                Ok(Some(results)) => return results,
+                // A job failed, so the transaction was rolled back: again, with a
+                // savepoint per job this time, so that only that job fails.
+                Ok(None) => {
+                    self.last_ts = saved_ts;
+                    savepoints = true;
+                }
                 Err(BatchError { error, committing }) => {
                     self.last_ts = saved_ts;
                     let broken = is_connection_error(&error) || conn.client.is_closed();
@@ -157,20 +164,40 @@ fn lock_key(conv: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
-/// Applies every job in one transaction, a savepoint each, so a job that fails is rolled
-/// back alone. `Err` only when the transaction as a whole failed.
+/// Applies every job in one transaction. With `savepoints`, each job has one, so a job
+/// that fails is rolled back alone. Without (the usual case: jobs rarely fail, and a
+/// savepoint costs two round trips per job), a job that fails rolls the whole
+/// transaction back and the result is `Ok(None)`: the caller runs the batch again with
+/// savepoints. `Err` when the transaction as a whole failed.
 fn apply_batch(
     conn: &mut Conn,
     last_ts: &mut Timestamp,
     jobs: &mut [Job],
-) -> Result<Vec<Committed>, BatchError> {
+    savepoints: bool,
+) -> Result<Option<Vec<Committed>>, BatchError> {
     let early = |error| BatchError { error, committing: false };
     let Conn { client, statements } = conn;
     let mut tx = client.transaction().map_err(early)?;
     let convs = lock_conversations(&mut tx, statements, jobs).map_err(early)?;
     let mut results = Vec::with_capacity(jobs.len());
+    let alone = jobs.len() == 1;
     for job in jobs.iter_mut() {
         let before = *last_ts;
+        if !savepoints {
+            match apply_job(&mut tx, statements, &convs, last_ts, &mut job.writes) {
+                Ok(ids) => results.push(Ok(ids)),
+                Err(JobError::Db(e)) if is_connection_error(&e) => return Err(early(e)),
+                Err(e) => {
+                    tx.rollback().map_err(early)?;
+                    if !alone {
+                        return Ok(None);
+                    }
+                    tracing::error!(error = %e, "a store write failed");
+                    return Ok(Some(vec![Err(e.to_string())]));
+                }
+            }
+            continue;
+        }
         let mut sp = tx.savepoint("job").map_err(early)?;
         match apply_job(&mut sp, statements, &convs, last_ts, &mut job.writes) {
             Ok(ids) => {
@@ -187,7 +214,7 @@ fn apply_batch(
         }
     }
     tx.commit().map_err(|error| BatchError { error, committing: true })?;
-    Ok(results)
+    Ok(Some(results))
 }
 
 /// Locks every conversation the batch takes message ids in (until the commit), in key
