@@ -42,12 +42,15 @@ async fn two_nodes_writing_one_conversation_commit_its_ids_in_order() {
             writers.push(std::thread::spawn(move || {
                 for i in 0..PER_WRITER {
                     let acked = Arc::clone(&acked);
+                    // One message per job (several such jobs are written by one
+                    // statement), or a second one in another conversation (locks are
+                    // taken for both).
+                    let mut writes = vec![message(CONV, format!("writer{w} {n}/{w}/{i}"))];
+                    if w == 1 {
+                        writes.push(message(&format!("r:side{n}"), "x".into()));
+                    }
                     let job = Job {
-                        // Another conversation in the same job: locks are taken for both.
-                        writes: vec![
-                            message(CONV, format!("{n}/{w}/{i}")),
-                            message(&format!("r:side{w}"), "x".into()),
-                        ],
+                        writes,
                         done: Some(Box::new(move |r, _| {
                             let ids = r.expect("committed");
                             acked.lock().expect("lock").push(ids[0].0);
@@ -84,6 +87,8 @@ async fn two_nodes_writing_one_conversation_commit_its_ids_in_order() {
     assert_eq!(all.len(), 4 * PER_WRITER);
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "the reader saw ids in order");
     assert_eq!(seen, all, "the reader, always asking for what is after its last id, missed none");
+    let found = nodes[1].search(vec!["writer0".into()], vec![CONV.into()], 0, 1000).await.expect("search");
+    assert_eq!(found.len(), 2 * PER_WRITER, "every message of the one-message jobs is indexed");
 }
 
 /// A job that fails (a name another node took a moment before) fails alone: the other
