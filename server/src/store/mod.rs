@@ -38,6 +38,33 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// A message from its stored columns (`rich::COLUMNS`, without the reactions);
+    /// `None` when the body does not decode (logged: the page skips it rather than fail).
+    fn from_columns(
+        id: i64,
+        conv: String,
+        sender: String,
+        ts: i64,
+        body: &[u8],
+        reply_to: Option<i64>,
+        edited: Option<i64>,
+    ) -> Option<StoredMessage> {
+        let Ok(body) = classchat_wire::decode::<Body>(body) else {
+            tracing::warn!(id, "skipping a stored message whose body does not decode");
+            return None;
+        };
+        Some(StoredMessage {
+            id: id as u64,
+            conv,
+            sender,
+            ts: ts as u64,
+            body,
+            reply_to: reply_to.map(|v| v as u64),
+            edited: edited.map(|v| v as u64),
+            reactions: Vec::new(),
+        })
+    }
+
     /// The message as `conv` names its conversation for the receiver.
     pub fn to_chat(&self, conv: classchat_wire::Conv) -> classchat_wire::ChatMessage {
         classchat_wire::ChatMessage {

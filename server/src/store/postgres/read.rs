@@ -291,22 +291,15 @@ fn messages(
 
 /// A row of [`COLUMNS`]; `None` when its body does not decode (skipped, logged).
 fn to_message(r: &postgres::Row) -> Result<Option<StoredMessage>, postgres::Error> {
-    let id: i64 = r.try_get(0)?;
-    let body: Vec<u8> = r.try_get(4)?;
-    let Ok(body) = classchat_wire::decode::<Body>(&body) else {
-        tracing::warn!(id, "skipping a stored message whose body does not decode");
-        return Ok(None);
-    };
-    Ok(Some(StoredMessage {
-        id: id as u64,
-        conv: r.try_get(1)?,
-        sender: r.try_get(2)?,
-        ts: r.try_get::<_, i64>(3)? as u64,
-        body,
-        reply_to: r.try_get::<_, Option<i64>>(5)?.map(|v| v as u64),
-        edited: r.try_get::<_, Option<i64>>(6)?.map(|v| v as u64),
-        reactions: Vec::new(),
-    }))
+    Ok(StoredMessage::from_columns(
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+        r.try_get(5)?,
+        r.try_get(6)?,
+    ))
 }
 
 /// One message by id, in its current state.
