@@ -78,7 +78,14 @@ async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
             reply_to: None,
         },
     ];
-    state.store.commit(writes).await.map_err(|e| anyhow::anyhow!("cannot create the default room: {e}"))?;
+    if let Err(e) = state.store.commit(writes).await {
+        // Nodes that share a database and start together: another one created it first.
+        let snapshot = state.store.reload_snapshot().await?;
+        anyhow::ensure!(
+            snapshot.rooms.iter().any(|r| r.name.eq_ignore_ascii_case(DEFAULT_ROOM)),
+            "cannot create the default room: {e}"
+        );
+    }
     Ok(())
 }
 

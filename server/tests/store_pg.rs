@@ -281,3 +281,29 @@ async fn a_file_uploaded_through_one_node_downloads_through_another() {
     two.stop().await;
     one.stop().await;
 }
+
+/// Nodes started together on an empty database both come up: one migrates (the others
+/// wait on its advisory lock and find it done) and one creates the default room (the
+/// others find it there).
+#[tokio::test]
+async fn nodes_starting_together_on_an_empty_database_all_come_up() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let (one, two, three) = tokio::join!(server_on(&url), server_on(&url), server_on(&url));
+    let alice = one.user("alice").await;
+    let bob = two.user("bob").await;
+    let carol = three.user("carol").await;
+    alice.say("lobby", "from one").await;
+    bob.say("lobby", "from two").await;
+    carol.say("lobby", "from three").await;
+    // Each node knows only what it loaded and wrote itself (sharing memory between nodes
+    // is not the store's job), but the database has it all, with one `Created`.
+    let four = server_on(&url).await;
+    let dave = four.user("dave").await;
+    let lobby = history(&dave, Conv::room("lobby")).await;
+    assert_eq!(texts(&lobby).iter().filter(|t| t.starts_with("from")).count(), 3, "{lobby:?}");
+    assert_eq!(texts(&lobby).iter().filter(|t| t.contains("Created")).count(), 1, "{lobby:?}");
+    for s in [one, two, three, four] {
+        s.stop().await;
+    }
+}
