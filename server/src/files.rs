@@ -174,8 +174,8 @@ impl Files {
         self.dir.join(hex::encode(sha256))
     }
 
-    /// Checks the size limit and quotas and reserves the file: the row to commit and the
-    /// upload token. The caller commits the row, or calls [`Files::forget`] on failure.
+    /// Checks the size limit and quotas and reserves the file (as `shared_id` when the
+    /// store gave one, `Store::next_file_id`): the row to commit and the upload token. The caller commits the row, or calls [`Files::forget`] on failure.
     #[expect(clippy::too_many_arguments, reason = "the fields of one new file")]
     pub fn reserve(
         &self,
@@ -187,6 +187,7 @@ impl Files {
         name: String,
         size: u64,
         meta: Option<Vec<u8>>,
+        shared_id: Option<FileId>,
     ) -> Result<(FileRow, Vec<u8>), ApiError> {
         if size > config.max_file_size {
             return Err(ApiError::new(
@@ -210,8 +211,9 @@ impl Files {
         if reg.total.saturating_add(size) > config.total_file_quota {
             return Err(ApiError::new(ErrorCode::QuotaExceeded, "the server's file storage is full"));
         }
-        let id = reg.next_id;
-        reg.next_id += 1;
+        // A store several nodes share gives the id; otherwise this node counts.
+        let id = shared_id.unwrap_or(reg.next_id);
+        reg.next_id = reg.next_id.max(id + 1);
         let token_hash = hash_token(&token);
         let row = FileRow {
             id,

@@ -247,39 +247,56 @@ async fn grant_admin_offline_writes_to_the_postgres_store() {
     server.stop().await;
 }
 
-/// A file uploaded through one node downloads through another that shares its database:
-/// the second fetches the content from PostgreSQL into its own file cache.
+/// Files uploaded through two nodes at once get distinct ids (the database gives them
+/// out), and download through a third that shares their database: it fetches the
+/// content from PostgreSQL into its own file cache.
 #[tokio::test]
-async fn a_file_uploaded_through_one_node_downloads_through_another() {
+async fn files_uploaded_through_two_nodes_download_through_a_third() {
     use sha2::Digest;
     let pg = postgres().await;
-    let one = server_on(&pg.url()).await;
+    let url = pg.url();
+    let (one, two) = tokio::join!(server_on(&url), server_on(&url));
     let alice = one.user("alice").await;
+    let bob = two.user("bob").await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    // More than two of the store's 1 MiB chunks, the last one partial.
-    let bytes: Vec<u8> =
+    // More than two of the store's 1 MiB chunks, the last one partial; and a small one.
+    let big: Vec<u8> =
         (0..2 * 1024 * 1024 + 12_345u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let path = tmp.path().join("notes.pdf");
-    std::fs::write(&path, &bytes).expect("write");
-    let info = alice.client.send_file(Conv::room("lobby"), &path, |_| {}).await.expect("upload");
-    let cached = |server: &TestServer| {
-        let hex: String = info.sha256.iter().map(|b| format!("{b:02x}")).collect();
+    let small = b"a small file".to_vec();
+    std::fs::write(tmp.path().join("notes.pdf"), &big).expect("write");
+    std::fs::write(tmp.path().join("small.txt"), &small).expect("write");
+    let notes = alice
+        .client
+        .send_file(Conv::room("lobby"), &tmp.path().join("notes.pdf"), |_| {})
+        .await
+        .expect("upload");
+    let note = bob
+        .client
+        .send_file(Conv::room("lobby"), &tmp.path().join("small.txt"), |_| {})
+        .await
+        .expect("upload");
+    assert_ne!(notes.id, note.id, "two nodes, two ids");
+    let cached = |server: &TestServer, sha256: &[u8]| {
+        let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
         server.data_dir().join("files").join(hex).exists()
     };
-    assert!(cached(&one));
+    assert!(cached(&one, &notes.sha256) && cached(&two, &note.sha256));
 
-    // Another node, with a data dir of its own, started after the upload.
-    let two = server_on(&pg.url()).await;
-    assert!(!cached(&two));
-    let bob = two.user("bob").await;
-    let ticket = bob.client.download_file(info.id).await.expect("download allowed");
-    let dest = tmp.path().join("got.pdf");
-    let got = bob.client.download_to(&ticket, &dest, |_| {}).await.expect("download");
-    assert_eq!(got.sha256, sha2::Sha256::digest(&bytes).to_vec());
-    assert!(std::fs::read(&dest).expect("read") == bytes, "byte-identical");
-    assert!(cached(&two), "now in the second node's cache");
-    two.stop().await;
-    one.stop().await;
+    // A third node, with a data dir of its own, started after the uploads.
+    let three = server_on(&url).await;
+    assert!(!cached(&three, &notes.sha256));
+    let carol = three.user("carol").await;
+    for (info, bytes) in [(&notes, &big), (&note, &small)] {
+        let ticket = carol.client.download_file(info.id).await.expect("download allowed");
+        let dest = tmp.path().join(format!("got-{}", info.id));
+        let got = carol.client.download_to(&ticket, &dest, |_| {}).await.expect("download");
+        assert_eq!(got.sha256, sha2::Sha256::digest(bytes).to_vec());
+        assert!(std::fs::read(&dest).expect("read") == *bytes, "byte-identical");
+        assert!(cached(&three, &info.sha256), "now in the third node's cache");
+    }
+    for s in [one, two, three] {
+        s.stop().await;
+    }
 }
 
 /// Nodes started together on an empty database both come up: one migrates (the others

@@ -163,6 +163,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         offset: u32,
         limit: u32,
     ) -> anyhow::Result<Vec<StoredMessage>>;
+    /// Whether other nodes may share this database (then file ids and file content
+    /// come from it too).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// A new file id, unique among every node's (only asked when [`Backend::shared`]).
+    fn next_file_id(&self) -> anyhow::Result<u64> {
+        anyhow::bail!("file ids come from the store only when it is shared")
+    }
     /// Keeps the content of a complete file (named by its SHA-256, at `path` on this
     /// node's disk) where the other nodes find it. Nothing to do for a store that no
     /// other node shares.
@@ -338,12 +347,27 @@ impl Store {
     /// Keeps a complete file's content (at `path`, named by `sha256`) where other nodes
     /// on the same store find it ([`Backend::put_blob`]).
     pub async fn put_blob(&self, sha256: Vec<u8>, path: std::path::PathBuf) -> anyhow::Result<()> {
+        if !self.backend.shared() {
+            return Ok(());
+        }
         self.read(move |b| b.put_blob(&sha256, &path)).await
     }
 
     /// Fetches a file's content this node lacks into `dest` ([`Backend::fetch_blob`]).
     pub async fn fetch_blob(&self, sha256: Vec<u8>, dest: std::path::PathBuf) -> anyhow::Result<bool> {
+        if !self.backend.shared() {
+            return Ok(false);
+        }
         self.read(move |b| b.fetch_blob(&sha256, &dest)).await
+    }
+
+    /// The id of a new file when the store is shared by several nodes (`None`: the
+    /// node's own count is unique).
+    pub async fn next_file_id(&self) -> anyhow::Result<Option<u64>> {
+        if !self.backend.shared() {
+            return Ok(None);
+        }
+        self.read(|b| b.next_file_id().map(Some)).await
     }
 
     /// Messages of `convs` holding every one of `words` (stemmed query words,

@@ -211,6 +211,17 @@ impl Backend for Pg {
         })
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn next_file_id(&self) -> anyhow::Result<u64> {
+        self.with(|c| {
+            let stmt = prepared(&mut c.client, &mut c.statements, "SELECT nextval('file_ids')")?;
+            Ok(c.client.query_one(&stmt, &[])?.try_get::<_, i64>(0)? as u64)
+        })
+    }
+
     fn put_blob(&self, sha256: &[u8], path: &Path) -> anyhow::Result<()> {
         self.with_conn(|c| super::blobs::put(&mut c.client, sha256, path))
     }

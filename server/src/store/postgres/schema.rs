@@ -135,6 +135,10 @@ const MIGRATIONS: &[&str] = &[
         data BYTEA NOT NULL,
         PRIMARY KEY(sha256, chunk_no)
     );",
+    // 3: file ids from the database, so that two nodes never give out the same one; it
+    // starts after the files already there.
+    "CREATE SEQUENCE file_ids;
+    SELECT setval('file_ids', COALESCE((SELECT MAX(id) FROM files), 0) + 1, false);",
 ];
 
 /// Creates the schema or brings it up to date, under the migration lock.
