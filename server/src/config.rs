@@ -76,8 +76,9 @@ pub struct Config {
     pub discovery: bool,
     /// Host name or address put in invite links; empty means this machine's addresses.
     pub public_host: String,
-    /// Where shared files' content is kept; empty means `files` in the data dir. The
-    /// nodes of a cluster must all name one directory they share (NFS or the like).
+    /// Where shared files' content is kept on this machine; empty means `files` in the
+    /// data dir. On a PostgreSQL store the content is in the database too, and this is the
+    /// node's cache of it.
     pub files_dir: PathBuf,
     /// Largest file accepted, bytes.
     pub max_file_size: u64,
@@ -218,6 +219,11 @@ impl Config {
                 self.bus.starts_with("nats://"),
                 "bus must be a NATS URL such as nats://127.0.0.1:4222 (got {:?})",
                 self.bus
+            );
+            anyhow::ensure!(
+                self.store.is_some(),
+                "bus is set but store is not: the nodes of a cluster share one PostgreSQL store \
+                 (store = \"postgres://…\")"
             );
         }
         anyhow::ensure!(

@@ -5,6 +5,9 @@
 //! content (identical uploads share one copy), and unfinished uploads as
 //! `tmp/ID.part`. Names from the network are never part of a path. An upload is renamed
 //! to its final name only after the hash of what arrived matches the uploader's.
+//! With a PostgreSQL store the content is also written there before the upload is
+//! acknowledged, and a node that lacks a file on disk fetches it from there into
+//! `files/` before serving it (`Store::put_blob`, `Store::fetch_blob`).
 //!
 //! The registry is one std `Mutex` (never held across `.await`). An upload in progress
 //! also has an async mutex around its open file and running hash, held by the bulk
@@ -113,9 +116,6 @@ pub struct Registry {
     usage: HashMap<Lc, u64>,
     total: u64,
     next_id: FileId,
-    /// In a cluster, this node's tag in the low 16 bits of the ids it gives out, so that
-    /// nodes never give out the same id (`next_id` then counts in the bits above).
-    id_tag: Option<u16>,
     grants: HashMap<TokenHash, Grant>,
     grants_by_user: HashMap<Lc, VecDeque<TokenHash>>,
 }
@@ -170,13 +170,6 @@ impl Files {
         self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Makes this node give out file ids that no other node of its cluster gives out.
-    pub fn set_cluster_tag(&self, tag: u16) {
-        let mut reg = self.lock();
-        reg.id_tag = Some(tag);
-        reg.next_id = (reg.by_id.keys().max().copied().unwrap_or(0) >> 16) + 1;
-    }
-
     /// Another node of the cluster registered a file (its upload runs there).
     pub fn remote_created(&self, row: FileRow) {
         let mut reg = self.lock();
@@ -211,8 +204,8 @@ impl Files {
         self.dir.join(hex::encode(sha256))
     }
 
-    /// Checks the size limit and quotas and reserves the file: the row to commit and the
-    /// upload token. The caller commits the row, or calls [`Files::forget`] on failure.
+    /// Checks the size limit and quotas and reserves the file (as `shared_id` when the
+    /// store gave one, `Store::next_file_id`): the row to commit and the upload token. The caller commits the row, or calls [`Files::forget`] on failure.
     #[expect(clippy::too_many_arguments, reason = "the fields of one new file")]
     pub fn reserve(
         &self,
@@ -224,6 +217,7 @@ impl Files {
         name: String,
         size: u64,
         meta: Option<Vec<u8>>,
+        shared_id: Option<FileId>,
     ) -> Result<(FileRow, Vec<u8>), ApiError> {
         if size > config.max_file_size {
             return Err(ApiError::new(
@@ -247,18 +241,9 @@ impl Files {
         if reg.total.saturating_add(size) > config.total_file_quota {
             return Err(ApiError::new(ErrorCode::QuotaExceeded, "the server's file storage is full"));
         }
-        let id = match reg.id_tag {
-            Some(tag) => {
-                let counter = reg.next_id.max((reg.by_id.keys().max().copied().unwrap_or(0) >> 16) + 1);
-                reg.next_id = counter + 1;
-                (counter << 16) | FileId::from(tag)
-            }
-            None => {
-                let id = reg.next_id;
-                reg.next_id += 1;
-                id
-            }
-        };
+        // A store several nodes share gives the id; otherwise this node counts.
+        let id = shared_id.unwrap_or(reg.next_id);
+        reg.next_id = reg.next_id.max(id + 1);
         let token_hash = hash_token(&token);
         let row = FileRow {
             id,
@@ -641,6 +626,13 @@ async fn finish(
     .await
     .map_err(ApiError::internal)?;
     stored.map_err(ApiError::internal)?;
+    // On a store other nodes share (PostgreSQL), the content goes there too, before the
+    // upload is acknowledged: any node can then serve it.
+    state
+        .store
+        .put_blob(actual.to_vec(), state.files.blob_path(&actual))
+        .await
+        .map_err(ApiError::internal)?;
     let completed = now_ms();
     let (info, conv) = {
         let mut reg = state.files.lock();
@@ -725,6 +717,15 @@ async fn download(
         Some(_) => tmp_path(&state.files.dir, info.id),
         None => state.files.blob_path(&info.sha256),
     };
+    // A file another node received: fetched from the shared store into this node's
+    // cache first (a store no other node shares has none to give).
+    if progress.is_none() && !tokio::fs::try_exists(&source).await.unwrap_or(false) {
+        match state.store.fetch_blob(info.sha256.clone(), source.clone()).await {
+            Ok(true) => tracing::debug!(file = info.id, "fetched a file's content from the store"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, file = info.id, "could not fetch a file's content"),
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<Out>(BATCHES_IN_FLIGHT);
     let handle = tokio::runtime::Handle::current();
     let (size, known) = (info.size, info.sha256.clone());

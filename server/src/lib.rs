@@ -57,6 +57,12 @@ pub fn open_database(data_dir: &std::path::Path) -> anyhow::Result<rusqlite::Con
     store::open_for_cli(&data_dir.join(DB_FILE))
 }
 
+/// Connects to the PostgreSQL store at `url` (creating and migrating its schema) while no
+/// server runs on it: for the bench tool's seeding, as [`open_database`]. Blocking.
+pub fn open_postgres(url: &str) -> anyhow::Result<postgres::Client> {
+    store::postgres::open_for_cli(url)
+}
+
 /// Grants or revokes server admin rights directly in the database (server not running):
 /// the SQLite file of the data dir, or the PostgreSQL database `config.store` names
 /// (restart the nodes that use it afterwards: each holds the accounts in memory).

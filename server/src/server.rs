@@ -44,12 +44,6 @@ pub async fn open_state(config: Config) -> anyhow::Result<State> {
     } else {
         let bus = crate::bus::Bus::connect(&config.bus, &config.cluster, node_name(&config)).await?;
         store.set_hook(bus.clone());
-        if config.files_dir.as_os_str().is_empty() {
-            tracing::warn!(
-                "this node keeps file content in its own data dir: files uploaded through it cannot be \
-                 downloaded through other nodes (set files_dir to a directory every node shares)"
-            );
-        }
         Some(bus)
     };
     let state = State::new(config, key, store, snapshot, bus);
@@ -104,15 +98,12 @@ async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
         },
     ];
     if let Err(e) = state.store.commit(writes).await {
-        // Another node of the cluster may have created it a moment ago.
-        if state.bus.is_some() {
-            let snapshot = state.store.reload_snapshot().await?;
-            if snapshot.rooms.iter().any(|r| r.name.eq_ignore_ascii_case(DEFAULT_ROOM)) {
-                state.reload(snapshot);
-                return Ok(());
-            }
-        }
-        anyhow::bail!("cannot create the default room: {e}");
+        // Nodes that share a database and start together: another one created it first.
+        let snapshot = state.store.reload_snapshot().await?;
+        anyhow::ensure!(
+            snapshot.rooms.iter().any(|r| r.name.eq_ignore_ascii_case(DEFAULT_ROOM)),
+            "cannot create the default room: {e}"
+        );
     }
     Ok(())
 }

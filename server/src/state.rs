@@ -210,9 +210,6 @@ impl State {
         let files = std::mem::take(&mut snapshot.files);
         load(&mut inner, &config, snapshot);
         let files = crate::files::Files::new(config.files_dir(), files);
-        if let Some(bus) = &bus {
-            files.set_cluster_tag(bus.outbox.tag());
-        }
         State(Arc::new(Shared {
             files,
             config,

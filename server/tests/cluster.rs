@@ -12,11 +12,10 @@ use classchat_server::services::postgres::Postgres;
 use classchat_wire::{Body, Conv, ErrorCode, Event, Request, Response};
 use common::{TestServer, TestUser, eventually, text_of};
 
-/// A throwaway PostgreSQL and NATS, and the directory the nodes share for file content.
+/// A throwaway PostgreSQL and NATS.
 struct Backing {
     pg: Postgres,
     nats: Nats,
-    files: tempfile::TempDir,
 }
 
 impl Backing {
@@ -26,17 +25,16 @@ impl Backing {
             .expect("join")
             .expect("a throwaway PostgreSQL (apt-get install postgresql)");
         let nats = Nats::start().expect("a throwaway nats-server (apt-get install nats-server)");
-        Self { pg, nats, files: tempfile::tempdir().expect("tempdir") }
+        Self { pg, nats }
     }
 
-    /// A node of the cluster, in this process, with a data dir of its own.
+    /// A node of the cluster, in this process, with a data dir of its own (file content
+    /// too: the nodes share it through PostgreSQL).
     async fn node(&self, name: &str) -> TestServer {
-        let (store, bus, files, name) =
-            (self.pg.url(), self.nats.url(), self.files.path().to_owned(), name.to_owned());
+        let (store, bus, name) = (self.pg.url(), self.nats.url(), name.to_owned());
         TestServer::start_with(tempfile::tempdir().expect("tempdir"), move |c| {
             c.store = Some(store);
             c.bus = bus;
-            c.files_dir = files;
             c.node_name = name;
             c.discovery = false;
             c.messages_per_second = 1000;
@@ -214,7 +212,8 @@ async fn everything_works_across_two_nodes() {
     prof.ok(Request::Broadcast { text: "exam on friday".into() }).await;
     bob.expect_event("the announcement", |e| is_text(e, "exam on friday")).await;
 
-    // A file uploaded through a downloads through b, byte for byte.
+    // A file uploaded through a downloads through b, byte for byte (b fetches the content
+    // from PostgreSQL into its own data dir).
     let tmp = tempfile::tempdir().expect("tempdir");
     let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let path = tmp.path().join("slides.pdf");
@@ -290,10 +289,9 @@ impl LoggedNode {
     async fn start(backing: &Backing, name: &str) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
         let extra = format!(
-            "store = \"{}\"\nbus = \"{}\"\nnode_name = \"{name}\"\nfiles_dir = \"{}\"\n",
+            "store = \"{}\"\nbus = \"{}\"\nnode_name = \"{name}\"\n",
             backing.pg.url(),
-            backing.nats.url(),
-            backing.files.path().display()
+            backing.nats.url()
         );
         let (server, stderr) = common::ChildServer::spawn_logged(data.path(), &extra).await;
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

@@ -246,3 +246,81 @@ async fn grant_admin_offline_writes_to_the_postgres_store() {
     assert!(alice.welcome.server_admin, "granted in the database");
     server.stop().await;
 }
+
+/// Files uploaded through two nodes at once get distinct ids (the database gives them
+/// out), and download through a third that shares their database: it fetches the
+/// content from PostgreSQL into its own file cache.
+#[tokio::test]
+async fn files_uploaded_through_two_nodes_download_through_a_third() {
+    use sha2::Digest;
+    let pg = postgres().await;
+    let url = pg.url();
+    let (one, two) = tokio::join!(server_on(&url), server_on(&url));
+    let alice = one.user("alice").await;
+    let bob = two.user("bob").await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // More than two of the store's 1 MiB chunks, the last one partial; and a small one.
+    let big: Vec<u8> =
+        (0..2 * 1024 * 1024 + 12_345u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let small = b"a small file".to_vec();
+    std::fs::write(tmp.path().join("notes.pdf"), &big).expect("write");
+    std::fs::write(tmp.path().join("small.txt"), &small).expect("write");
+    let notes = alice
+        .client
+        .send_file(Conv::room("lobby"), &tmp.path().join("notes.pdf"), |_| {})
+        .await
+        .expect("upload");
+    let note = bob
+        .client
+        .send_file(Conv::room("lobby"), &tmp.path().join("small.txt"), |_| {})
+        .await
+        .expect("upload");
+    assert_ne!(notes.id, note.id, "two nodes, two ids");
+    let cached = |server: &TestServer, sha256: &[u8]| {
+        let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+        server.data_dir().join("files").join(hex).exists()
+    };
+    assert!(cached(&one, &notes.sha256) && cached(&two, &note.sha256));
+
+    // A third node, with a data dir of its own, started after the uploads.
+    let three = server_on(&url).await;
+    assert!(!cached(&three, &notes.sha256));
+    let carol = three.user("carol").await;
+    for (info, bytes) in [(&notes, &big), (&note, &small)] {
+        let ticket = carol.client.download_file(info.id).await.expect("download allowed");
+        let dest = tmp.path().join(format!("got-{}", info.id));
+        let got = carol.client.download_to(&ticket, &dest, |_| {}).await.expect("download");
+        assert_eq!(got.sha256, sha2::Sha256::digest(bytes).to_vec());
+        assert!(std::fs::read(&dest).expect("read") == *bytes, "byte-identical");
+        assert!(cached(&three, &info.sha256), "now in the third node's cache");
+    }
+    for s in [one, two, three] {
+        s.stop().await;
+    }
+}
+
+/// Nodes started together on an empty database both come up: one migrates (the others
+/// wait on its advisory lock and find it done) and one creates the default room (the
+/// others find it there).
+#[tokio::test]
+async fn nodes_starting_together_on_an_empty_database_all_come_up() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let (one, two, three) = tokio::join!(server_on(&url), server_on(&url), server_on(&url));
+    let alice = one.user("alice").await;
+    let bob = two.user("bob").await;
+    let carol = three.user("carol").await;
+    alice.say("lobby", "from one").await;
+    bob.say("lobby", "from two").await;
+    carol.say("lobby", "from three").await;
+    // Each node knows only what it loaded and wrote itself (sharing memory between nodes
+    // is not the store's job), but the database has it all, with one `Created`.
+    let four = server_on(&url).await;
+    let dave = four.user("dave").await;
+    let lobby = history(&dave, Conv::room("lobby")).await;
+    assert_eq!(texts(&lobby).iter().filter(|t| t.starts_with("from")).count(), 3, "{lobby:?}");
+    assert_eq!(texts(&lobby).iter().filter(|t| t.contains("Created")).count(), 1, "{lobby:?}");
+    for s in [one, two, three, four] {
+        s.stop().await;
+    }
+}

@@ -133,11 +133,6 @@ impl Outbox {
         }
     }
 
-    /// This node's tag in the ids it gives out (`crate::files`).
-    pub fn tag(&self) -> u16 {
-        (self.node & 0xffff) as u16
-    }
-
     /// Whether another node is alive to publish to (frames are not forwarded otherwise;
     /// state changes always are, for a node that is starting).
     pub fn has_peers(&self) -> bool {

@@ -54,8 +54,18 @@ pub async fn upload(
     }
     let sender = State::display_name(&state.lock(), &me);
     let name = sanitize_file_name(&name);
-    let (row, token) =
-        state.files.reserve(&state.config, &me, sender, key, recipient.clone(), name, size, meta)?;
+    let shared_id = state.store.next_file_id().await.map_err(ApiError::internal)?;
+    let (row, token) = state.files.reserve(
+        &state.config,
+        &me,
+        sender,
+        key,
+        recipient.clone(),
+        name,
+        size,
+        meta,
+        shared_id,
+    )?;
     let file = row.id;
     if let Err(e) = super::commit(state, vec![Write::CreateFile { row }], None).await {
         state.files.forget(file);

@@ -38,6 +38,33 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// A message from its stored columns (`rich::COLUMNS`, without the reactions);
+    /// `None` when the body does not decode (logged: the page skips it rather than fail).
+    fn from_columns(
+        id: i64,
+        conv: String,
+        sender: String,
+        ts: i64,
+        body: &[u8],
+        reply_to: Option<i64>,
+        edited: Option<i64>,
+    ) -> Option<StoredMessage> {
+        let Ok(body) = classchat_wire::decode::<Body>(body) else {
+            tracing::warn!(id, "skipping a stored message whose body does not decode");
+            return None;
+        };
+        Some(StoredMessage {
+            id: id as u64,
+            conv,
+            sender,
+            ts: ts as u64,
+            body,
+            reply_to: reply_to.map(|v| v as u64),
+            edited: edited.map(|v| v as u64),
+            reactions: Vec::new(),
+        })
+    }
+
     /// The message as `conv` names its conversation for the receiver.
     pub fn to_chat(&self, conv: classchat_wire::Conv) -> classchat_wire::ChatMessage {
         classchat_wire::ChatMessage {
@@ -136,6 +163,26 @@ pub(crate) trait Backend: Send + Sync + 'static {
         offset: u32,
         limit: u32,
     ) -> anyhow::Result<Vec<StoredMessage>>;
+    /// Whether other nodes may share this database (then file ids and file content
+    /// come from it too).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// A new file id, unique among every node's (only asked when [`Backend::shared`]).
+    fn next_file_id(&self) -> anyhow::Result<u64> {
+        anyhow::bail!("file ids come from the store only when it is shared")
+    }
+    /// Keeps the content of a complete file (named by its SHA-256, at `path` on this
+    /// node's disk) where the other nodes find it. Nothing to do for a store that no
+    /// other node shares.
+    fn put_blob(&self, _sha256: &[u8], _path: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Writes the content of a file this node's disk lacks to `dest`, checked against
+    /// its SHA-256; `false` when the store does not have it.
+    fn fetch_blob(&self, _sha256: &[u8], _dest: &Path) -> anyhow::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Handle to the store. Cheap to clone.
@@ -339,6 +386,32 @@ impl Store {
         limit: u32,
     ) -> anyhow::Result<(Vec<classchat_wire::AuditEntry>, bool)> {
         self.read(move |b| b.audit_page(before, limit)).await
+    }
+
+    /// Keeps a complete file's content (at `path`, named by `sha256`) where other nodes
+    /// on the same store find it ([`Backend::put_blob`]).
+    pub async fn put_blob(&self, sha256: Vec<u8>, path: std::path::PathBuf) -> anyhow::Result<()> {
+        if !self.backend.shared() {
+            return Ok(());
+        }
+        self.read(move |b| b.put_blob(&sha256, &path)).await
+    }
+
+    /// Fetches a file's content this node lacks into `dest` ([`Backend::fetch_blob`]).
+    pub async fn fetch_blob(&self, sha256: Vec<u8>, dest: std::path::PathBuf) -> anyhow::Result<bool> {
+        if !self.backend.shared() {
+            return Ok(false);
+        }
+        self.read(move |b| b.fetch_blob(&sha256, &dest)).await
+    }
+
+    /// The id of a new file when the store is shared by several nodes (`None`: the
+    /// node's own count is unique).
+    pub async fn next_file_id(&self) -> anyhow::Result<Option<u64>> {
+        if !self.backend.shared() {
+            return Ok(None);
+        }
+        self.read(|b| b.next_file_id().map(Some)).await
     }
 
     /// Messages of `convs` holding every one of `words` (stemmed query words,

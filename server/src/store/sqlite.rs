@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use classchat_wire::{Body, MessageId, Timestamp};
+use classchat_wire::{MessageId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rich;
@@ -379,22 +379,15 @@ pub fn audit_page(
 /// A row (of [`rich::COLUMNS`]) whose body does not decode is skipped (logged) rather
 /// than failing the page. Reactions are filled in apart ([`rich::with_reactions`]).
 pub(super) fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<StoredMessage>> {
-    let id: i64 = r.get(0)?;
-    let body: Vec<u8> = r.get(4)?;
-    let Ok(body) = classchat_wire::decode::<Body>(&body) else {
-        tracing::warn!(id, "skipping a stored message whose body does not decode");
-        return Ok(None);
-    };
-    Ok(Some(StoredMessage {
-        id: id as u64,
-        conv: r.get(1)?,
-        sender: r.get(2)?,
-        ts: r.get::<_, i64>(3)? as u64,
-        body,
-        reply_to: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-        edited: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
-        reactions: Vec::new(),
-    }))
+    Ok(StoredMessage::from_columns(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get::<_, Vec<u8>>(4)?.as_slice(),
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 fn load(c: &Connection) -> rusqlite::Result<Snapshot> {

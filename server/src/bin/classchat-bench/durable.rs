@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::conn;
 use crate::procstat;
 use crate::stats::{Hist, Row, round3};
-use crate::target::{DataDir, ServerOpts, Target, seed_room, seed_users};
+use crate::target::{DataDir, ServerOpts, Target, seed_room, seed_room_pg, seed_users, seed_users_pg};
+use classchat_server::services::postgres::Postgres;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -28,19 +29,43 @@ pub struct Args {
     /// Bytes of message text.
     #[arg(long, default_value_t = 64)]
     pub text_len: usize,
+    /// Store on a throwaway PostgreSQL cluster (`store = "postgres://…"`) instead of the
+    /// SQLite file in the data dir.
+    #[arg(long)]
+    pub postgres: bool,
 }
 
 pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>)> {
     let data = DataDir::new(opts)?;
-    let mut accounts = {
-        let db = data.db()?;
-        let accounts = seed_users(&db, "w", a.senders)?;
-        for (k, acc) in accounts.iter().enumerate() {
-            seed_room(&db, &format!("solo{k}"), &[acc.name.as_str()])?;
-        }
-        accounts
+    let pg = match a.postgres {
+        true => Some(tokio::task::spawn_blocking(Postgres::start).await??),
+        false => None,
     };
-    let target = Target::start(opts, &data).await?;
+    let solo = |k: usize| format!("solo{k}");
+    let mut accounts = match &pg {
+        None => {
+            let db = data.db()?;
+            let accounts = seed_users(&db, "w", a.senders)?;
+            for (k, acc) in accounts.iter().enumerate() {
+                seed_room(&db, &solo(k), &[acc.name.as_str()])?;
+            }
+            accounts
+        }
+        Some(pg) => {
+            let (url, senders) = (pg.url(), a.senders);
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<_>> {
+                let mut db = classchat_server::open_postgres(&url)?;
+                let accounts = seed_users_pg(&mut db, "w", senders)?;
+                for (k, acc) in accounts.iter().enumerate() {
+                    seed_room_pg(&mut db, &solo(k), &[acc.name.as_str()])?;
+                }
+                Ok(accounts)
+            })
+            .await??
+        }
+    };
+    let store = pg.as_ref().map(Postgres::url);
+    let target = Target::start_with(opts, &data, |c| c.store = store).await?;
     let clients = conn::login_all(&target.addr_string(), &mut accounts, 1, 32, 64, conn::discard).await?;
     let acked = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -94,6 +119,7 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
     let hist = hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let result = json!({
         "scenario": "durable",
+        "store": if a.postgres { "postgres" } else { "sqlite" },
         "senders": a.senders,
         "window": a.window,
         "secs": a.secs,
@@ -125,5 +151,8 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
     ];
     target.stop().await?;
     drop(clients);
+    if let Some(pg) = pg {
+        tokio::task::spawn_blocking(move || drop(pg)).await?;
+    }
     Ok((result, rows))
 }

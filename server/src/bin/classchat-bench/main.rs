@@ -160,7 +160,16 @@ async fn suite(opts: &ServerOpts, irc: &irc::IrcOpts, rows: &mut Vec<Row>) -> an
         ("fanout 1000 in 1 room", Scenario::Fanout(short(1000, 1, 10))),
         ("fanout 1000 in 10 rooms", Scenario::Fanout(short(1000, 10, 100))),
         ("dm", Scenario::Dm(dm::Args { round_trips: 500, body_len: 200 })),
-        ("durable", Scenario::Durable(durable::Args { senders: 32, window: 64, secs: 5.0, text_len: 64 })),
+        (
+            "durable",
+            Scenario::Durable(durable::Args {
+                senders: 32,
+                window: 64,
+                secs: 5.0,
+                text_len: 64,
+                postgres: false,
+            }),
+        ),
         ("history", Scenario::History(history::Args { messages: 1_000_000, fetches: 200 })),
         (
             "search",

@@ -141,28 +141,72 @@ fn now_ms() -> i64 {
 /// resume token, and no room memberships (not even `lobby`: a bench user that joined the
 /// lobby would hear every other user's presence, which is not what is being measured).
 pub fn seed_users(conn: &rusqlite::Connection, prefix: &str, count: usize) -> anyhow::Result<Vec<Account>> {
-    use rand::Rng;
-    use sha2::Digest;
     let auth = auth_hash()?;
     let tx = conn.unchecked_transaction()?;
-    let mut accounts = Vec::with_capacity(count);
+    let accounts = new_accounts(prefix, count);
     {
         let mut user =
             tx.prepare("INSERT INTO users(name_lc, name, auth, created) VALUES (?1, ?1, ?2, ?3)")?;
         let mut device =
             tx.prepare("INSERT INTO devices(user_lc, device, token_hash, baseline) VALUES (?1, ?2, ?3, 0)")?;
-        let mut rng = rand::rng();
-        for i in 0..count {
-            let name = format!("{prefix}{i}");
-            let mut token = vec![0u8; 32];
-            rng.fill_bytes(&mut token);
-            user.execute(params![name, auth, now_ms()])?;
-            device.execute(params![name, DEVICE, sha2::Sha256::digest(&token).to_vec()])?;
-            accounts.push(Account { name, token });
+        for (acc, token_hash) in &accounts {
+            user.execute(params![acc.name, auth, now_ms()])?;
+            device.execute(params![acc.name, DEVICE, token_hash])?;
         }
     }
     tx.commit()?;
-    Ok(accounts)
+    Ok(accounts.into_iter().map(|(acc, _)| acc).collect())
+}
+
+/// `count` accounts named `{prefix}{i}` with fresh resume tokens, and their hashes.
+fn new_accounts(prefix: &str, count: usize) -> Vec<(Account, Vec<u8>)> {
+    use rand::Rng;
+    use sha2::Digest;
+    let mut rng = rand::rng();
+    (0..count)
+        .map(|i| {
+            let mut token = vec![0u8; 32];
+            rng.fill_bytes(&mut token);
+            let hash = sha2::Sha256::digest(&token).to_vec();
+            (Account { name: format!("{prefix}{i}"), token }, hash)
+        })
+        .collect()
+}
+
+/// As [`seed_users`], in a PostgreSQL store.
+pub fn seed_users_pg(db: &mut postgres::Client, prefix: &str, count: usize) -> anyhow::Result<Vec<Account>> {
+    let auth = auth_hash()?;
+    let mut tx = db.transaction()?;
+    let accounts = new_accounts(prefix, count);
+    for (acc, token_hash) in &accounts {
+        tx.execute(
+            "INSERT INTO users(name_lc, name, auth, created) VALUES ($1, $1, $2, $3)",
+            &[&acc.name, &auth, &now_ms()],
+        )?;
+        tx.execute(
+            "INSERT INTO devices(user_lc, device, token_hash, baseline) VALUES ($1, $2, $3, 0)",
+            &[&acc.name, &DEVICE, token_hash],
+        )?;
+    }
+    tx.commit()?;
+    Ok(accounts.into_iter().map(|(acc, _)| acc).collect())
+}
+
+/// As [`seed_room`], in a PostgreSQL store.
+pub fn seed_room_pg(db: &mut postgres::Client, name: &str, members: &[&str]) -> anyhow::Result<()> {
+    let mut tx = db.transaction()?;
+    tx.execute(
+        "INSERT INTO rooms(name_lc, name, topic, password, admin_lc, created) VALUES ($1, $1, 'bench', NULL, $2, $3)",
+        &[&name, &members.first().copied().unwrap_or(""), &now_ms()],
+    )?;
+    for user in members {
+        tx.execute(
+            "INSERT INTO room_members(room_lc, user_lc, joined_id) VALUES ($1, $2, 0)",
+            &[&name, user],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Creates room `name` (lowercase) with `members` (by account name) and `admin`.

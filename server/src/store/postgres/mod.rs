@@ -3,9 +3,11 @@
 //!
 //! - `schema`: the tables (those of SQLite in PostgreSQL types), created and migrated at
 //!   startup under an advisory lock, so nodes starting together migrate once.
-//! - `writer`: the writer thread. One transaction per batch of jobs (group commit), a
-//!   savepoint per job so a job that fails (another node created the same user a moment
-//!   before) fails alone. Message ids come from the sequence `message_ids`; before taking
+//! - `writer`: the writer thread. One transaction per batch of jobs (group commit); a
+//!   job that fails (another node created the same user a moment before) fails alone:
+//!   the batch is then run again with a savepoint per job (not before: a savepoint costs
+//!   two round trips a job, and jobs rarely fail). A run of one-message jobs is written
+//!   by one statement. Message ids come from the sequence `message_ids`; before taking
 //!   any, the batch locks the conversations it writes to (`pg_advisory_xact_lock`, in key
 //!   order, so two nodes never deadlock), so within a conversation ids commit in order
 //!   even with several nodes writing to it: catch-up reads "everything after the cursor"
@@ -13,6 +15,7 @@
 //!   unreachable, jobs fail at once with a clear error (never acknowledged), and the
 //!   writer reconnects with backoff.
 //! - `read`: every read [`super::Backend`] offers, on a small pool of connections.
+//! - `blobs`: the content of shared files, so that any node serves any file.
 //!
 //! No TLS: run PostgreSQL on a trusted network, or reach it through a unix socket or an
 //! SSH tunnel (README.md).
@@ -24,6 +27,7 @@ use postgres::{Client, NoTls, Statement};
 
 use super::{Job, Snapshot};
 
+mod blobs;
 mod read;
 mod schema;
 mod writer;

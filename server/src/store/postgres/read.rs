@@ -1,5 +1,6 @@
 //! Reads on PostgreSQL: the [`Backend`] queries, on a small pool of connections.
 
+use std::path::Path;
 use std::sync::Mutex;
 
 use classchat_wire::{Body, MessageId};
@@ -33,6 +34,13 @@ impl Pg {
     /// broke is not put back; when a pooled one turns out to have died while idle (the
     /// database restarted since), `f` runs again on the next, at worst on a new one.
     fn with<T>(&self, mut f: impl FnMut(&mut Conn) -> Result<T, postgres::Error>) -> anyhow::Result<T> {
+        self.with_conn(|c| {
+            f(c).map_err(|e| anyhow::anyhow!("{}: {}", describe(&self.config), error_text(&e)))
+        })
+    }
+
+    /// As [`Pg::with`], for work that fails in other ways too (files).
+    fn with_conn<T>(&self, mut f: impl FnMut(&mut Conn) -> anyhow::Result<T>) -> anyhow::Result<T> {
         loop {
             let pooled = lock(&self.pool).pop();
             let fresh = pooled.is_none();
@@ -51,7 +59,7 @@ impl Pg {
                 }
             }
             if fresh || alive || result.is_ok() {
-                return result.map_err(|e| anyhow::anyhow!("{}: {}", describe(&self.config), error_text(&e)));
+                return result;
             }
         }
     }
@@ -82,12 +90,17 @@ impl Backend for Pg {
             let sql = "SELECT token_hash, baseline, prev_token_hash, prev_until FROM devices
                        WHERE user_lc = $1 AND device = $2";
             let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
-            Ok(c.client.query_opt(&stmt, &[&user, &device])?.map(|r| DeviceRow {
-                token_hash: r.get(0),
-                baseline: r.get::<_, i64>(1) as u64,
-                prev_token_hash: r.get(2),
-                prev_until: r.get(3),
-            }))
+            c.client
+                .query_opt(&stmt, &[&user, &device])?
+                .map(|r| {
+                    Ok(DeviceRow {
+                        token_hash: r.try_get(0)?,
+                        baseline: r.try_get::<_, i64>(1)? as u64,
+                        prev_token_hash: r.try_get(2)?,
+                        prev_until: r.try_get(3)?,
+                    })
+                })
+                .transpose()
         })
     }
 
@@ -96,7 +109,7 @@ impl Backend for Pg {
             let sql = "SELECT conv, up_to FROM cursors WHERE user_lc = $1 AND device = $2";
             let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
             let rows = c.client.query(&stmt, &[&user, &device])?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
+            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u64))).collect()
         })
     }
 
@@ -137,10 +150,10 @@ impl Backend for Pg {
             let rows = c.client.query(&stmt, &[&conv, &id(after), &i64::from(limit)])?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows.iter().rev() {
-                let Some(message) = message(c, r.get::<_, i64>(0) as u64)? else { continue };
+                let Some(message) = message(c, r.try_get::<_, i64>(0)? as u64)? else { continue };
                 let kinds = [(2, UpdateKind::Edit), (3, UpdateKind::Delete), (4, UpdateKind::React)]
                     .into_iter()
-                    .filter_map(|(col, k)| (r.get::<_, i64>(col) > 0).then_some(k))
+                    .filter_map(|(col, k)| (r.try_get::<_, i64>(col).unwrap_or(0) > 0).then_some(k))
                     .collect();
                 out.push(Changed { message, kinds });
             }
@@ -156,7 +169,7 @@ impl Backend for Pg {
         self.with(|c| {
             let sql = "SELECT public_key, backup FROM identity_keys WHERE user_lc = $1";
             let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
-            Ok(c.client.query_opt(&stmt, &[&user])?.map(|r| (r.get(0), r.get(1))))
+            c.client.query_opt(&stmt, &[&user])?.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
         })
     }
 
@@ -164,8 +177,12 @@ impl Backend for Pg {
         self.with(|c| {
             let sql = r#"SELECT "grant" FROM dm_keys WHERE conv = $1 ORDER BY seq DESC LIMIT $2"#;
             let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
-            let mut v: Vec<Vec<u8>> =
-                c.client.query(&stmt, &[&conv, &i64::from(limit)])?.iter().map(|r| r.get(0)).collect();
+            let mut v: Vec<Vec<u8>> = c
+                .client
+                .query(&stmt, &[&conv, &i64::from(limit)])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
             v.reverse();
             Ok(v)
         })
@@ -184,19 +201,40 @@ impl Backend for Pg {
                 .client
                 .query(&stmt, &[&before, &(i64::from(limit) + 1)])?
                 .iter()
-                .map(|r| classchat_wire::AuditEntry {
-                    id: r.get::<_, i64>(0) as u64,
-                    ts: r.get::<_, i64>(1) as u64,
-                    actor: r.get(2),
-                    action: crate::store::audit_action(r.get(3)),
-                    target: r.get(4),
-                    detail: r.get(5),
+                .map(|r| {
+                    Ok(classchat_wire::AuditEntry {
+                        id: r.try_get::<_, i64>(0)? as u64,
+                        ts: r.try_get::<_, i64>(1)? as u64,
+                        actor: r.try_get(2)?,
+                        action: crate::store::audit_action(r.try_get(3)?),
+                        target: r.try_get(4)?,
+                        detail: r.try_get(5)?,
+                    })
                 })
-                .collect();
+                .collect::<Result<_, postgres::Error>>()?;
             let more = entries.len() > limit as usize;
             entries.truncate(limit as usize);
             Ok((entries, more))
         })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn next_file_id(&self) -> anyhow::Result<u64> {
+        self.with(|c| {
+            let stmt = prepared(&mut c.client, &mut c.statements, "SELECT nextval('file_ids')")?;
+            Ok(c.client.query_one(&stmt, &[])?.try_get::<_, i64>(0)? as u64)
+        })
+    }
+
+    fn put_blob(&self, sha256: &[u8], path: &Path) -> anyhow::Result<()> {
+        self.with_conn(|c| super::blobs::put(&mut c.client, sha256, path))
+    }
+
+    fn fetch_blob(&self, sha256: &[u8], dest: &Path) -> anyhow::Result<bool> {
+        self.with_conn(|c| super::blobs::fetch(&mut c.client, sha256, dest))
     }
 
     fn search(
@@ -265,26 +303,21 @@ fn messages(
     params: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> Result<Vec<StoredMessage>, postgres::Error> {
     let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
-    Ok(c.client.query(&stmt, params)?.iter().filter_map(to_message).collect())
+    let rows = c.client.query(&stmt, params)?;
+    Ok(rows.iter().map(to_message).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect())
 }
 
-fn to_message(r: &postgres::Row) -> Option<StoredMessage> {
-    let id: i64 = r.get(0);
-    let body: Vec<u8> = r.get(4);
-    let Ok(body) = classchat_wire::decode::<Body>(&body) else {
-        tracing::warn!(id, "skipping a stored message whose body does not decode");
-        return None;
-    };
-    Some(StoredMessage {
-        id: id as u64,
-        conv: r.get(1),
-        sender: r.get(2),
-        ts: r.get::<_, i64>(3) as u64,
-        body,
-        reply_to: r.get::<_, Option<i64>>(5).map(|v| v as u64),
-        edited: r.get::<_, Option<i64>>(6).map(|v| v as u64),
-        reactions: Vec::new(),
-    })
+/// A row of [`COLUMNS`]; `None` when its body does not decode (skipped, logged).
+fn to_message(r: &postgres::Row) -> Result<Option<StoredMessage>, postgres::Error> {
+    Ok(StoredMessage::from_columns(
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+        r.try_get(5)?,
+        r.try_get(6)?,
+    ))
 }
 
 /// One message by id, in its current state.
@@ -316,7 +349,11 @@ pub(super) fn reactions(
     let sql = r#"SELECT msg, emoji, "user" FROM reactions WHERE msg = ANY($1) ORDER BY n"#;
     let stmt = prepared(client, cache, sql)?;
     let rows = client.query(&stmt, &[&ids])?;
-    Ok(rich::group_reactions(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1), r.get(2)))))
+    let rows = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<_>, postgres::Error>>()?;
+    Ok(rich::group_reactions(rows))
 }
 
 /// Everything loaded into memory at startup.

@@ -127,6 +127,18 @@ const MIGRATIONS: &[&str] = &[
         kind SMALLINT NOT NULL
     );
     CREATE INDEX message_updates_by_conv ON message_updates(conv, id);"#,
+    // 2: the content of shared files, so every node can serve every file: named by its
+    // SHA-256 like the files on disk, in chunks of `blobs::CHUNK` bytes.
+    "CREATE TABLE file_blobs(
+        sha256 BYTEA NOT NULL,
+        chunk_no INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY(sha256, chunk_no)
+    );",
+    // 3: file ids from the database, so that two nodes never give out the same one; it
+    // starts after the files already there.
+    "CREATE SEQUENCE file_ids;
+    SELECT setval('file_ids', COALESCE((SELECT MAX(id) FROM files), 0) + 1, false);",
 ];
 
 /// Creates the schema or brings it up to date, under the migration lock.
@@ -136,7 +148,8 @@ pub(super) fn migrate(client: &mut Client) -> anyhow::Result<()> {
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)",
     )?;
-    let done: i32 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0);
+    let done: i32 =
+        tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.try_get(0)?;
     let done = usize::try_from(done).unwrap_or(0);
     anyhow::ensure!(
         done <= MIGRATIONS.len(),

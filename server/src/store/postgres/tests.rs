@@ -42,12 +42,15 @@ async fn two_nodes_writing_one_conversation_commit_its_ids_in_order() {
             writers.push(std::thread::spawn(move || {
                 for i in 0..PER_WRITER {
                     let acked = Arc::clone(&acked);
+                    // One message per job (several such jobs are written by one
+                    // statement), or a second one in another conversation (locks are
+                    // taken for both).
+                    let mut writes = vec![message(CONV, format!("writer{w} {n}/{w}/{i}"))];
+                    if w == 1 {
+                        writes.push(message(&format!("r:side{n}"), "x".into()));
+                    }
                     let job = Job {
-                        // Another conversation in the same job: locks are taken for both.
-                        writes: vec![
-                            message(CONV, format!("{n}/{w}/{i}")),
-                            message(&format!("r:side{w}"), "x".into()),
-                        ],
+                        writes,
                         done: Some(Box::new(move |r, _| {
                             let ids = r.expect("committed");
                             acked.lock().expect("lock").push(ids[0].0);
@@ -84,6 +87,8 @@ async fn two_nodes_writing_one_conversation_commit_its_ids_in_order() {
     assert_eq!(all.len(), 4 * PER_WRITER);
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "the reader saw ids in order");
     assert_eq!(seen, all, "the reader, always asking for what is after its last id, missed none");
+    let found = nodes[1].search(vec!["writer0".into()], vec![CONV.into()], 0, 1000).await.expect("search");
+    assert_eq!(found.len(), 2 * PER_WRITER, "every message of the one-message jobs is indexed");
 }
 
 /// A job that fails (a name another node took a moment before) fails alone: the other
@@ -99,10 +104,27 @@ async fn a_failing_job_fails_alone_and_a_reload_sees_the_other_node() {
     assert!(dup.expect_err("a taken name").contains("duplicate key"), "a clear reason");
     let bob = bob.expect("the other job commits");
     assert_eq!(bob.len(), 1, "the message's id");
+    // Many at once, so that the writer takes several per batch: a failing job among
+    // others fails alone there too.
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..20 {
+        for (name, taken) in [("alice".to_owned(), true), (format!("user{i}"), false)] {
+            let outcomes = Arc::clone(&outcomes);
+            let done: crate::store::write::Done = Box::new(move |r, _| {
+                outcomes.lock().expect("lock").push((r.is_ok(), taken));
+            });
+            b.submit_blocking(Job { writes: vec![user(&name)], done: Some(done) }).expect("submit");
+        }
+    }
+    b.flush().await.expect("flush");
+    let outcomes = outcomes.lock().expect("lock").clone();
+    assert_eq!(outcomes.len(), 40);
+    assert!(outcomes.iter().all(|(ok, taken)| ok != taken), "exactly the taken names failed: {outcomes:?}");
     let snapshot = a.reload_snapshot().await.expect("reload");
     let mut names: Vec<String> = snapshot.users.iter().map(|u| u.name.clone()).collect();
     names.sort();
-    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(names.len(), 22);
+    assert_eq!(names[..2], ["alice", "bob"]);
     assert_eq!(snapshot.last_message_id, bob[0].0);
     let found = a.search(vec!["hi".into()], vec!["a".into()], 0, 10).await.expect("search");
     assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), vec![bob[0].0]);

@@ -60,8 +60,9 @@ fn is_connection_error(e: &postgres::Error) -> bool {
         return true;
     }
     match e.code() {
-        // Not a database error: input/output, the protocol, a timeout.
-        None => e.as_db_error().is_none(),
+        // Not from the database: the socket failed, or a value did not convert (this
+        // statement's problem, not the connection's).
+        None => std::error::Error::source(e).is_some_and(|c| c.is::<std::io::Error>()),
         // Class 08: connection exception; 57P01-57P03: shutdown, crash, not accepting.
         Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
     }
@@ -74,6 +75,7 @@ const DATABASE_DOWN: &str = "unavailable: the server cannot reach its database (
 impl Writer {
     fn apply(&mut self, jobs: &mut [Job]) -> Vec<Committed> {
         let mut retried = false;
+        let mut savepoints = false;
         loop {
             let up = self.connected();
             let Some(conn) = self.conn.as_mut().filter(|_| up) else {
@@ -81,8 +83,14 @@ impl Writer {
                 return fail_all(jobs, DATABASE_DOWN);
             };
             let saved_ts = self.last_ts;
-            match apply_batch(conn, &mut self.last_ts, jobs) {
-                Ok(results) => return results,
+            match apply_batch(conn, &mut self.last_ts, jobs, savepoints) {
+                Ok(Some(results)) => return results,
+                // A job failed, so the transaction was rolled back: again, with a
+                // savepoint per job this time, so that only that job fails.
+                Ok(None) => {
+                    self.last_ts = saved_ts;
+                    savepoints = true;
+                }
                 Err(BatchError { error, committing }) => {
                     self.last_ts = saved_ts;
                     let broken = is_connection_error(&error) || conn.client.is_closed();
@@ -164,22 +172,56 @@ fn lock_key(conv: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
-/// Applies every job in one transaction, a savepoint each, so a job that fails is rolled
-/// back alone. `Err` only when the transaction as a whole failed.
+/// Applies every job in one transaction. With `savepoints`, each job has one, so a job
+/// that fails is rolled back alone. Without (the usual case: jobs rarely fail, and a
+/// savepoint costs two round trips per job), a job that fails rolls the whole
+/// transaction back and the result is `Ok(None)`: the caller runs the batch again with
+/// savepoints. `Err` when the transaction as a whole failed.
 fn apply_batch(
     conn: &mut Conn,
     last_ts: &mut Timestamp,
     jobs: &mut [Job],
-) -> Result<Vec<Committed>, BatchError> {
+    savepoints: bool,
+) -> Result<Option<Vec<Committed>>, BatchError> {
     let early = |error| BatchError { error, committing: false };
     let Conn { client, statements } = conn;
     let mut tx = client.transaction().map_err(early)?;
     let convs = lock_conversations(&mut tx, statements, jobs).map_err(early)?;
     let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs.iter_mut() {
+    let alone = jobs.len() == 1;
+    let mut i = 0;
+    while i < jobs.len() {
         let before = *last_ts;
+        if !savepoints {
+            // A run of jobs that are one message each (the usual case under load): one
+            // statement writes them all.
+            let run: Vec<Message<'_>> = jobs[i..].iter().map_while(single_message).collect();
+            let outcome = match run.len() {
+                0 | 1 => {
+                    apply_job(&mut tx, statements, &convs, last_ts, &mut jobs[i].writes).map(|ids| vec![ids])
+                }
+                _ => insert_messages(&mut tx, statements, last_ts, &run)
+                    .map(|ids| ids.into_iter().map(|id| vec![id]).collect()),
+            };
+            match outcome {
+                Ok(ids) => {
+                    i += ids.len();
+                    results.extend(ids.into_iter().map(Ok));
+                }
+                Err(JobError::Db(e)) if is_connection_error(&e) => return Err(early(e)),
+                Err(e) => {
+                    tx.rollback().map_err(early)?;
+                    if !alone {
+                        return Ok(None);
+                    }
+                    tracing::error!(error = %e, "a store write failed");
+                    return Ok(Some(vec![Err(e.to_string())]));
+                }
+            }
+            continue;
+        }
         let mut sp = tx.savepoint("job").map_err(early)?;
-        match apply_job(&mut sp, statements, &convs, last_ts, &mut job.writes) {
+        match apply_job(&mut sp, statements, &convs, last_ts, &mut jobs[i].writes) {
             Ok(ids) => {
                 sp.commit().map_err(early)?;
                 results.push(Ok(ids));
@@ -192,9 +234,56 @@ fn apply_batch(
                 results.push(Err(e.to_string()));
             }
         }
+        i += 1;
     }
     tx.commit().map_err(|error| BatchError { error, committing: true })?;
-    Ok(results)
+    Ok(Some(results))
+}
+
+/// The fields of a job that is one `Write::Message`.
+type Message<'a> = (&'a str, &'a str, &'a classchat_wire::Body, Option<MessageId>);
+
+fn single_message(job: &Job) -> Option<Message<'_>> {
+    match job.writes.as_slice() {
+        [Write::Message { conv, sender, body, reply_to }] => Some((conv, sender, body, *reply_to)),
+        _ => None,
+    }
+}
+
+/// Writes `run` (one message per job) with two statements: ids for all from the
+/// sequence, in order, then one insert of every row. Returns each one's id and time.
+fn insert_messages(
+    tx: &mut Transaction<'_>,
+    st: &mut HashMap<String, Statement>,
+    last_ts: &mut Timestamp,
+    run: &[Message<'_>],
+) -> Result<Vec<(MessageId, Timestamp)>, JobError> {
+    let stmt = prepared(tx, st, "SELECT nextval('message_ids') FROM generate_series(1, $1::bigint)")?;
+    let mut ids = tx
+        .query(&stmt, &[&(run.len() as i64)])?
+        .iter()
+        .map(|r| r.try_get::<_, i64>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The sequence hands them out increasing; sorted, they follow the jobs' order.
+    ids.sort_unstable();
+    let ts = now_ms().max(*last_ts);
+    let mut bodies = Vec::with_capacity(run.len());
+    for (_, _, body, _) in run {
+        bodies.push(classchat_wire::message::encode(*body)?);
+    }
+    let convs: Vec<&str> = run.iter().map(|m| m.0).collect();
+    let senders: Vec<&str> = run.iter().map(|m| m.1).collect();
+    let replies: Vec<Option<i64>> = run.iter().map(|m| m.3.map(|r| r as i64)).collect();
+    // Each row's terms as one string (an array of arrays must be rectangular); the
+    // terms themselves are letters and digits, so a space splits them back.
+    let terms: Vec<Option<String>> = run.iter().map(|m| terms_of(m.0, m.2).map(|t| t.join(" "))).collect();
+    let sql = "INSERT INTO messages(id, conv, sender, ts, body, reply_to, terms)
+               SELECT id, conv, sender, $4, body, reply_to, string_to_array(terms, ' ')
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $5::bytea[], $6::bigint[], $7::text[])
+                   AS u(id, conv, sender, body, reply_to, terms)";
+    exec(tx, st, sql, &[&ids, &convs, &senders, &(ts as i64), &bodies, &replies, &terms])?;
+    *last_ts = ts;
+    Ok(ids.into_iter().map(|id| (id as u64, ts)).collect())
 }
 
 /// Locks every conversation the batch takes message ids in (until the commit), in key
@@ -439,7 +528,17 @@ fn apply_job(
             }
             Write::React { .. } => {}
             Write::DeleteFile { id } => {
-                exec(tx, st, "DELETE FROM files WHERE id = $1", &[&(*id as i64)])?;
+                let stmt = prepared(tx, st, "DELETE FROM files WHERE id = $1 RETURNING sha256")?;
+                let sha256: Option<Vec<u8>> = match tx.query_opt(&stmt, &[&(*id as i64)])? {
+                    Some(row) => row.try_get(0)?,
+                    None => None,
+                };
+                // The content goes with the last file that has it.
+                if let Some(sha256) = sha256 {
+                    let sql = "DELETE FROM file_blobs WHERE sha256 = $1
+                               AND NOT EXISTS (SELECT 1 FROM files WHERE sha256 = $1)";
+                    exec(tx, st, sql, &[&sha256])?;
+                }
             }
             Write::Cursor { user, device, conv, up_to } => {
                 let sql = "INSERT INTO cursors(user_lc, device, conv, up_to) VALUES ($1, $2, $3, $4)
