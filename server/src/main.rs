@@ -26,6 +26,10 @@ struct Cli {
     /// Server name shown to clients. Overrides the config file.
     #[arg(long)]
     name: Option<String>,
+    /// One node of this server for the printed invite, `host[:port]`; repeat it for every
+    /// node, in the order clients should try them. Overrides `public_addresses`.
+    #[arg(long = "public-address", value_name = "HOST[:PORT]")]
+    public_address: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -72,6 +76,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(name) = &cli.name {
         config.server_name = name.clone();
+    }
+    if !cli.public_address.is_empty() {
+        config.public_addresses.clone_from(&cli.public_address);
     }
     config.validate()?;
     Ok(config)
