@@ -6,7 +6,9 @@
 //! wakes up.
 //!
 //! Resilience: when the connection drops, the task reconnects with exponential backoff
-//! and logs in again with the resume token (no password, no Argon2). Messages the user
+//! and logs in again with the resume token (no password, no Argon2). A server of several
+//! nodes is one server here: each attempt walks its nodes, starting with the node after
+//! the one that dropped (see [`crate::nodes`]). Messages the user
 //! sent stay in an outbox until the server acknowledges them; after a reconnect they go
 //! out again, in order, once the catch-up is complete.
 
@@ -14,6 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use classchat_wire::failover::{self, Connected};
 use classchat_wire::{
     Client, ClientConfig, Conv, Error as WireError, ErrorCode, Event, FileInfo, Fingerprint, MessageId,
     Request, Response, Timestamp, TrustPolicy, Welcome,
@@ -25,6 +28,7 @@ use crate::e2e::{self, E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
 use crate::files::{FileCommand, FileTasks, OfferSeal, Thumb, TransferId, TransferUpdate, claims_sealed};
 use crate::local::{LocalStore, PeerKeyState};
 use crate::model::Msg;
+use crate::nodes::{self, Nodes};
 
 /// Port used when the address the user typed has none.
 pub const DEFAULT_PORT: u16 = 7420;
@@ -39,8 +43,9 @@ const MAX_QUEUED_EVENTS: usize = 65_536;
 /// What the UI asks the net task to do.
 #[derive(Debug)]
 pub enum Command {
-    /// Log in (or register) with a password, from the connect screen.
-    LogIn { addr: String, username: String, password: String, register: bool },
+    /// Log in (or register) with a password, from the connect screen. `nodes`: every
+    /// address of the server from a multi-node invite (empty: the ones remembered).
+    LogIn { addr: String, nodes: Vec<String>, username: String, password: String, register: bool },
     /// Log in with the saved resume token, if there is one (at start-up).
     Resume { addr: String, username: String },
     /// Stop a login that is still connecting.
@@ -174,11 +179,13 @@ pub enum ConnState {
     Connecting {
         addr: String,
     },
+    /// `addr` is the node the app is connected through (the server's own address for a
+    /// server of one node).
     Online {
         addr: String,
         server_name: String,
     },
-    /// Waiting to try again; `retry_at` is when.
+    /// Waiting to try again; `retry_at` is when, `addr` the node tried first.
     Reconnecting {
         addr: String,
         attempt: u32,
@@ -415,8 +422,13 @@ async fn e2e_worker(mut jobs: mpsc::Receiver<Job>, sink: Sink) {
 /// Who we are logged in as, so a reconnect can log in again.
 #[derive(Debug, Clone)]
 struct Target {
+    /// The server's name: the address its data is filed under.
     addr: String,
     username: String,
+    /// Its nodes, and which one the next attempt tries first.
+    nodes: Nodes,
+    /// The node of the current (or last) connection.
+    node: String,
 }
 
 enum Phase {
@@ -440,9 +452,12 @@ enum Phase {
 
 enum Internal {
     /// The session is boxed: a `Welcome` is far bigger than the other variants.
+    /// `nodes`: the server's nodes, the one that answered first in line, or after a
+    /// failure the one after the node that failed.
     Connected {
         generation: u64,
         result: Result<Box<Session>, ConnectError>,
+        nodes: Nodes,
     },
     SendDone {
         local_id: u64,
@@ -462,6 +477,8 @@ struct Session {
     events: mpsc::Receiver<Event>,
     welcome: Welcome,
     addr: String,
+    /// The node that answered.
+    node: String,
     /// Logged in with the resume token rather than the password.
     resumed: bool,
     dm_contacts: Vec<String>,
@@ -481,6 +498,15 @@ enum ConnectError {
     /// No saved token for a resume.
     NoToken,
     Local(String),
+}
+
+/// Which nodes a connect attempt walks.
+enum NodePlan {
+    /// From the connect screen or a start-up resume: these (from an invite), or when
+    /// there are none the ones remembered for the server.
+    Listed(Vec<String>),
+    /// A reconnect: the session's nodes, in their current order.
+    Known(Nodes),
 }
 
 enum Auth {
@@ -566,16 +592,17 @@ impl NetTask {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::LogIn { addr, username, password, register } => {
+            Command::LogIn { addr, nodes, username, password, register } => {
                 let addr = normalize_addr(&addr);
                 self.drop_session();
                 self.outbox.clear();
-                self.start_connect(addr, username, Auth::Password { password, register }, None);
+                let nodes = NodePlan::Listed(nodes);
+                self.start_connect(addr, username, Auth::Password { password, register }, None, nodes);
             }
             Command::Resume { addr, username } => {
                 let addr = normalize_addr(&addr);
                 self.drop_session();
-                self.start_connect(addr, username, Auth::SavedToken, None);
+                self.start_connect(addr, username, Auth::SavedToken, None, NodePlan::Listed(Vec::new()));
             }
             Command::CancelLogin => {
                 if matches!(self.phase, Phase::Connecting { .. } | Phase::Waiting { .. }) {
@@ -822,7 +849,14 @@ impl NetTask {
         self.resend_gate = None;
     }
 
-    fn start_connect(&mut self, addr: String, username: String, auth: Auth, reconnect: Option<u32>) {
+    fn start_connect(
+        &mut self,
+        addr: String,
+        username: String,
+        auth: Auth,
+        reconnect: Option<u32>,
+        nodes: NodePlan,
+    ) {
         self.attempt_gen += 1;
         let generation = self.attempt_gen;
         let store = self.store.clone();
@@ -832,7 +866,10 @@ impl NetTask {
         self.sink.send(NetEvent::State(match reconnect {
             None => ConnState::Connecting { addr: addr.clone() },
             Some(attempt) => ConnState::Reconnecting {
-                addr: addr.clone(),
+                addr: match &nodes {
+                    NodePlan::Known(nodes) => nodes.preferred().to_owned(),
+                    NodePlan::Listed(_) => addr.clone(),
+                },
                 attempt,
                 retry_at: Instant::now(),
                 reason: self.drop_reason.clone(),
@@ -842,15 +879,15 @@ impl NetTask {
             if let Some(write) = trust_write {
                 let _ = write.await;
             }
-            let result = connect(store, addr, username, auth, identity_bits).await.map(Box::new);
-            let _ = internal.send(Internal::Connected { generation, result });
+            let (result, nodes) = connect(store, addr, nodes, username, auth, identity_bits).await;
+            let _ = internal.send(Internal::Connected { generation, result: result.map(Box::new), nodes });
         });
         self.phase = Phase::Connecting { task, reconnect };
     }
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Connected { generation, result } => {
+            Internal::Connected { generation, result, nodes } => {
                 if generation != self.attempt_gen {
                     if let Ok(session) = result {
                         tokio::spawn(async move { session.client.close().await });
@@ -862,8 +899,13 @@ impl NetTask {
                     _ => None,
                 };
                 match result {
-                    Ok(session) => self.on_connected(*session),
-                    Err(e) => self.on_connect_failed(e, reconnect),
+                    Ok(session) => self.on_connected(*session, nodes),
+                    Err(e) => {
+                        if let Some(target) = &mut self.target {
+                            target.nodes = nodes;
+                        }
+                        self.on_connect_failed(e, reconnect);
+                    }
                 }
             }
             Internal::SendDone { local_id, sealed, result } => {
@@ -910,10 +952,12 @@ impl NetTask {
         }
     }
 
-    fn on_connected(&mut self, session: Session) {
-        let Session { client, events, welcome, addr, resumed, dm_contacts, key_plan, peer_keys } = session;
+    fn on_connected(&mut self, session: Session, nodes: Nodes) {
+        let Session { client, events, welcome, addr, node, resumed, dm_contacts, key_plan, peer_keys } =
+            session;
         let server_name = welcome.server_name.clone();
-        self.target = Some(Target { addr: addr.clone(), username: welcome.user.clone() });
+        self.target =
+            Some(Target { addr: addr.clone(), username: welcome.user.clone(), nodes, node: node.clone() });
         self.catching_up = true;
         self.setup_e2e(&client, &addr, &welcome.user, key_plan, peer_keys);
         self.sharing.on_connected(
@@ -928,8 +972,8 @@ impl NetTask {
         // After a drop, what we sent may already be stored: wait for the catch-up first.
         self.resend_gate =
             if self.outbox.is_empty() { None } else { Some(tokio::time::Instant::now() + CATCH_UP_GRACE) };
-        self.sink.send(NetEvent::LoggedIn { addr: addr.clone(), welcome, resumed, dm_contacts });
-        self.sink.send(NetEvent::State(ConnState::Online { addr, server_name }));
+        self.sink.send(NetEvent::LoggedIn { addr, welcome, resumed, dm_contacts });
+        self.sink.send(NetEvent::State(ConnState::Online { addr: node, server_name }));
         self.pump();
     }
 
@@ -1082,6 +1126,10 @@ impl NetTask {
         for o in &mut self.outbox {
             o.maybe_delivered = true;
         }
+        // Another node may be up: the next attempt starts there, not at the one that went.
+        if let Some(t) = &mut self.target {
+            t.nodes.failed(&t.node);
+        }
         self.schedule_reconnect(1, reason);
     }
 
@@ -1095,7 +1143,7 @@ impl NetTask {
         self.drop_reason.clone_from(&reason);
         self.phase = Phase::Waiting { attempt, until: tokio::time::Instant::now() + delay };
         self.sink.send(NetEvent::State(ConnState::Reconnecting {
-            addr: target.addr.clone(),
+            addr: target.nodes.preferred().to_owned(),
             attempt,
             retry_at: Instant::now() + delay,
             reason,
@@ -1108,7 +1156,8 @@ impl NetTask {
             self.phase = Phase::Idle;
             return;
         };
-        self.start_connect(target.addr, target.username, Auth::SavedToken, Some(attempt));
+        let nodes = NodePlan::Known(target.nodes);
+        self.start_connect(target.addr, target.username, Auth::SavedToken, Some(attempt), nodes);
     }
 
     /// Sends the next outbox entry, one at a time so the order is kept.
@@ -1199,10 +1248,39 @@ async fn gate_due(gate: Option<tokio::time::Instant>) {
     }
 }
 
-/// One connect attempt: TCP, handshake with the key check, then login.
+/// One connect attempt: TCP and the handshake with the key check at the first of the
+/// server's nodes that answers, then login. Returns the nodes, reordered for next time.
 async fn connect(
     store: LocalStore,
     addr: String,
+    plan: NodePlan,
+    username: String,
+    auth: Auth,
+    identity_bits: usize,
+) -> (Result<Session, ConnectError>, Nodes) {
+    let mut nodes = match plan {
+        NodePlan::Known(nodes) => nodes,
+        NodePlan::Listed(listed) => {
+            let (dir, server) = (store.dir().to_owned(), addr.clone());
+            tokio::task::spawn_blocking(move || {
+                let remembered = nodes::load(&dir, &server);
+                match listed.is_empty() {
+                    true => remembered,
+                    false => Nodes::new(&server, &listed, Some(remembered.preferred())),
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Nodes::single(&addr))
+        }
+    };
+    let result = connect_nodes(store, addr, &mut nodes, username, auth, identity_bits).await;
+    (result, nodes)
+}
+
+async fn connect_nodes(
+    store: LocalStore,
+    addr: String,
+    nodes: &mut Nodes,
     username: String,
     auth: Auth,
     identity_bits: usize,
@@ -1232,15 +1310,31 @@ async fn connect(
     };
     let resumed = token.is_some();
     let config = ClientConfig::new(addr.clone(), TrustPolicy::KnownServers(known));
-    let (client, events) = Client::connect(config).await.map_err(|e| match e {
-        WireError::UnknownServer { host, fingerprint } => {
-            ConnectError::Trust(TrustPrompt { addr: host, fingerprint, changed_from: None })
+    let order = nodes.order();
+    let connected = failover::connect_any(&config, &order).await;
+    let Connected { client, events, addr: node, .. } = connected.map_err(|e| {
+        // Every node was tried, so the next round starts where this one did (or a trust
+        // error stopped the walk, and with it any reconnecting).
+        if let Some(last) = order.last() {
+            nodes.failed(last);
         }
-        WireError::ServerKeyChanged { host, expected, actual } => {
-            ConnectError::Trust(TrustPrompt { addr: host, fingerprint: actual, changed_from: Some(expected) })
+        match e {
+            WireError::UnknownServer { host, fingerprint } => {
+                ConnectError::Trust(TrustPrompt { addr: host, fingerprint, changed_from: None })
+            }
+            WireError::ServerKeyChanged { host, expected, actual } => ConnectError::Trust(TrustPrompt {
+                addr: host,
+                fingerprint: actual,
+                changed_from: Some(expected),
+            }),
+            WireError::KnownServers { path, reason } => ConnectError::Local(format!("{path}: {reason}")),
+            other if order.len() > 1 => ConnectError::Unreachable(format!(
+                "None of the server's {} addresses answered. {}",
+                order.len(),
+                unreachable_text(&other)
+            )),
+            other => ConnectError::Unreachable(unreachable_text(&other)),
         }
-        WireError::KnownServers { path, reason } => ConnectError::Local(format!("{path}: {reason}")),
-        other => ConnectError::Unreachable(unreachable_text(&other)),
     })?;
     let mut key_plan = KeyPlan::Saved;
     let result = match auth {
@@ -1262,6 +1356,7 @@ async fn connect(
     let welcome = match result {
         Ok(w) => w,
         Err(e) => {
+            nodes.failed(&node);
             client.close().await;
             return Err(match e {
                 WireError::Server { code, message } => ConnectError::Server { code, message },
@@ -1276,9 +1371,14 @@ async fn connect(
             e2e::register_identity(&client, &store, &addr, &welcome.user, &password, keygen, identity_bits)
                 .await;
     }
+    nodes.worked(&node);
     let saved = {
         let (addr, user, token) = (addr.clone(), welcome.user.clone(), welcome.resume_token.clone());
+        let nodes = nodes.clone();
         tokio::task::spawn_blocking(move || {
+            if let Err(e) = nodes::save(store.dir(), &addr, &nodes) {
+                tracing::warn!("could not remember the server's nodes: {e}");
+            }
             let saved = store.set_resume_token(&addr, &user, Some(&token));
             (saved, store.dm_contacts(&addr, &user))
         })
@@ -1296,7 +1396,7 @@ async fn connect(
             Vec::new()
         }
     };
-    Ok(Session { client, events, welcome, addr, resumed, dm_contacts, key_plan, peer_keys })
+    Ok(Session { client, events, welcome, addr, node, resumed, dm_contacts, key_plan, peer_keys })
 }
 
 /// `host` becomes `host:7420`; surrounding spaces go.
