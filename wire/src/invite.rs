@@ -91,25 +91,10 @@ impl Invite {
         Self { nodes: vec![Node::new(host, port)], fingerprint }
     }
 
-    /// An invite for the nodes of one server, in the order clients should try them.
+    /// An invite for the nodes of one server, in the order clients should try them
+    /// (checked with [`check_nodes`]).
     pub fn new(nodes: Vec<Node>, fingerprint: Fingerprint) -> Result<Self, InviteError> {
-        if nodes.is_empty() {
-            return Err(InviteError::EmptyAddress { position: 1 });
-        }
-        if nodes.len() > MAX_NODES {
-            return Err(InviteError::TooManyAddresses { count: nodes.len() });
-        }
-        for (i, node) in nodes.iter().enumerate() {
-            if node.port == 0 {
-                return Err(InviteError::BadPort { address: node.to_string() });
-            }
-            if split_host_port(&node.to_string()).is_none() {
-                return Err(InviteError::BadAddress { address: node.to_string() });
-            }
-            if nodes[..i].iter().any(|earlier| earlier.same_as(node)) {
-                return Err(InviteError::Duplicate { address: node.to_string() });
-            }
-        }
+        check_nodes(&nodes)?;
         Ok(Self { nodes, fingerprint })
     }
 
@@ -170,6 +155,29 @@ impl fmt::Display for Invite {
         }
         write!(f, "#{}", self.fingerprint.to_hex())
     }
+}
+
+/// Whether `nodes` can be an invite's list: 1 to [`MAX_NODES`] addresses, each a valid
+/// host (or IPv6 address) with a port from 1 to 65535, none twice.
+pub fn check_nodes(nodes: &[Node]) -> Result<(), InviteError> {
+    if nodes.is_empty() {
+        return Err(InviteError::EmptyAddress { position: 1 });
+    }
+    if nodes.len() > MAX_NODES {
+        return Err(InviteError::TooManyAddresses { count: nodes.len() });
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        if node.port == 0 {
+            return Err(InviteError::BadPort { address: node.to_string() });
+        }
+        if split_host_port(&node.to_string()).is_none() {
+            return Err(InviteError::BadAddress { address: node.to_string() });
+        }
+        if nodes[..i].iter().any(|earlier| earlier.same_as(node)) {
+            return Err(InviteError::Duplicate { address: node.to_string() });
+        }
+    }
+    Ok(())
 }
 
 /// One address of the list, `position` counting from 1 for the error.
