@@ -7,8 +7,8 @@
 //!
 //! Resilience: when the connection drops, the task reconnects with exponential backoff
 //! and logs in again with the resume token (no password, no Argon2). A server of several
-//! nodes is one server here: each attempt walks its nodes, starting with the node after
-//! the one that dropped (see [`crate::nodes`]). Messages the user
+//! nodes is one server here: each attempt (`connect::connect`) walks its nodes, starting
+//! with the node after the one that dropped (see [`crate::nodes`]). Messages the user
 //! sent stay in an outbox until the server acknowledges them; after a reconnect they go
 //! out again, in order, once the catch-up is complete.
 
@@ -16,19 +16,21 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use classchat_wire::failover::{self, Connected};
 use classchat_wire::{
-    Client, ClientConfig, Conv, Error as WireError, ErrorCode, Event, FileInfo, Fingerprint, MessageId,
-    Request, Response, Timestamp, TrustPolicy, Welcome,
+    Client, Conv, Error as WireError, ErrorCode, Event, FileInfo, Fingerprint, MessageId, Request, Response,
+    Timestamp, Welcome,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::e2e::{self, E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
+use crate::e2e::{E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
 use crate::files::{FileCommand, FileTasks, OfferSeal, Thumb, TransferId, TransferUpdate, claims_sealed};
 use crate::local::{LocalStore, PeerKeyState};
 use crate::model::Msg;
-use crate::nodes::{self, Nodes};
+use crate::nodes::Nodes;
+
+mod connect;
+use connect::{Auth, ConnectError, NodePlan, Session, connect, login_error};
 
 /// Port used when the address the user typed has none.
 pub const DEFAULT_PORT: u16 = 7420;
@@ -470,52 +472,6 @@ enum SendError {
     Wire(WireError),
     /// The message could not be encrypted; the words say why.
     Seal(String),
-}
-
-struct Session {
-    client: Client,
-    events: mpsc::Receiver<Event>,
-    welcome: Welcome,
-    addr: String,
-    /// The node that answered.
-    node: String,
-    /// Logged in with the resume token rather than the password.
-    resumed: bool,
-    dm_contacts: Vec<String>,
-    key_plan: KeyPlan,
-    peer_keys: Vec<(String, PeerKeyState, Vec<u8>)>,
-}
-
-#[derive(Debug)]
-enum ConnectError {
-    Trust(TrustPrompt),
-    /// The server could not be reached or the handshake failed.
-    Unreachable(String),
-    Server {
-        code: ErrorCode,
-        message: String,
-    },
-    /// No saved token for a resume.
-    NoToken,
-    Local(String),
-}
-
-/// Which nodes a connect attempt walks.
-enum NodePlan {
-    /// From the connect screen or a start-up resume: these (from an invite), or when
-    /// there are none the ones remembered for the server.
-    Listed(Vec<String>),
-    /// A reconnect: the session's nodes, in their current order.
-    Known(Nodes),
-}
-
-enum Auth {
-    Password {
-        password: String,
-        register: bool,
-    },
-    /// The resume token saved for this server and user.
-    SavedToken,
 }
 
 struct NetTask {
@@ -1248,157 +1204,6 @@ async fn gate_due(gate: Option<tokio::time::Instant>) {
     }
 }
 
-/// One connect attempt: TCP and the handshake with the key check at the first of the
-/// server's nodes that answers, then login. Returns the nodes, reordered for next time.
-async fn connect(
-    store: LocalStore,
-    addr: String,
-    plan: NodePlan,
-    username: String,
-    auth: Auth,
-    identity_bits: usize,
-) -> (Result<Session, ConnectError>, Nodes) {
-    let mut nodes = match plan {
-        NodePlan::Known(nodes) => nodes,
-        NodePlan::Listed(listed) => {
-            let (dir, server) = (store.dir().to_owned(), addr.clone());
-            tokio::task::spawn_blocking(move || {
-                let remembered = nodes::load(&dir, &server);
-                match listed.is_empty() {
-                    true => remembered,
-                    false => Nodes::new(&server, &listed, Some(remembered.preferred())),
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Nodes::single(&addr))
-        }
-    };
-    let result = connect_nodes(store, addr, &mut nodes, username, auth, identity_bits).await;
-    (result, nodes)
-}
-
-async fn connect_nodes(
-    store: LocalStore,
-    addr: String,
-    nodes: &mut Nodes,
-    username: String,
-    auth: Auth,
-    identity_bits: usize,
-) -> Result<Session, ConnectError> {
-    let files = {
-        let (store, addr, username) = (store.clone(), addr.clone(), username.clone());
-        let wants_token = matches!(auth, Auth::SavedToken);
-        tokio::task::spawn_blocking(move || -> Result<_, ConnectError> {
-            let token = match wants_token {
-                true => Some(store.resume_token(&addr, &username).ok_or(ConnectError::NoToken)?),
-                false => None,
-            };
-            let known = store.known_servers().map_err(|e| ConnectError::Local(e.to_string()))?;
-            let device = store.device_id().map_err(|e| {
-                ConnectError::Local(format!("cannot write in {}: {e}", store.dir().display()))
-            })?;
-            let peer_keys = store.peer_keys(&addr, &username);
-            Ok((known, device, token, peer_keys))
-        })
-    };
-    let (known, device, token, peer_keys) = files.await.map_err(|e| ConnectError::Local(e.to_string()))??;
-    // A new account needs an identity key: start making it now, alongside the handshake
-    // and Argon2 (it takes about a second).
-    let keygen = match &auth {
-        Auth::Password { register: true, .. } => Some(e2e::start_keygen(identity_bits)),
-        _ => None,
-    };
-    let resumed = token.is_some();
-    let config = ClientConfig::new(addr.clone(), TrustPolicy::KnownServers(known));
-    let order = nodes.order();
-    let connected = failover::connect_any(&config, &order).await;
-    let Connected { client, events, addr: node, .. } = connected.map_err(|e| {
-        // Every node was tried, so the next round starts where this one did (or a trust
-        // error stopped the walk, and with it any reconnecting).
-        if let Some(last) = order.last() {
-            nodes.failed(last);
-        }
-        match e {
-            WireError::UnknownServer { host, fingerprint } => {
-                ConnectError::Trust(TrustPrompt { addr: host, fingerprint, changed_from: None })
-            }
-            WireError::ServerKeyChanged { host, expected, actual } => ConnectError::Trust(TrustPrompt {
-                addr: host,
-                fingerprint: actual,
-                changed_from: Some(expected),
-            }),
-            WireError::KnownServers { path, reason } => ConnectError::Local(format!("{path}: {reason}")),
-            other if order.len() > 1 => ConnectError::Unreachable(format!(
-                "None of the server's {} addresses answered. {}",
-                order.len(),
-                unreachable_text(&other)
-            )),
-            other => ConnectError::Unreachable(unreachable_text(&other)),
-        }
-    })?;
-    let mut key_plan = KeyPlan::Saved;
-    let result = match auth {
-        Auth::Password { password, register } => {
-            let user = username.clone();
-            key_plan = KeyPlan::Password { password: password.clone(), keygen };
-            let key = tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&user, &password))
-                .await
-                .map_err(|e| ConnectError::Local(e.to_string()))?
-                .map_err(|e| ConnectError::Local(e.to_string()))?;
-            if register {
-                client.register(&username, &key, &device).await
-            } else {
-                client.login(&username, &key, &device).await
-            }
-        }
-        Auth::SavedToken => client.resume(&username, token.as_deref().unwrap_or_default(), &device).await,
-    };
-    let welcome = match result {
-        Ok(w) => w,
-        Err(e) => {
-            nodes.failed(&node);
-            client.close().await;
-            return Err(match e {
-                WireError::Server { code, message } => ConnectError::Server { code, message },
-                other => ConnectError::Unreachable(unreachable_text(&other)),
-            });
-        }
-    };
-    if let KeyPlan::Password { password, keygen: Some(keygen) } = key_plan {
-        // A new account has nothing to catch up on, so waiting here for its key (made
-        // while connecting) holds nothing up.
-        key_plan =
-            e2e::register_identity(&client, &store, &addr, &welcome.user, &password, keygen, identity_bits)
-                .await;
-    }
-    nodes.worked(&node);
-    let saved = {
-        let (addr, user, token) = (addr.clone(), welcome.user.clone(), welcome.resume_token.clone());
-        let nodes = nodes.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = nodes::save(store.dir(), &addr, &nodes) {
-                tracing::warn!("could not remember the server's nodes: {e}");
-            }
-            let saved = store.set_resume_token(&addr, &user, Some(&token));
-            (saved, store.dm_contacts(&addr, &user))
-        })
-        .await
-    };
-    let dm_contacts = match saved {
-        Ok((Ok(()), contacts)) => contacts,
-        // Not fatal: the session works, it just cannot be resumed after a restart.
-        Ok((Err(e), contacts)) => {
-            tracing::warn!("could not save the resume token: {e}");
-            contacts
-        }
-        Err(e) => {
-            tracing::warn!("could not save the resume token: {e}");
-            Vec::new()
-        }
-    };
-    Ok(Session { client, events, welcome, addr, node, resumed, dm_contacts, key_plan, peer_keys })
-}
-
 /// `host` becomes `host:7420`; surrounding spaces go.
 pub fn normalize_addr(addr: &str) -> String {
     let addr = addr.trim();
@@ -1406,23 +1211,6 @@ pub fn normalize_addr(addr: &str) -> String {
         !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
     }) && !(addr.starts_with('[') && addr.ends_with(']'));
     if has_port || addr.is_empty() { addr.to_owned() } else { format!("{addr}:{DEFAULT_PORT}") }
-}
-
-fn unreachable_text(e: &WireError) -> String {
-    match e {
-        WireError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            "No ClassChat server is running at this address.".into()
-        }
-        WireError::Io(io) => format!("Cannot reach the server: {io}"),
-        WireError::ConnectTimeout(_) => "The server did not answer in time.".into(),
-        WireError::HandshakeTimeout(_)
-        | WireError::Protocol(_)
-        | WireError::Crypto(_)
-        | WireError::Decode(_) => {
-            format!("This does not look like a ClassChat server ({e}).")
-        }
-        other => other.to_string(),
-    }
 }
 
 /// A refusal from the server, in words.
@@ -1447,25 +1235,6 @@ pub fn refusal_text(code: ErrorCode, message: &str) -> String {
     words.to_owned()
 }
 
-fn login_error(e: &ConnectError) -> (Field, String) {
-    match e {
-        ConnectError::Unreachable(m) => (Field::Server, m.clone()),
-        ConnectError::Local(m) => (Field::Server, m.clone()),
-        ConnectError::Server { code, message } => {
-            let field = match code {
-                ErrorCode::UsernameTaken
-                | ErrorCode::InvalidUsername
-                | ErrorCode::AccountBanned
-                | ErrorCode::NoSuchUser => Field::Username,
-                ErrorCode::BadCredentials | ErrorCode::Throttled | ErrorCode::BadToken => Field::Password,
-                _ => Field::Server,
-            };
-            (field, refusal_text(*code, message))
-        }
-        ConnectError::Trust(_) | ConnectError::NoToken => (Field::Server, "Not connected.".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1487,14 +1256,5 @@ mod tests {
         let d3 = b.delay(3);
         assert!(d3 <= Duration::from_millis(400) && d3 >= Duration::from_millis(320), "{d3:?}");
         assert!(b.delay(40) <= Duration::from_secs(1));
-    }
-
-    #[test]
-    fn login_errors_land_next_to_the_right_field() {
-        let server = |code| ConnectError::Server { code, message: String::new() };
-        assert_eq!(login_error(&server(ErrorCode::UsernameTaken)).0, Field::Username);
-        assert_eq!(login_error(&server(ErrorCode::BadCredentials)).0, Field::Password);
-        assert_eq!(login_error(&server(ErrorCode::Throttled)).0, Field::Password);
-        assert_eq!(login_error(&ConnectError::Unreachable("x".into())).0, Field::Server);
     }
 }
