@@ -72,6 +72,8 @@ fn when_the_node_in_use_stops_the_app_moves_to_the_next_node_and_loses_nothing()
     cluster.stop_node(0);
     wait_for_text(&mut h, &format!("Connected to {}", cluster.addr(1)));
     assert!(h.state().model.me.as_ref().is_some_and(|me| me.name == "alice"), "the same session, resumed");
+    let remembered = nodes::load(&dir.path().join("alice"), &cluster.addr(0));
+    assert_eq!(remembered.preferred(), cluster.addr(1), "the next start of the app tries node 2 first");
 
     // On node 2, both ways work, and the catch-up repeated nothing.
     let mut bob = rt.block_on(wire_login(&cluster.addr(1), "bob", "wire-password-1"));

@@ -67,22 +67,24 @@ pub(super) async fn connect(
     auth: Auth,
     identity_bits: usize,
 ) -> (Result<Session, ConnectError>, Nodes) {
-    let mut nodes = match plan {
-        NodePlan::Known(nodes) => nodes,
+    // `before`: what the file holds (`None` on a reconnect: the file may be older than the
+    // session), so that a login that changes nothing, the usual case with one node, writes
+    // nothing.
+    let (mut nodes, before) = match plan {
+        NodePlan::Known(nodes) => (nodes, None),
         NodePlan::Listed(listed) => {
             let (dir, server) = (store.dir().to_owned(), addr.clone());
-            tokio::task::spawn_blocking(move || {
-                let remembered = nodes::load(&dir, &server);
-                match listed.is_empty() {
-                    true => remembered,
-                    false => Nodes::new(&server, &listed, Some(remembered.preferred())),
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Nodes::single(&addr))
+            let remembered = tokio::task::spawn_blocking(move || nodes::load(&dir, &server))
+                .await
+                .unwrap_or_else(|_| Nodes::single(&addr));
+            let nodes = match listed.is_empty() {
+                true => remembered.clone(),
+                false => Nodes::new(&addr, &listed, Some(remembered.preferred())),
+            };
+            (nodes, Some(remembered))
         }
     };
-    let result = connect_nodes(store, addr, &mut nodes, username, auth, identity_bits).await;
+    let result = connect_nodes(store, addr, &mut nodes, before, username, auth, identity_bits).await;
     (result, nodes)
 }
 
@@ -90,6 +92,7 @@ async fn connect_nodes(
     store: LocalStore,
     addr: String,
     nodes: &mut Nodes,
+    before: Option<Nodes>,
     username: String,
     auth: Auth,
     identity_bits: usize,
@@ -183,9 +186,11 @@ async fn connect_nodes(
     nodes.worked(&node);
     let saved = {
         let (addr, user, token) = (addr.clone(), welcome.user.clone(), welcome.resume_token.clone());
-        let nodes = nodes.clone();
+        let changed = (before.as_ref() != Some(nodes)).then(|| nodes.clone());
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = nodes::save(store.dir(), &addr, &nodes) {
+            if let Some(nodes) = changed
+                && let Err(e) = nodes::save(store.dir(), &addr, &nodes)
+            {
                 tracing::warn!("could not remember the server's nodes: {e}");
             }
             let saved = store.set_resume_token(&addr, &user, Some(&token));
