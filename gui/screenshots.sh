@@ -12,9 +12,14 @@
 # shared-files.png shows ada's shared folder, search-results.png a `/whohas lab3` in
 # #physics-lab, and fetch.png the direct fetch of bob's large file in progress.
 #
+# A server of several nodes (issue 18): two `classchat-server`s with one key file stand in
+# for the nodes; nodes-connect.png shows the connect screen with their invite, and
+# nodes-status.png the status bar naming the node the app signed in through once the
+# first node was stopped.
+#
 # Writes screenshots/connect.png, trust.png, busy-room.png, dm.png, announcements.png,
-# browse.png, light.png, shared-files.png, search-results.png, fetch.png, rich-messages.png
-# and message-search.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
+# browse.png, light.png, shared-files.png, search-results.png, fetch.png, rich-messages.png,
+# message-search.png, nodes-connect.png and nodes-status.png. Needs xvfb, xauth, imagemagick, x11-utils, xdotool and the app's run-time
 # libraries (`make shot-deps` installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +41,9 @@ for tool in Xvfb import xdotool; do
 done
 
 cargo build "${CARGO_FLAGS[@]}" -p classchat --bin classchat --example demo_server
+cargo build "${CARGO_FLAGS[@]}" -p classchat-server --bin classchat-server
 APP="$TARGET/$PROFILE/classchat"
+SERVER="$TARGET/$PROFILE/classchat-server"
 DEMO="$TARGET/$PROFILE/examples/demo_server"
 
 WORK="$(mktemp -d)"
@@ -188,6 +195,36 @@ click_at 100 11 # the sidebar's search box
 type_text "segfault"
 key Return
 shot message-search 2
+stop_app
+
+# 8. A server of several nodes. Both print the one invite that lists them
+#    (--public-address, repeated); the app is opened with it as a link.
+NODE1="127.0.0.1:$((PORT + 1))"
+NODE2="127.0.0.1:$((PORT + 2))"
+printf 'rsa_bits = 2048\ndiscovery = false\n' >"$WORK/node.toml"
+# start_node N ADDR: runs node N and waits until it printed its invite.
+start_node() {
+  mkdir -p "$WORK/node$1"
+  "$SERVER" --listen "$2" --data "$WORK/node$1" --config "$WORK/node.toml" --name "Physics Dept" \
+    --public-address "$NODE1" --public-address "$NODE2" </dev/null >"$WORK/node$1.log" 2>&1 &
+  PIDS+=($!)
+  NODE_PID=$!
+  for _ in $(seq 1 300); do grep -q 'classchat://' "$WORK/node$1.log" && break; sleep 0.1; done
+  grep -q 'classchat://' "$WORK/node$1.log" || { cat "$WORK/node$1.log"; echo "node $1 did not start" >&2; exit 1; }
+}
+start_node 1 "$NODE1"
+NODE1_PID=$NODE_PID
+mkdir -p "$WORK/node2"
+cp "$WORK/node1/server_key.der" "$WORK/node2/" # one key file: one fingerprint
+start_node 2 "$NODE2"
+INVITE="$(grep -o 'classchat://[^ ]*' "$WORK/node1.log" | head -n1)"
+start_app "$WORK/student" student "$INVITE"
+shot nodes-connect
+kill "$NODE1_PID" # the first node goes down before the student signs in
+click_at 640 323 # the password field (one line lower than on connect.png: the addresses)
+type_text "demo-password"
+click_at 570 357 # Create account
+shot nodes-status 15 # a new account's 3072-bit identity key takes a while in a debug build
 stop_app
 exec 3>&-
 echo "screenshots in $OUT/"

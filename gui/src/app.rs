@@ -853,6 +853,7 @@ impl ClassChatApp {
                     }
                     self.net.send(Command::LogIn {
                         addr: self.settings.server.clone(),
+                        nodes: self.login.nodes_for(&self.settings.server),
                         username: self.login.username.clone(),
                         password: self.login.password.clone(),
                         register,
@@ -870,6 +871,7 @@ impl ClassChatApp {
                 if self.screen == Screen::Login && !self.login.password.is_empty() {
                     self.login.busy = true;
                     self.net.send(Command::LogIn {
+                        nodes: self.login.nodes_for(&addr),
                         addr,
                         username: self.login.username.clone(),
                         password: self.login.password.clone(),

@@ -11,6 +11,7 @@
 //! - [`class`]: the instructor tools' state: exam mode, mutes, room modes as they bear on
 //!   sending, questions, polls, office-hours queues, slow-mode timers.
 //! - [`net`]: the net task: login, reconnect with backoff, the outbox of unsent messages.
+//! - [`nodes`]: which address of a server of several nodes to dial, and remembering them.
 //! - [`model`]: conversations, messages by id, members, presence, unread counts.
 //! - [`local`]: files under the data dir: known servers, resume tokens, device id.
 //! - [`instance`]: one data directory per running window (the second gets its own).
@@ -30,6 +31,7 @@ pub mod instance;
 pub mod local;
 pub mod model;
 pub mod net;
+pub mod nodes;
 pub mod rich;
 pub mod sharing;
 pub mod ui;

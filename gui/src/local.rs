@@ -13,6 +13,8 @@
 //! - `e2e_peers`: the contacts' identity keys this user accepted, one line per
 //!   `host:port username contact state hex-der`, where state is `accepted`, `verified`
 //!   (the user compared safety numbers) or `old` (replaced; kept to check old messages).
+//! - `nodes`: the addresses of servers of several nodes and the one to try first, kept by
+//!   [`crate::nodes`] (no secrets).
 //!
 //! Everything here does blocking file I/O: call it from the net task's blocking pool,
 //! never from the UI thread.

@@ -14,7 +14,8 @@ use classchat::{AppConfig, ClassChatApp, local::LocalStore};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// An invite link from the server's admin (`classchat://host:port#fingerprint`):
+    /// An invite link from the server's admin (`classchat://host:port#fingerprint`, or
+    /// `classchat://host1:port,host2:port#fingerprint` for a server of several nodes):
     /// fills in the address and trusts the server's key without asking.
     #[arg(value_name = "INVITE")]
     invite: Option<String>,

@@ -6,7 +6,9 @@
 //! wakes up.
 //!
 //! Resilience: when the connection drops, the task reconnects with exponential backoff
-//! and logs in again with the resume token (no password, no Argon2). Messages the user
+//! and logs in again with the resume token (no password, no Argon2). A server of several
+//! nodes is one server here: each attempt (`connect::connect`) walks its nodes, starting
+//! with the node after the one that dropped (see [`crate::nodes`]). Messages the user
 //! sent stay in an outbox until the server acknowledges them; after a reconnect they go
 //! out again, in order, once the catch-up is complete.
 
@@ -15,16 +17,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use classchat_wire::{
-    Client, ClientConfig, Conv, Error as WireError, ErrorCode, Event, FileInfo, Fingerprint, MessageId,
-    Request, Response, Timestamp, TrustPolicy, Welcome,
+    Client, Conv, Error as WireError, ErrorCode, Event, FileInfo, Fingerprint, MessageId, Request, Response,
+    Timestamp, Welcome,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::e2e::{self, E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
+use crate::e2e::{E2e, KeyPlan, KeyStatus, PeerInfo, PendingCheck};
 use crate::files::{FileCommand, FileTasks, OfferSeal, Thumb, TransferId, TransferUpdate, claims_sealed};
 use crate::local::{LocalStore, PeerKeyState};
 use crate::model::Msg;
+use crate::nodes::Nodes;
+
+mod connect;
+use connect::{Auth, ConnectError, NodePlan, Session, connect, login_error};
 
 /// Port used when the address the user typed has none.
 pub const DEFAULT_PORT: u16 = 7420;
@@ -39,8 +45,9 @@ const MAX_QUEUED_EVENTS: usize = 65_536;
 /// What the UI asks the net task to do.
 #[derive(Debug)]
 pub enum Command {
-    /// Log in (or register) with a password, from the connect screen.
-    LogIn { addr: String, username: String, password: String, register: bool },
+    /// Log in (or register) with a password, from the connect screen. `nodes`: every
+    /// address of the server from a multi-node invite (empty: the ones remembered).
+    LogIn { addr: String, nodes: Vec<String>, username: String, password: String, register: bool },
     /// Log in with the saved resume token, if there is one (at start-up).
     Resume { addr: String, username: String },
     /// Stop a login that is still connecting.
@@ -174,11 +181,13 @@ pub enum ConnState {
     Connecting {
         addr: String,
     },
+    /// `addr` is the node the app is connected through (the server's own address for a
+    /// server of one node).
     Online {
         addr: String,
         server_name: String,
     },
-    /// Waiting to try again; `retry_at` is when.
+    /// Waiting to try again; `retry_at` is when, `addr` the node tried first.
     Reconnecting {
         addr: String,
         attempt: u32,
@@ -415,8 +424,13 @@ async fn e2e_worker(mut jobs: mpsc::Receiver<Job>, sink: Sink) {
 /// Who we are logged in as, so a reconnect can log in again.
 #[derive(Debug, Clone)]
 struct Target {
+    /// The server's name: the address its data is filed under.
     addr: String,
     username: String,
+    /// Its nodes, and which one the next attempt tries first.
+    nodes: Nodes,
+    /// The node of the current (or last) connection.
+    node: String,
 }
 
 enum Phase {
@@ -440,9 +454,12 @@ enum Phase {
 
 enum Internal {
     /// The session is boxed: a `Welcome` is far bigger than the other variants.
+    /// `nodes`: the server's nodes, the one that answered first in line, or after a
+    /// failure the one after the node that failed.
     Connected {
         generation: u64,
         result: Result<Box<Session>, ConnectError>,
+        nodes: Nodes,
     },
     SendDone {
         local_id: u64,
@@ -455,41 +472,6 @@ enum SendError {
     Wire(WireError),
     /// The message could not be encrypted; the words say why.
     Seal(String),
-}
-
-struct Session {
-    client: Client,
-    events: mpsc::Receiver<Event>,
-    welcome: Welcome,
-    addr: String,
-    /// Logged in with the resume token rather than the password.
-    resumed: bool,
-    dm_contacts: Vec<String>,
-    key_plan: KeyPlan,
-    peer_keys: Vec<(String, PeerKeyState, Vec<u8>)>,
-}
-
-#[derive(Debug)]
-enum ConnectError {
-    Trust(TrustPrompt),
-    /// The server could not be reached or the handshake failed.
-    Unreachable(String),
-    Server {
-        code: ErrorCode,
-        message: String,
-    },
-    /// No saved token for a resume.
-    NoToken,
-    Local(String),
-}
-
-enum Auth {
-    Password {
-        password: String,
-        register: bool,
-    },
-    /// The resume token saved for this server and user.
-    SavedToken,
 }
 
 struct NetTask {
@@ -566,16 +548,17 @@ impl NetTask {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::LogIn { addr, username, password, register } => {
+            Command::LogIn { addr, nodes, username, password, register } => {
                 let addr = normalize_addr(&addr);
                 self.drop_session();
                 self.outbox.clear();
-                self.start_connect(addr, username, Auth::Password { password, register }, None);
+                let nodes = NodePlan::Listed(nodes);
+                self.start_connect(addr, username, Auth::Password { password, register }, None, nodes);
             }
             Command::Resume { addr, username } => {
                 let addr = normalize_addr(&addr);
                 self.drop_session();
-                self.start_connect(addr, username, Auth::SavedToken, None);
+                self.start_connect(addr, username, Auth::SavedToken, None, NodePlan::Listed(Vec::new()));
             }
             Command::CancelLogin => {
                 if matches!(self.phase, Phase::Connecting { .. } | Phase::Waiting { .. }) {
@@ -822,7 +805,14 @@ impl NetTask {
         self.resend_gate = None;
     }
 
-    fn start_connect(&mut self, addr: String, username: String, auth: Auth, reconnect: Option<u32>) {
+    fn start_connect(
+        &mut self,
+        addr: String,
+        username: String,
+        auth: Auth,
+        reconnect: Option<u32>,
+        nodes: NodePlan,
+    ) {
         self.attempt_gen += 1;
         let generation = self.attempt_gen;
         let store = self.store.clone();
@@ -832,7 +822,10 @@ impl NetTask {
         self.sink.send(NetEvent::State(match reconnect {
             None => ConnState::Connecting { addr: addr.clone() },
             Some(attempt) => ConnState::Reconnecting {
-                addr: addr.clone(),
+                addr: match &nodes {
+                    NodePlan::Known(nodes) => nodes.preferred().to_owned(),
+                    NodePlan::Listed(_) => addr.clone(),
+                },
                 attempt,
                 retry_at: Instant::now(),
                 reason: self.drop_reason.clone(),
@@ -842,15 +835,15 @@ impl NetTask {
             if let Some(write) = trust_write {
                 let _ = write.await;
             }
-            let result = connect(store, addr, username, auth, identity_bits).await.map(Box::new);
-            let _ = internal.send(Internal::Connected { generation, result });
+            let (result, nodes) = connect(store, addr, nodes, username, auth, identity_bits).await;
+            let _ = internal.send(Internal::Connected { generation, result: result.map(Box::new), nodes });
         });
         self.phase = Phase::Connecting { task, reconnect };
     }
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::Connected { generation, result } => {
+            Internal::Connected { generation, result, nodes } => {
                 if generation != self.attempt_gen {
                     if let Ok(session) = result {
                         tokio::spawn(async move { session.client.close().await });
@@ -862,8 +855,13 @@ impl NetTask {
                     _ => None,
                 };
                 match result {
-                    Ok(session) => self.on_connected(*session),
-                    Err(e) => self.on_connect_failed(e, reconnect),
+                    Ok(session) => self.on_connected(*session, nodes),
+                    Err(e) => {
+                        if let Some(target) = &mut self.target {
+                            target.nodes = nodes;
+                        }
+                        self.on_connect_failed(e, reconnect);
+                    }
                 }
             }
             Internal::SendDone { local_id, sealed, result } => {
@@ -910,10 +908,12 @@ impl NetTask {
         }
     }
 
-    fn on_connected(&mut self, session: Session) {
-        let Session { client, events, welcome, addr, resumed, dm_contacts, key_plan, peer_keys } = session;
+    fn on_connected(&mut self, session: Session, nodes: Nodes) {
+        let Session { client, events, welcome, addr, node, resumed, dm_contacts, key_plan, peer_keys } =
+            session;
         let server_name = welcome.server_name.clone();
-        self.target = Some(Target { addr: addr.clone(), username: welcome.user.clone() });
+        self.target =
+            Some(Target { addr: addr.clone(), username: welcome.user.clone(), nodes, node: node.clone() });
         self.catching_up = true;
         self.setup_e2e(&client, &addr, &welcome.user, key_plan, peer_keys);
         self.sharing.on_connected(
@@ -928,8 +928,8 @@ impl NetTask {
         // After a drop, what we sent may already be stored: wait for the catch-up first.
         self.resend_gate =
             if self.outbox.is_empty() { None } else { Some(tokio::time::Instant::now() + CATCH_UP_GRACE) };
-        self.sink.send(NetEvent::LoggedIn { addr: addr.clone(), welcome, resumed, dm_contacts });
-        self.sink.send(NetEvent::State(ConnState::Online { addr, server_name }));
+        self.sink.send(NetEvent::LoggedIn { addr, welcome, resumed, dm_contacts });
+        self.sink.send(NetEvent::State(ConnState::Online { addr: node, server_name }));
         self.pump();
     }
 
@@ -1084,6 +1084,10 @@ impl NetTask {
         for o in &mut self.outbox {
             o.maybe_delivered = true;
         }
+        // Another node may be up: the next attempt starts there, not at the one that went.
+        if let Some(t) = &mut self.target {
+            t.nodes.failed(&t.node);
+        }
         self.schedule_reconnect(1, reason);
     }
 
@@ -1097,7 +1101,7 @@ impl NetTask {
         self.drop_reason.clone_from(&reason);
         self.phase = Phase::Waiting { attempt, until: tokio::time::Instant::now() + delay };
         self.sink.send(NetEvent::State(ConnState::Reconnecting {
-            addr: target.addr.clone(),
+            addr: target.nodes.preferred().to_owned(),
             attempt,
             retry_at: Instant::now() + delay,
             reason,
@@ -1110,7 +1114,8 @@ impl NetTask {
             self.phase = Phase::Idle;
             return;
         };
-        self.start_connect(target.addr, target.username, Auth::SavedToken, Some(attempt));
+        let nodes = NodePlan::Known(target.nodes);
+        self.start_connect(target.addr, target.username, Auth::SavedToken, Some(attempt), nodes);
     }
 
     /// Sends the next outbox entry, one at a time so the order is kept.
@@ -1201,106 +1206,6 @@ async fn gate_due(gate: Option<tokio::time::Instant>) {
     }
 }
 
-/// One connect attempt: TCP, handshake with the key check, then login.
-async fn connect(
-    store: LocalStore,
-    addr: String,
-    username: String,
-    auth: Auth,
-    identity_bits: usize,
-) -> Result<Session, ConnectError> {
-    let files = {
-        let (store, addr, username) = (store.clone(), addr.clone(), username.clone());
-        let wants_token = matches!(auth, Auth::SavedToken);
-        tokio::task::spawn_blocking(move || -> Result<_, ConnectError> {
-            let token = match wants_token {
-                true => Some(store.resume_token(&addr, &username).ok_or(ConnectError::NoToken)?),
-                false => None,
-            };
-            let known = store.known_servers().map_err(|e| ConnectError::Local(e.to_string()))?;
-            let device = store.device_id().map_err(|e| {
-                ConnectError::Local(format!("cannot write in {}: {e}", store.dir().display()))
-            })?;
-            let peer_keys = store.peer_keys(&addr, &username);
-            Ok((known, device, token, peer_keys))
-        })
-    };
-    let (known, device, token, peer_keys) = files.await.map_err(|e| ConnectError::Local(e.to_string()))??;
-    // A new account needs an identity key: start making it now, alongside the handshake
-    // and Argon2 (it takes about a second).
-    let keygen = match &auth {
-        Auth::Password { register: true, .. } => Some(e2e::start_keygen(identity_bits)),
-        _ => None,
-    };
-    let resumed = token.is_some();
-    let config = ClientConfig::new(addr.clone(), TrustPolicy::KnownServers(known));
-    let (client, events) = Client::connect(config).await.map_err(|e| match e {
-        WireError::UnknownServer { host, fingerprint } => {
-            ConnectError::Trust(TrustPrompt { addr: host, fingerprint, changed_from: None })
-        }
-        WireError::ServerKeyChanged { host, expected, actual } => {
-            ConnectError::Trust(TrustPrompt { addr: host, fingerprint: actual, changed_from: Some(expected) })
-        }
-        WireError::KnownServers { path, reason } => ConnectError::Local(format!("{path}: {reason}")),
-        other => ConnectError::Unreachable(unreachable_text(&other)),
-    })?;
-    let mut key_plan = KeyPlan::Saved;
-    let result = match auth {
-        Auth::Password { password, register } => {
-            let user = username.clone();
-            key_plan = KeyPlan::Password { password: password.clone(), keygen };
-            let key = tokio::task::spawn_blocking(move || classchat_wire::auth::auth_key(&user, &password))
-                .await
-                .map_err(|e| ConnectError::Local(e.to_string()))?
-                .map_err(|e| ConnectError::Local(e.to_string()))?;
-            if register {
-                client.register(&username, &key, &device).await
-            } else {
-                client.login(&username, &key, &device).await
-            }
-        }
-        Auth::SavedToken => client.resume(&username, token.as_deref().unwrap_or_default(), &device).await,
-    };
-    let welcome = match result {
-        Ok(w) => w,
-        Err(e) => {
-            client.close().await;
-            return Err(match e {
-                WireError::Server { code, message } => ConnectError::Server { code, message },
-                other => ConnectError::Unreachable(unreachable_text(&other)),
-            });
-        }
-    };
-    if let KeyPlan::Password { password, keygen: Some(keygen) } = key_plan {
-        // A new account has nothing to catch up on, so waiting here for its key (made
-        // while connecting) holds nothing up.
-        key_plan =
-            e2e::register_identity(&client, &store, &addr, &welcome.user, &password, keygen, identity_bits)
-                .await;
-    }
-    let saved = {
-        let (addr, user, token) = (addr.clone(), welcome.user.clone(), welcome.resume_token.clone());
-        tokio::task::spawn_blocking(move || {
-            let saved = store.set_resume_token(&addr, &user, Some(&token));
-            (saved, store.dm_contacts(&addr, &user))
-        })
-        .await
-    };
-    let dm_contacts = match saved {
-        Ok((Ok(()), contacts)) => contacts,
-        // Not fatal: the session works, it just cannot be resumed after a restart.
-        Ok((Err(e), contacts)) => {
-            tracing::warn!("could not save the resume token: {e}");
-            contacts
-        }
-        Err(e) => {
-            tracing::warn!("could not save the resume token: {e}");
-            Vec::new()
-        }
-    };
-    Ok(Session { client, events, welcome, addr, resumed, dm_contacts, key_plan, peer_keys })
-}
-
 /// `host` becomes `host:7420`; surrounding spaces go.
 pub fn normalize_addr(addr: &str) -> String {
     let addr = addr.trim();
@@ -1308,23 +1213,6 @@ pub fn normalize_addr(addr: &str) -> String {
         !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
     }) && !(addr.starts_with('[') && addr.ends_with(']'));
     if has_port || addr.is_empty() { addr.to_owned() } else { format!("{addr}:{DEFAULT_PORT}") }
-}
-
-fn unreachable_text(e: &WireError) -> String {
-    match e {
-        WireError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            "No ClassChat server is running at this address.".into()
-        }
-        WireError::Io(io) => format!("Cannot reach the server: {io}"),
-        WireError::ConnectTimeout(_) => "The server did not answer in time.".into(),
-        WireError::HandshakeTimeout(_)
-        | WireError::Protocol(_)
-        | WireError::Crypto(_)
-        | WireError::Decode(_) => {
-            format!("This does not look like a ClassChat server ({e}).")
-        }
-        other => other.to_string(),
-    }
 }
 
 /// A refusal from the server, in words.
@@ -1352,25 +1240,6 @@ pub fn refusal_text(code: ErrorCode, message: &str) -> String {
     words.to_owned()
 }
 
-fn login_error(e: &ConnectError) -> (Field, String) {
-    match e {
-        ConnectError::Unreachable(m) => (Field::Server, m.clone()),
-        ConnectError::Local(m) => (Field::Server, m.clone()),
-        ConnectError::Server { code, message } => {
-            let field = match code {
-                ErrorCode::UsernameTaken
-                | ErrorCode::InvalidUsername
-                | ErrorCode::AccountBanned
-                | ErrorCode::NoSuchUser => Field::Username,
-                ErrorCode::BadCredentials | ErrorCode::Throttled | ErrorCode::BadToken => Field::Password,
-                _ => Field::Server,
-            };
-            (field, refusal_text(*code, message))
-        }
-        ConnectError::Trust(_) | ConnectError::NoToken => (Field::Server, "Not connected.".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1392,14 +1261,5 @@ mod tests {
         let d3 = b.delay(3);
         assert!(d3 <= Duration::from_millis(400) && d3 >= Duration::from_millis(320), "{d3:?}");
         assert!(b.delay(40) <= Duration::from_secs(1));
-    }
-
-    #[test]
-    fn login_errors_land_next_to_the_right_field() {
-        let server = |code| ConnectError::Server { code, message: String::new() };
-        assert_eq!(login_error(&server(ErrorCode::UsernameTaken)).0, Field::Username);
-        assert_eq!(login_error(&server(ErrorCode::BadCredentials)).0, Field::Password);
-        assert_eq!(login_error(&server(ErrorCode::Throttled)).0, Field::Password);
-        assert_eq!(login_error(&ConnectError::Unreachable("x".into())).0, Field::Server);
     }
 }

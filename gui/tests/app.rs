@@ -518,7 +518,7 @@ fn room_admin_bans_unbans_sets_topic_and_password_and_hands_over() {
 
 /// The invite string of the test server at `addr` with the key `fingerprint`.
 fn invite_for(addr: SocketAddr, fingerprint: classchat_wire::Fingerprint) -> String {
-    classchat_wire::invite::Invite { host: addr.ip().to_string(), port: addr.port(), fingerprint }.to_string()
+    classchat_wire::invite::Invite::single(addr.ip().to_string(), addr.port(), fingerprint).to_string()
 }
 
 #[test]

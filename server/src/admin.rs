@@ -157,9 +157,20 @@ async fn audit(state: &State, arg: &str) -> String {
     }
 }
 
-/// Invite links for this server: the configured public host, or one per address of this
-/// machine when listening on every interface.
+/// Invite links for this server: one listing every node when `public_addresses` is set,
+/// else the configured public host, else one per address of this machine when listening
+/// on every interface.
 pub fn invites(state: &State) -> Vec<String> {
+    use classchat_wire::invite::Invite;
+    let fingerprint = *state.key.fingerprint();
+    // Checked when the configuration was loaded; an error here means a caller skipped that.
+    match state.config.public_invite_nodes() {
+        Ok(nodes) if !nodes.is_empty() => {
+            return Invite::new(nodes, fingerprint).map(|i| i.to_string()).into_iter().collect();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("no multi-node invite: {e:#}"),
+    }
     let Some(addr) = state.local_addr.get() else { return Vec::new() };
     let hosts: Vec<String> = if !state.config.public_host.is_empty() {
         vec![state.config.public_host.clone()]
@@ -177,13 +188,7 @@ pub fn invites(state: &State) -> Vec<String> {
     } else {
         vec![addr.ip().to_string()]
     };
-    hosts
-        .into_iter()
-        .map(|host| {
-            classchat_wire::invite::Invite { host, port: addr.port(), fingerprint: *state.key.fingerprint() }
-                .to_string()
-        })
-        .collect()
+    hosts.into_iter().map(|host| Invite::single(host, addr.port(), fingerprint).to_string()).collect()
 }
 
 /// The cluster's nodes as this node knows them, one a line.

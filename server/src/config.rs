@@ -80,6 +80,10 @@ pub struct Config {
     /// data dir. On a PostgreSQL store the content is in the database too, and this is the
     /// node's cache of it.
     pub files_dir: PathBuf,
+    /// Every node of a server of several nodes, `host[:port]` each (the port defaults to
+    /// 7420), in the order clients should try them. When set, the server prints one
+    /// invite that lists them all instead of the `public_host` one (PROTOCOL.md §12.7).
+    pub public_addresses: Vec<String>,
     /// Largest file accepted, bytes.
     pub max_file_size: u64,
     /// Total size of one user's files, and of all files, bytes.
@@ -140,6 +144,7 @@ impl Default for Config {
             discovery: true,
             public_host: String::new(),
             files_dir: PathBuf::new(),
+            public_addresses: Vec::new(),
             max_file_size: 2 << 30,
             user_file_quota: 10 << 30,
             total_file_quota: 100 << 30,
@@ -198,6 +203,7 @@ impl Config {
             crate::store::postgres::parse_url(url)?;
         }
         anyhow::ensure!(self.file_retention_secs > 0, "file_retention_secs must be positive");
+        self.public_invite_nodes()?;
         anyhow::ensure!(
             (100..=30_000).contains(&self.peer_search_deadline_ms),
             "peer_search_deadline_ms must be between 100 and 30000"
@@ -242,6 +248,28 @@ impl Config {
         } else {
             self.files_dir.clone()
         }
+    }
+
+    /// `public_addresses` as the nodes of an invite (empty when none are set); an entry
+    /// that is not `host[:port]`, a repeated one, or more than
+    /// [`classchat_wire::invite::MAX_NODES`] are errors.
+    pub fn public_invite_nodes(&self) -> anyhow::Result<Vec<classchat_wire::invite::Node>> {
+        use classchat_wire::invite::{Node, check_nodes, split_host_port};
+        if self.public_addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nodes = self
+            .public_addresses
+            .iter()
+            .map(|entry| {
+                split_host_port(entry.trim()).map(|(host, port)| Node::new(host, port)).ok_or_else(|| {
+                    anyhow::anyhow!("public_addresses: {entry:?} is not host or host:port (IPv6 in brackets)")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // The same checks an app makes when it reads the invite.
+        check_nodes(&nodes).map_err(|e| anyhow::anyhow!("public_addresses: {e}"))?;
+        Ok(nodes)
     }
 
     pub fn file_retention(&self) -> Duration {
@@ -293,5 +321,18 @@ mod tests {
         let c =
             Config { store: Some("postgres://classchat@db.lab:5432/chat".to_owned()), ..Config::default() };
         c.validate().expect("a good URL");
+        for bad in [r#"["lab:0"]"#, r#"["a:7420", "A"]"#, r#"["la b"]"#, "[]"] {
+            let c: Config = toml::from_str(&format!("public_addresses = {bad}")).expect("parses");
+            assert_eq!(c.validate().is_err(), bad != "[]", "{bad}");
+        }
+    }
+
+    #[test]
+    fn public_addresses_become_the_nodes_of_one_invite() {
+        let c: Config = toml::from_str(r#"public_addresses = ["node1.example.edu", "[2001:db8::2]:9000"]"#)
+            .expect("parses");
+        let nodes: Vec<String> =
+            c.public_invite_nodes().expect("valid").iter().map(ToString::to_string).collect();
+        assert_eq!(nodes, ["node1.example.edu:7420", "[2001:db8::2]:9000"]);
     }
 }

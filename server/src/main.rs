@@ -37,6 +37,10 @@ struct Cli {
     /// instead of the SQLite file in the data dir. Overrides the config file.
     #[arg(long, global = true)]
     store: Option<String>,
+    /// One node of this server for the printed invite, `host[:port]`; repeat it for every
+    /// node, in the order clients should try them. Overrides `public_addresses`.
+    #[arg(long = "public-address", value_name = "HOST[:PORT]")]
+    public_address: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -92,6 +96,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(url) = &cli.store {
         config.store = Some(url.clone());
+    }
+    if !cli.public_address.is_empty() {
+        config.public_addresses.clone_from(&cli.public_address);
     }
     config.validate()?;
     Ok(config)

@@ -284,3 +284,32 @@ async fn user_grant_admin_subcommand_works_offline() {
     alice.ok(Request::Broadcast { text: "as an instructor".into() }).await;
     server.stop().await;
 }
+
+/// `public_addresses` (here from the configuration) makes the server hand out one invite
+/// that lists every node, in order, pinned to its key; students paste that one link.
+#[tokio::test]
+async fn invite_lists_every_public_address_of_a_server_of_several_nodes() {
+    let server = TestServer::start_with(tempfile::tempdir().expect("tempdir"), |c| {
+        c.public_addresses = vec!["node1.example.edu".into(), "[2001:db8::2]:9000".into()];
+    })
+    .await;
+    let out = command(&server, "invite").await;
+    let links: Vec<_> = out.lines().filter(|l| l.trim_start().starts_with("classchat://")).collect();
+    assert_eq!(links.len(), 1, "one invite for the whole server:\n{out}");
+    let invite = classchat_wire::invite::Invite::parse(links[0]).expect("the printed invite parses");
+    assert_eq!(invite.addrs(), ["node1.example.edu:7420", "[2001:db8::2]:9000"]);
+    assert_eq!(&invite.fingerprint, common::server_key().fingerprint());
+    server.stop().await;
+}
+
+/// `--public-address` is checked like an invite: a repeated node is refused at start-up,
+/// with the reason.
+#[tokio::test]
+async fn a_bad_public_address_on_the_command_line_is_refused_with_the_reason() {
+    let args = ["--public-address", "lab:7420", "--public-address", "LAB", "config"];
+    let (ok, _, err) = run_cli(&args.map(OsStr::new)).await;
+    assert!(!ok, "accepted a repeated node");
+    assert!(err.contains("public_addresses: the invite lists LAB:7420 twice"), "{err}");
+    let (ok, _, err) = run_cli(&["--public-address", "lab:0", "config"].map(OsStr::new)).await;
+    assert!(!ok && err.contains("not host or host:port"), "{err}");
+}

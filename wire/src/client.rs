@@ -44,8 +44,12 @@ pub enum TrustPolicy {
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `host:port`; also the key in the known-servers store.
+    /// `host:port`; also the key in the known-servers store unless `known_as` says another.
     pub addr: String,
+    /// The known-servers entry to check the key against (and the host named in trust
+    /// errors) when it is not `addr`: the nodes of a server of several nodes share one key
+    /// and are filed under one name, its invite's first address ([`crate::failover`]).
+    pub known_as: Option<String>,
     pub trust: TrustPolicy,
     pub max_frame_len: usize,
     pub connect_timeout: Duration,
@@ -67,6 +71,7 @@ impl ClientConfig {
     pub fn new(addr: impl Into<String>, trust: TrustPolicy) -> Self {
         Self {
             addr: addr.into(),
+            known_as: None,
             trust,
             max_frame_len: MAX_FRAME_LEN,
             connect_timeout: Duration::from_secs(10),
@@ -308,7 +313,7 @@ pub(crate) async fn open_session(
     stream.set_nodelay(true)?;
     let (r, w) = stream.into_split();
     let conn = Connection::from_parts(r, w, config.max_frame_len);
-    let host = config.addr.clone();
+    let host = config.known_as.clone().unwrap_or_else(|| config.addr.clone());
     let trust = config.trust.clone();
     let (secure, hello, fingerprint) = tokio::time::timeout(
         config.handshake_timeout,

@@ -21,6 +21,7 @@
 //! - [`chunk`]: bulk connections' `chunk` messages, built in the frame buffer and cut out
 //!   of it without copies.
 //! - [`client`]: the async client.
+//! - [`failover`]: connecting to the first node of a server of several nodes that answers.
 //! - [`files`]: file transfers over bulk connections, and safe file names.
 //! - [`peer`]: peer-to-peer file search and fetch: the shared index, the sharer, fetching
 //!   directly or through the server's relay.
@@ -36,6 +37,7 @@ pub mod crypto;
 pub mod discovery;
 pub mod e2e;
 pub mod error;
+pub mod failover;
 pub mod files;
 pub mod fingerprint;
 pub mod frame;

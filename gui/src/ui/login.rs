@@ -75,6 +75,12 @@ impl LoginForm {
         self.invite.as_ref().filter(|i| i.addr() == addr)
     }
 
+    /// Every address of the server at `addr` when an invite listed them (empty: the app
+    /// uses the ones it remembers).
+    pub fn nodes_for(&self, addr: &str) -> Vec<String> {
+        self.pinned_for(addr).map(Invite::addrs).unwrap_or_default()
+    }
+
     pub fn clear_errors(&mut self) {
         self.server_error = None;
         self.username_error = None;
@@ -161,6 +167,16 @@ pub fn show(ui: &mut Ui, form: &mut LoginForm, conn: &ConnState, nearby: Nearby<
                         ))
                         .small(),
                     );
+                    if invite.nodes().len() > 1 {
+                        ui.label(
+                            RichText::new(format!(
+                                "🔀 {} addresses: {}. The app uses whichever answers.",
+                                invite.nodes().len(),
+                                invite.addrs().join(", ")
+                            ))
+                            .small(),
+                        );
+                    }
                 }
                 ui.add_space(6.0);
 
@@ -310,6 +326,22 @@ mod tests {
             form.password = "long enough".into();
             assert!(!form.validate(false), "{bad} is not sent");
         }
+    }
+
+    #[test]
+    fn a_multi_node_invite_is_filed_under_its_first_address_and_keeps_every_address() {
+        let mut form = LoginForm::default();
+        form.set_server_text(&format!("classchat://node1:7420,[::1]:9000,node3#{FP}"));
+        assert_eq!(form.server, "node1:7420", "the field shows the server's name");
+        assert_eq!(form.nodes_for("node1:7420"), ["node1:7420", "[::1]:9000", "node3:7420"]);
+        assert!(form.nodes_for("node3:7420").is_empty(), "the list belongs to the server's name");
+        // A repeated address is an error under the field, with the address.
+        form.set_server_text(&format!("classchat://node1,node1:7420#{FP}"));
+        assert!(form.invite.is_none());
+        assert_eq!(
+            form.server_error.as_deref(),
+            Some("Not a valid invite: the invite lists node1:7420 twice.")
+        );
     }
 
     #[test]

@@ -16,12 +16,14 @@ pub fn conn_text(conn: &ConnState) -> String {
         ConnState::Offline => "Offline".into(),
         ConnState::Connecting { addr } => format!("Connecting to {addr}…"),
         ConnState::Online { addr, .. } => format!("Connected to {addr}"),
-        ConnState::Reconnecting { attempt, retry_at, reason, .. } => {
+        // `addr` is the node tried first: after a drop, another node of the server if it
+        // has several.
+        ConnState::Reconnecting { addr, attempt, retry_at, reason } => {
             let secs = retry_at.saturating_duration_since(std::time::Instant::now()).as_secs();
             if secs > 0 {
-                format!("Connection lost ({reason}). Reconnecting in {secs} s (attempt {attempt})")
+                format!("Connection lost ({reason}). Reconnecting to {addr} in {secs} s (attempt {attempt})")
             } else {
-                format!("Connection lost ({reason}). Reconnecting… (attempt {attempt})")
+                format!("Connection lost ({reason}). Reconnecting to {addr}… (attempt {attempt})")
             }
         }
     }

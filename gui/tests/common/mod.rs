@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod dropped;
 
 use std::net::SocketAddr;
@@ -72,6 +73,21 @@ impl TestServer {
         addr: SocketAddr,
         tweak: impl FnOnce(&mut classchat_server::Config),
     ) -> Self {
+        Self::start_tweaked(rt.handle(), data_dir, key, addr, tweak)
+    }
+
+    /// Like [`Self::start`], on a runtime known by its handle.
+    pub fn start_on(rt: &tokio::runtime::Handle, data_dir: &Path, key: &[u8], addr: SocketAddr) -> Self {
+        Self::start_tweaked(rt, data_dir, key, addr, |_| {})
+    }
+
+    fn start_tweaked(
+        rt: &tokio::runtime::Handle,
+        data_dir: &Path,
+        key: &[u8],
+        addr: SocketAddr,
+        tweak: impl FnOnce(&mut classchat_server::Config),
+    ) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         std::fs::write(data_dir.join("server_key.der"), key).expect("write server key");
         let listener = rt.block_on(async {
@@ -100,13 +116,7 @@ impl TestServer {
         let task = rt.spawn(classchat_server::run(listener, config, async move {
             let _ = stop_rx.await;
         }));
-        Self {
-            addr,
-            data_dir: data_dir.to_path_buf(),
-            rt: rt.handle().clone(),
-            stop: Some(stop_tx),
-            task: Some(task),
-        }
+        Self { addr, data_dir: data_dir.to_path_buf(), rt: rt.clone(), stop: Some(stop_tx), task: Some(task) }
     }
 
     pub fn addr_string(&self) -> String {

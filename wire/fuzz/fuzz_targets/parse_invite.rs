@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(invite::split_host_port(&joined), Some((host, port)));
     }
     if let Ok(parsed) = Invite::parse(text) {
-        assert_ne!(parsed.port, 0, "port 0 accepted in {text:?}");
+        assert!(parsed.nodes().iter().all(|n| n.port != 0), "port 0 accepted in {text:?}");
+        assert!((1..=invite::MAX_NODES).contains(&parsed.nodes().len()), "{text:?}");
         assert_eq!(Invite::parse(&parsed.to_string()), Ok(parsed));
     }
 });
