@@ -324,3 +324,44 @@ async fn nodes_starting_together_on_an_empty_database_all_come_up() {
         s.stop().await;
     }
 }
+
+/// Questions asked through two nodes at once get distinct ids (the database gives them
+/// out; each node counting for itself gave the same one, and the second question
+/// replaced the first in the database).
+#[tokio::test]
+async fn questions_asked_through_two_nodes_get_distinct_ids() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let one = server_on(&url).await;
+    let alice = one.user("alice").await;
+    alice.create_room("lab").await;
+    let qa = classchat_wire::RoomSettings { announce_only: false, slow_mode_secs: 0, qa: true };
+    alice.ok(Request::SetRoomSettings { room: "lab".into(), settings: qa }).await;
+    let bob = one.user("bob").await;
+    bob.join("lab").await;
+    drop(bob);
+    // A second node, started once the room and its members are in the database.
+    let two = server_on(&url).await;
+    let bob = two.login("bob", "dev-1").await;
+    let ask = |text: &str| Request::AskQuestion { room: "lab".into(), text: text.into(), anonymous: false };
+    let id = |r: Response| match r {
+        Response::Question { question } => question.id,
+        other => panic!("expected Question, got {other:?}"),
+    };
+    let first = id(alice.ok(ask("From node one?")).await);
+    let second = id(bob.ok(ask("From node two?")).await);
+    assert_ne!(first, second);
+
+    let three = server_on(&url).await;
+    let carol = three.login("alice", "dev-2").await;
+    let Response::Questions { questions, .. } = carol.ok(Request::Questions { room: "lab".into() }).await
+    else {
+        panic!("expected Questions")
+    };
+    let mut texts: Vec<&str> = questions.iter().map(|q| q.text.as_str()).collect();
+    texts.sort_unstable();
+    assert_eq!(texts, ["From node one?", "From node two?"]);
+    for s in [one, two, three] {
+        s.stop().await;
+    }
+}
