@@ -365,3 +365,57 @@ async fn questions_asked_through_two_nodes_get_distinct_ids() {
         s.stop().await;
     }
 }
+
+/// Moderation on PostgreSQL: a server ban and a removed room (its messages, reactions
+/// and search terms go with it) are in the audit log, page by page, and stay after a
+/// restart.
+#[tokio::test]
+async fn bans_removed_rooms_and_the_audit_log_persist_on_postgres() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let start = |url: String| {
+        TestServer::start_with(tempfile::tempdir().expect("tempdir"), move |c| {
+            c.store = Some(url);
+            c.admins = vec!["prof".into()];
+        })
+    };
+    let server = start(url.clone()).await;
+    let prof = server.user("prof").await;
+    let mallory = server.user("mallory").await;
+    prof.create_room("old").await;
+    let id = prof.say("old", "a unique walrus").await;
+    mallory.join("old").await;
+    mallory.ok(Request::React { id, emoji: "👍".into(), on: true }).await;
+    assert_eq!(search(&prof, "walrus").await, vec![id]);
+    prof.ok(Request::AdminRemoveRoom { name: "old".into() }).await;
+    prof.ok(Request::AdminBan { user: "mallory".into(), reason: "spam".into() }).await;
+    assert_eq!(search(&prof, "walrus").await, Vec::<u64>::new(), "the room's text left the index");
+    let audit = |r: Response| match r {
+        Response::Audit { entries, more } => (entries, more),
+        other => panic!("expected Audit, got {other:?}"),
+    };
+    let (page, more) = audit(prof.ok(Request::AuditLog { before: None, limit: 1 }).await);
+    assert!(more);
+    assert_eq!(page[0].action, classchat_wire::AuditAction::ServerBan);
+    let (older, _) = audit(prof.ok(Request::AuditLog { before: Some(page[0].id), limit: 10 }).await);
+    assert_eq!(older[0].action, classchat_wire::AuditAction::RemoveRoom);
+    drop((prof, mallory));
+    server.stop().await;
+
+    let server = start(url).await;
+    let prof = server.login("prof", "dev-1").await;
+    assert!(!prof.welcome.rooms.iter().any(|r| r.name == "old"));
+    assert_eq!(
+        prof.err(Request::JoinRoom { name: "old".into(), password: None }).await,
+        ErrorCode::NoSuchRoom
+    );
+    let (entries, _) = audit(prof.ok(Request::AuditLog { before: None, limit: 10 }).await);
+    let actions: Vec<_> = entries.iter().map(|e| e.action).collect();
+    assert_eq!(actions, [classchat_wire::AuditAction::ServerBan, classchat_wire::AuditAction::RemoveRoom]);
+    let (client, _events) = server.connect().await;
+    assert_eq!(
+        code(client.login("mallory", &common::auth("mallory"), "dev-1").await),
+        ErrorCode::AccountBanned
+    );
+    server.stop().await;
+}
