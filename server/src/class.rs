@@ -117,14 +117,18 @@ impl ClassState {
         self.mutes.get(&(room.map(str::to_owned), user.to_owned())).filter(|m| m.in_force(now))
     }
 
-    pub fn new_question_id(&mut self) -> QuestionId {
-        self.next_question += 1;
-        self.next_question
+    /// The next question id, or `shared` (from a store several nodes share).
+    pub fn new_question_id(&mut self, shared: Option<QuestionId>) -> QuestionId {
+        let id = shared.unwrap_or(self.next_question + 1);
+        self.next_question = self.next_question.max(id);
+        id
     }
 
-    pub fn new_poll_id(&mut self) -> PollId {
-        self.next_poll += 1;
-        self.next_poll
+    /// The next poll id, or `shared` (from a store several nodes share).
+    pub fn new_poll_id(&mut self, shared: Option<PollId>) -> PollId {
+        let id = shared.unwrap_or(self.next_poll + 1);
+        self.next_poll = self.next_poll.max(id);
+        id
     }
 
     /// Forgets everything of a removed room (the store drops its records with the room).

@@ -20,6 +20,9 @@
 //! return the first, which for a common word in a 10-million-message store is hundreds of
 //! thousands of rows; newest-first walks the index backwards and stops after the page
 //! (BENCHMARKS.md, search). Runs on a read connection (`Store::search`), never on the writer.
+//! On a PostgreSQL store the same terms (accents folded) are a `TEXT[]` per message with a
+//! GIN index, and the same query is "overlaps the word's terms in these conversations"
+//! for every word, newest first (`store::postgres`).
 
 use classchat_wire::{
     Conv, ErrorCode, MAX_SEARCH_DEPTH, MAX_SEARCH_PAGE, MAX_SEARCH_QUERY_LEN, Response, SearchHit,

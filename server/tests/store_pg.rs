@@ -324,3 +324,98 @@ async fn nodes_starting_together_on_an_empty_database_all_come_up() {
         s.stop().await;
     }
 }
+
+/// Questions asked through two nodes at once get distinct ids (the database gives them
+/// out; each node counting for itself gave the same one, and the second question
+/// replaced the first in the database).
+#[tokio::test]
+async fn questions_asked_through_two_nodes_get_distinct_ids() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let one = server_on(&url).await;
+    let alice = one.user("alice").await;
+    alice.create_room("lab").await;
+    let qa = classchat_wire::RoomSettings { announce_only: false, slow_mode_secs: 0, qa: true };
+    alice.ok(Request::SetRoomSettings { room: "lab".into(), settings: qa }).await;
+    let bob = one.user("bob").await;
+    bob.join("lab").await;
+    drop(bob);
+    // A second node, started once the room and its members are in the database.
+    let two = server_on(&url).await;
+    let bob = two.login("bob", "dev-1").await;
+    let ask = |text: &str| Request::AskQuestion { room: "lab".into(), text: text.into(), anonymous: false };
+    let id = |r: Response| match r {
+        Response::Question { question } => question.id,
+        other => panic!("expected Question, got {other:?}"),
+    };
+    let first = id(alice.ok(ask("From node one?")).await);
+    let second = id(bob.ok(ask("From node two?")).await);
+    assert_ne!(first, second);
+
+    let three = server_on(&url).await;
+    let carol = three.login("alice", "dev-2").await;
+    let Response::Questions { questions, .. } = carol.ok(Request::Questions { room: "lab".into() }).await
+    else {
+        panic!("expected Questions")
+    };
+    let mut texts: Vec<&str> = questions.iter().map(|q| q.text.as_str()).collect();
+    texts.sort_unstable();
+    assert_eq!(texts, ["From node one?", "From node two?"]);
+    for s in [one, two, three] {
+        s.stop().await;
+    }
+}
+
+/// Moderation on PostgreSQL: a server ban and a removed room (its messages, reactions
+/// and search terms go with it) are in the audit log, page by page, and stay after a
+/// restart.
+#[tokio::test]
+async fn bans_removed_rooms_and_the_audit_log_persist_on_postgres() {
+    let pg = postgres().await;
+    let url = pg.url();
+    let start = |url: String| {
+        TestServer::start_with(tempfile::tempdir().expect("tempdir"), move |c| {
+            c.store = Some(url);
+            c.admins = vec!["prof".into()];
+        })
+    };
+    let server = start(url.clone()).await;
+    let prof = server.user("prof").await;
+    let mallory = server.user("mallory").await;
+    prof.create_room("old").await;
+    let id = prof.say("old", "a unique walrus").await;
+    mallory.join("old").await;
+    mallory.ok(Request::React { id, emoji: "👍".into(), on: true }).await;
+    assert_eq!(search(&prof, "walrus").await, vec![id]);
+    prof.ok(Request::AdminRemoveRoom { name: "old".into() }).await;
+    prof.ok(Request::AdminBan { user: "mallory".into(), reason: "spam".into() }).await;
+    assert_eq!(search(&prof, "walrus").await, Vec::<u64>::new(), "the room's text left the index");
+    let audit = |r: Response| match r {
+        Response::Audit { entries, more } => (entries, more),
+        other => panic!("expected Audit, got {other:?}"),
+    };
+    let (page, more) = audit(prof.ok(Request::AuditLog { before: None, limit: 1 }).await);
+    assert!(more);
+    assert_eq!(page[0].action, classchat_wire::AuditAction::ServerBan);
+    let (older, _) = audit(prof.ok(Request::AuditLog { before: Some(page[0].id), limit: 10 }).await);
+    assert_eq!(older[0].action, classchat_wire::AuditAction::RemoveRoom);
+    drop((prof, mallory));
+    server.stop().await;
+
+    let server = start(url).await;
+    let prof = server.login("prof", "dev-1").await;
+    assert!(!prof.welcome.rooms.iter().any(|r| r.name == "old"));
+    assert_eq!(
+        prof.err(Request::JoinRoom { name: "old".into(), password: None }).await,
+        ErrorCode::NoSuchRoom
+    );
+    let (entries, _) = audit(prof.ok(Request::AuditLog { before: None, limit: 10 }).await);
+    let actions: Vec<_> = entries.iter().map(|e| e.action).collect();
+    assert_eq!(actions, [classchat_wire::AuditAction::ServerBan, classchat_wire::AuditAction::RemoveRoom]);
+    let (client, _events) = server.connect().await;
+    assert_eq!(
+        code(client.login("mallory", &common::auth("mallory"), "dev-1").await),
+        ErrorCode::AccountBanned
+    );
+    server.stop().await;
+}

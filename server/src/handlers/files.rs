@@ -9,7 +9,7 @@ use classchat_wire::{Conv, ErrorCode, Event, FileId, MAX_FILE_META_LEN, Response
 use super::{ApiError, ApiResult, me};
 use crate::session::Session;
 use crate::state::State;
-use crate::store::Write;
+use crate::store::{IdKind, Write};
 
 fn no_file(file: FileId) -> ApiError {
     ApiError::new(ErrorCode::NoSuchFile, format!("there is no file {file} you may download"))
@@ -54,7 +54,7 @@ pub async fn upload(
     }
     let sender = State::display_name(&state.lock(), &me);
     let name = sanitize_file_name(&name);
-    let shared_id = state.store.next_file_id().await.map_err(ApiError::internal)?;
+    let shared_id = state.store.next_id(IdKind::File).await.map_err(ApiError::internal)?;
     let (row, token) = state.files.reserve(
         &state.config,
         &me,

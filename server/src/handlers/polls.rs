@@ -16,7 +16,7 @@ use super::{ApiError, ApiResult, commit, me};
 use crate::class::{self, Act, KEEP_CLOSED_POLLS, PollRec};
 use crate::session::Session;
 use crate::state::{Inner, State};
-use crate::store::{Write, now_ms};
+use crate::store::{IdKind, Write, now_ms};
 
 fn find<'a>(inner: &'a Inner, me: &str, id: PollId) -> ApiResult<&'a PollRec> {
     inner
@@ -81,6 +81,7 @@ pub async fn create(state: &State, session: &Session, new: NewPoll) -> ApiResult
             "the closing time must be in the future and at most a week away",
         ));
     }
+    let shared_id = state.store.next_id(IdKind::Poll).await.map_err(ApiError::internal)?;
     let (writes, p) = {
         let mut inner = state.lock();
         let lc = member_room(&inner, &me, &new.room)?;
@@ -102,7 +103,7 @@ pub async fn create(state: &State, session: &Session, new: NewPoll) -> ApiResult
             writes.push(Write::DeleteObject { kind: class::KIND_POLL, key: oldest.to_string() });
         }
         let p = PollRec {
-            id: inner.class.new_poll_id(),
+            id: inner.class.new_poll_id(shared_id),
             room: lc,
             question,
             options,

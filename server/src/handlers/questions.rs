@@ -14,7 +14,7 @@ use super::{ApiError, ApiResult, commit, me};
 use crate::class::{self, Act, QuestionRec};
 use crate::session::Session;
 use crate::state::{Inner, Lc, State, room_conv};
-use crate::store::{Write, now_ms};
+use crate::store::{IdKind, Write, now_ms};
 
 /// The room's key, if `me` is a member of it and it is a Q&A room.
 fn qa_room(inner: &Inner, me: &str, room: &str) -> ApiResult<Lc> {
@@ -62,6 +62,7 @@ pub async fn ask(state: &State, session: &Session, room: String, text: String, a
         ));
     }
     super::messages::rate_ok(state, &me)?;
+    let shared_id = state.store.next_id(IdKind::Question).await.map_err(ApiError::internal)?;
     let (writes, q) = {
         let mut inner = state.lock();
         let lc = qa_room(&inner, &me, &room)?;
@@ -83,7 +84,7 @@ pub async fn ask(state: &State, session: &Session, room: String, text: String, a
             writes.push(Write::DeleteObject { kind: class::KIND_QUESTION, key: oldest.to_string() });
         }
         let q = QuestionRec {
-            id: inner.class.new_question_id(),
+            id: inner.class.new_question_id(shared_id),
             room: lc,
             text,
             author: me.clone(),

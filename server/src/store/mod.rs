@@ -168,9 +168,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn shared(&self) -> bool {
         false
     }
-    /// A new file id, unique among every node's (only asked when [`Backend::shared`]).
-    fn next_file_id(&self) -> anyhow::Result<u64> {
-        anyhow::bail!("file ids come from the store only when it is shared")
+    /// A new id of `kind`, unique among every node's (only asked when
+    /// [`Backend::shared`]).
+    fn next_id(&self, _kind: IdKind) -> anyhow::Result<u64> {
+        anyhow::bail!("ids come from the store only when it is shared")
     }
     /// Keeps the content of a complete file (named by its SHA-256, at `path` on this
     /// node's disk) where the other nodes find it. Nothing to do for a store that no
@@ -183,6 +184,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn fetch_blob(&self, _sha256: &[u8], _dest: &Path) -> anyhow::Result<bool> {
         Ok(false)
     }
+}
+
+/// What a node numbers in memory (files, questions, polls): on a store several nodes
+/// share, each new id comes from the store instead, so that no two nodes give out the
+/// same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    File,
+    Question,
+    Poll,
 }
 
 /// Handle to the store. Cheap to clone.
@@ -405,13 +416,13 @@ impl Store {
         self.read(move |b| b.fetch_blob(&sha256, &dest)).await
     }
 
-    /// The id of a new file when the store is shared by several nodes (`None`: the
-    /// node's own count is unique).
-    pub async fn next_file_id(&self) -> anyhow::Result<Option<u64>> {
+    /// A new id of `kind` when the store is shared by several nodes (`None`: the node's
+    /// own count is unique, and it keeps one).
+    pub async fn next_id(&self, kind: IdKind) -> anyhow::Result<Option<u64>> {
         if !self.backend.shared() {
             return Ok(None);
         }
-        self.read(|b| b.next_file_id().map(Some)).await
+        self.read(move |b| b.next_id(kind).map(Some)).await
     }
 
     /// Messages of `convs` holding every one of `words` (stemmed query words,

@@ -7,7 +7,7 @@ use classchat_wire::{Body, MessageId};
 
 use super::{Conn, describe, error_text, prepared};
 use crate::store::rich::{self, Changed, UpdateKind};
-use crate::store::{Backend, DeviceRow, FileRow, RoomRow, Snapshot, StoredMessage, UserRow};
+use crate::store::{Backend, DeviceRow, FileRow, IdKind, RoomRow, Snapshot, StoredMessage, UserRow};
 
 /// Connections kept open for reuse.
 const READ_POOL: usize = 4;
@@ -222,9 +222,14 @@ impl Backend for Pg {
         true
     }
 
-    fn next_file_id(&self) -> anyhow::Result<u64> {
+    fn next_id(&self, kind: IdKind) -> anyhow::Result<u64> {
+        let sql = match kind {
+            IdKind::File => "SELECT nextval('file_ids')",
+            IdKind::Question => "SELECT nextval('question_ids')",
+            IdKind::Poll => "SELECT nextval('poll_ids')",
+        };
         self.with(|c| {
-            let stmt = prepared(&mut c.client, &mut c.statements, "SELECT nextval('file_ids')")?;
+            let stmt = prepared(&mut c.client, &mut c.statements, sql)?;
             Ok(c.client.query_one(&stmt, &[])?.try_get::<_, i64>(0)? as u64)
         })
     }

@@ -139,6 +139,13 @@ const MIGRATIONS: &[&str] = &[
     // starts after the files already there.
     "CREATE SEQUENCE file_ids;
     SELECT setval('file_ids', COALESCE((SELECT MAX(id) FROM files), 0) + 1, false);",
+    // 4: question and poll ids likewise (their records are class objects keyed by id).
+    "CREATE SEQUENCE question_ids;
+    CREATE SEQUENCE poll_ids;
+    SELECT setval('question_ids', COALESCE((SELECT MAX(key::BIGINT) FROM class_objects
+        WHERE kind = 'question' AND key ~ '^[0-9]{1,18}$'), 0) + 1, false);
+    SELECT setval('poll_ids', COALESCE((SELECT MAX(key::BIGINT) FROM class_objects
+        WHERE kind = 'poll' AND key ~ '^[0-9]{1,18}$'), 0) + 1, false);",
 ];
 
 /// Creates the schema or brings it up to date, under the migration lock.
