@@ -8,17 +8,20 @@
 //! - `outbound`: a session's bounded outbound queue, from the fan-out to its writer.
 //! - `handlers/`: one file per area of requests.
 //! - `state`: shared in-memory state (accounts, rooms, online sessions) and fan-out.
-//! - `store`: SQLite, written by one thread with group commit.
+//! - `store`: SQLite (the default) or PostgreSQL (shared by the nodes of a cluster),
+//!   written by one thread with group commit.
 //! - `cursors`: delivery cursors (`ack`s) coalesced in memory, written once a second.
 //! - `keys`: the server key on disk and Argon2id hashes of secrets.
 //! - `class`: the instructor tools' state and posting rules (mutes, exam mode, room
 //!   settings, questions, polls, office-hours queues).
 //! - `files`: shared files: registry, content store, bulk connections, retention.
-//! - `search`: full-text search of room and announcement messages (FTS5).
+//! - `search`: full-text search of room and announcement messages (FTS5, or a GIN index
+//!   on PostgreSQL).
 //! - `peer`: peer-to-peer search, fetch tickets, the relay and the byte counters.
 //! - [`admin`]: the admin console and the admin socket.
 //! - [`bus`]: the NATS bus between the nodes of a cluster (several servers on one
 //!   PostgreSQL store).
+//! - [`services`]: throwaway PostgreSQL and NATS instances for the tests and the bench.
 
 pub mod admin;
 pub mod bus;
