@@ -78,6 +78,21 @@ async fn login_soon(node: &TestServer, name: &str, device: &str) -> TestUser {
     }
 }
 
+/// Joins `room` through a node that may hear of the room a few milliseconds after the
+/// node that made it answered.
+async fn join_soon(user: &TestUser, room: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match user.client.request(Request::JoinRoom { name: room.into(), password: None }).await {
+            Ok(_) => return,
+            Err(e) if e.code() == Some(ErrorCode::NoSuchRoom) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{} cannot join {room}: {e}", user.name),
+        }
+    }
+}
+
 fn is_text(e: &Event, text: &str) -> bool {
     text_of(e) == Some(text)
 }
@@ -122,11 +137,7 @@ async fn everything_works_across_two_nodes() {
 
     // Rooms and membership: created on a, joined on b, a password room too.
     alice.create_room("lab").await;
-    eventually(Duration::from_secs(5), "b knows #lab", || {
-        let c = &bob.client;
-        async move { c.request(Request::JoinRoom { name: "lab".into(), password: None }).await.is_ok() }
-    })
-    .await;
+    join_soon(&bob, "lab").await;
     alice.expect_event("bob's join", |e| matches!(e, Event::Message { message } if matches!(&message.body, Body::System { .. }) && message.from == "bob")).await;
     alice
         .ok(Request::CreateRoom { name: "staff".into(), topic: "t".into(), password: Some("sesame".into()) })
@@ -212,6 +223,71 @@ async fn everything_works_across_two_nodes() {
     prof.ok(Request::Broadcast { text: "exam on friday".into() }).await;
     bob.expect_event("the announcement", |e| is_text(e, "exam on friday")).await;
 
+    // Instructor tools: a question asked on b reaches a, an upvote from a reaches b; a
+    // mute set on a holds on b; exam mode from a reaches b.
+    prof.join("lab").await;
+    let qa = classchat_wire::RoomSettings { qa: true, ..Default::default() };
+    alice.ok(Request::SetRoomSettings { room: "lab".into(), settings: qa }).await;
+    let mut asked = None;
+    for _ in 0..100 {
+        // Node b hears of the room's new settings a moment later.
+        match bob
+            .client
+            .request(Request::AskQuestion { room: "lab".into(), text: "why?".into(), anonymous: false })
+            .await
+        {
+            Ok(Response::Question { question }) => {
+                asked = Some(question);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let question = asked.expect("a question asked on b once the room is Q&A there");
+    alice
+        .expect_event("the question", |e| matches!(e, Event::Question { question: q } if q.id == question.id))
+        .await;
+    alice.ok(Request::Upvote { question: question.id, up: true }).await;
+    bob.expect_event(
+        "the upvote",
+        |e| matches!(e, Event::Question { question: q } if q.id == question.id && q.votes == 1),
+    )
+    .await;
+    prof.ok(Request::Mute {
+        scope: classchat_wire::MuteScope::Room { name: "lab".into() },
+        user: "bob".into(),
+        secs: None,
+    })
+    .await;
+    eventually(Duration::from_secs(5), "the mute holds on b", || {
+        let c = &bob.client;
+        async move {
+            matches!(
+                c.request(Request::SendRoom { room: "lab".into(), text: "hmm".into(), reply_to: None }).await,
+                Err(e) if e.code() == Some(ErrorCode::Muted)
+            )
+        }
+    })
+    .await;
+    prof.ok(Request::Unmute {
+        scope: classchat_wire::MuteScope::Room { name: "lab".into() },
+        user: "bob".into(),
+    })
+    .await;
+    prof.ok(Request::SetExamMode { on: true, questions_room: None }).await;
+    bob.expect_event("exam mode", |e| matches!(e, Event::ExamMode { exam: Some(_) })).await;
+    prof.ok(Request::SetExamMode { on: false, questions_room: None }).await;
+    bob.expect_event("exam mode off", |e| matches!(e, Event::ExamMode { exam: None })).await;
+    eventually(Duration::from_secs(5), "the unmute holds on b", || {
+        let c = &bob.client;
+        async move {
+            c.request(Request::SendRoom { room: "lab".into(), text: "thanks".into(), reply_to: None })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+
     // A file uploaded through a downloads through b, byte for byte (b fetches the content
     // from PostgreSQL into its own data dir).
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -240,7 +316,11 @@ async fn everything_works_across_two_nodes() {
 
     // A kick on a takes bob out of the room on b at once; a ban keeps him out.
     alice.ok(Request::Kick { room: "lab".into(), user: "bob".into() }).await;
-    bob.expect_event("the kick", |e| matches!(e, Event::Message { message } if matches!(&message.body, Body::System { .. }) && message.conv == Conv::room("lab"))).await;
+    bob.expect_event("the kick", |e| {
+        matches!(e, Event::Message { message }
+            if matches!(&message.body, Body::System { event: classchat_wire::SystemEvent::Kicked { user } } if user == "bob"))
+    })
+    .await;
     assert_eq!(
         bob.err(Request::SendRoom { room: "lab".into(), text: "still here?".into(), reply_to: None }).await,
         ErrorCode::NotMember
@@ -385,11 +465,7 @@ async fn outages_of_nats_and_postgres_refuse_writes_and_recover() {
     let alice = a.user("alice", true).await;
     alice.create_room("lab").await;
     let bob = b.user("bob", true).await;
-    eventually(Duration::from_secs(5), "b knows #lab", || {
-        let c = &bob.client;
-        async move { c.request(Request::JoinRoom { name: "lab".into(), password: None }).await.is_ok() }
-    })
-    .await;
+    join_soon(&bob, "lab").await;
     let mut acked = vec![alice.say("lab", "before").await];
     let mut refused = Vec::new();
 
@@ -408,6 +484,8 @@ async fn outages_of_nats_and_postgres_refuse_writes_and_recover() {
     backing.nats.start_again().expect("nats-server again");
     a.says("NATS is back").await;
     b.says("NATS is back").await;
+    a.says("resynchronised: connections closed").await;
+    b.says("resynchronised: connections closed").await;
     // The nodes resynchronised and closed their connections: apps come back.
     drop((alice, bob));
     let alice = a.user("alice", false).await;

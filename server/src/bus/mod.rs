@@ -179,6 +179,9 @@ struct Remote {
     info: NodeInfo,
     seen: Instant,
     last_seq: u64,
+    /// Set by a resynchronisation: the next envelope starts the count again (what came
+    /// before it is in the state just reloaded).
+    fresh: bool,
 }
 
 /// The node's connection to the cluster.
@@ -191,6 +194,10 @@ pub struct Bus {
     healthy: Arc<AtomicBool>,
     /// Set when the connection came back after a drop: the node must resynchronise.
     reconnected: Arc<tokio::sync::Notify>,
+    /// Set from the moment the connection drops until the node has resynchronised: gaps
+    /// in the others' sequences meanwhile are the outage's, and the resynchronisation
+    /// covers them.
+    outage: Arc<AtomicBool>,
     remotes: std::sync::Mutex<HashMap<NodeId, Remote>>,
     subscriber: tokio::sync::Mutex<Option<async_nats::Subscriber>>,
     outbox_rx: tokio::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Bytes>>>,
@@ -221,12 +228,15 @@ impl Bus {
         let reconnected = Arc::new(tokio::sync::Notify::new());
         let (h, r) = (Arc::clone(&healthy), Arc::clone(&reconnected));
         let was_down = Arc::new(AtomicBool::new(false));
+        let outage = Arc::new(AtomicBool::new(false));
+        let o = Arc::clone(&outage);
         let options = async_nats::ConnectOptions::new()
             .name(format!("classchat-server {name}"))
             .connection_timeout(Duration::from_secs(5))
             .reconnect_delay_callback(|attempt| Duration::from_millis((100 * attempt as u64).min(2000)))
             .event_callback(move |event| {
-                let (h, r, was_down) = (Arc::clone(&h), Arc::clone(&r), Arc::clone(&was_down));
+                let (h, r, was_down, o) =
+                    (Arc::clone(&h), Arc::clone(&r), Arc::clone(&was_down), Arc::clone(&o));
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -238,6 +248,7 @@ impl Bus {
                         }
                         async_nats::Event::Disconnected => {
                             h.store(false, Ordering::SeqCst);
+                            o.store(true, Ordering::SeqCst);
                             if !was_down.swap(true, Ordering::SeqCst) {
                                 tracing::warn!(
                                     "lost the connection to NATS: refusing writes until it is back"
@@ -273,6 +284,7 @@ impl Bus {
             subject,
             healthy,
             reconnected,
+            outage,
             remotes: std::sync::Mutex::new(HashMap::new()),
             subscriber: tokio::sync::Mutex::new(Some(subscriber)),
             outbox_rx: tokio::sync::Mutex::new(Some(rx)),
@@ -400,10 +412,12 @@ impl Bus {
                     },
                     seen: Instant::now(),
                     last_seq: env.seq.saturating_sub(1),
+                    fresh: false,
                 }
             });
             r.seen = Instant::now();
-            let gap = env.seq > r.last_seq + 1;
+            let gap = env.seq > r.last_seq + 1 && !r.fresh && !self.outage.load(Ordering::SeqCst);
+            r.fresh = false;
             r.last_seq = r.last_seq.max(env.seq);
             if let BusMsg::Heartbeat(info) = &env.msg {
                 r.info = info.clone();
@@ -457,6 +471,12 @@ impl Bus {
         for s in inner.sessions.values() {
             crate::state::close_session(s, "the server resynchronised with its cluster; reconnecting");
         }
+        tracing::warn!(connections = inner.sessions.len(), "resynchronised: connections closed to catch up");
+        drop(inner);
+        for r in lock(&self.remotes).values_mut() {
+            r.fresh = true;
+        }
+        self.outage.store(false, Ordering::SeqCst);
     }
 }
 
