@@ -10,7 +10,7 @@ use std::time::Duration;
 use classchat_server::services::nats::Nats;
 use classchat_server::services::postgres::Postgres;
 use classchat_wire::{Body, Conv, ErrorCode, Event, Request, Response};
-use common::{TestServer, TestUser, eventually, text_of};
+use common::{TestServer, TestUser, eventually, history, text_of};
 
 /// A throwaway PostgreSQL and NATS.
 struct Backing {
@@ -95,24 +95,6 @@ async fn join_soon(user: &TestUser, room: &str) {
 
 fn is_text(e: &Event, text: &str) -> bool {
     text_of(e) == Some(text)
-}
-
-/// The ids and texts of a conversation's newest 200 messages, oldest first.
-async fn history(user: &TestUser, conv: Conv) -> Vec<(u64, String)> {
-    match user.ok(Request::History { conv, before: None, limit: 200 }).await {
-        Response::History { messages, .. } => messages
-            .into_iter()
-            .rev()
-            .map(|m| {
-                let text = match m.body {
-                    Body::Text { text } => text,
-                    other => format!("{other:?}"),
-                };
-                (m.id, text)
-            })
-            .collect(),
-        other => panic!("expected History, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use classchat_server::services::postgres::Postgres;
 use classchat_wire::{Body, Conv, ErrorCode, Event, Request, Response};
-use common::{TestServer, code, text_of};
+use common::{TestServer, code, history, text_of};
 
 async fn postgres() -> Postgres {
     tokio::task::spawn_blocking(Postgres::start).await.expect("join").expect("a throwaway PostgreSQL")
@@ -18,23 +18,6 @@ async fn postgres() -> Postgres {
 async fn server_on(url: &str) -> TestServer {
     let url = url.to_owned();
     TestServer::start_with(tempfile::tempdir().expect("tempdir"), move |c| c.store = Some(url)).await
-}
-
-async fn history(user: &common::TestUser, conv: Conv) -> Vec<(u64, String)> {
-    match user.ok(Request::History { conv, before: None, limit: 200 }).await {
-        Response::History { messages, .. } => messages
-            .into_iter()
-            .rev()
-            .map(|m| {
-                let text = match m.body {
-                    Body::Text { text } => text,
-                    other => format!("{other:?}"),
-                };
-                (m.id, text)
-            })
-            .collect(),
-        other => panic!("expected History, got {other:?}"),
-    }
 }
 
 fn texts(h: &[(u64, String)]) -> Vec<&str> {

@@ -192,6 +192,25 @@ impl TestUser {
     }
 }
 
+/// The ids and texts (other bodies in their debug form) of a conversation's newest 200
+/// messages, oldest first.
+pub async fn history(user: &TestUser, conv: classchat_wire::Conv) -> Vec<(u64, String)> {
+    match user.ok(Request::History { conv, before: None, limit: 200 }).await {
+        Response::History { messages, .. } => messages
+            .into_iter()
+            .rev()
+            .map(|m| {
+                let text = match m.body {
+                    classchat_wire::Body::Text { text } => text,
+                    other => format!("{other:?}"),
+                };
+                (m.id, text)
+            })
+            .collect(),
+        other => panic!("expected History, got {other:?}"),
+    }
+}
+
 /// The text of a text message event, if it is one.
 pub fn text_of(ev: &Event) -> Option<&str> {
     match ev {
