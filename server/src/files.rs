@@ -730,8 +730,9 @@ async fn download(
     let handle = tokio::runtime::Handle::current();
     let (size, known) = (info.size, info.sha256.clone());
     let blob_dir = state.files.dir.clone();
+    let store = state.store.clone();
     let disk = tokio::task::spawn_blocking(move || {
-        read_chunks(&handle, &source, &blob_dir, offset, size, &known, progress, &tx);
+        read_chunks(&handle, &store, &source, &blob_dir, offset, size, &known, progress, &tx);
     });
     let mut ping = tokio::time::interval(state.config.heartbeat_timeout() / 3);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -776,6 +777,7 @@ async fn download(
 #[expect(clippy::too_many_arguments, reason = "one thread's whole context")]
 fn read_chunks(
     handle: &tokio::runtime::Handle,
+    store: &crate::store::Store,
     source: &Path,
     blob_dir: &Path,
     offset: u64,
@@ -793,7 +795,17 @@ fn read_chunks(
                 let Some(p) = progress.as_mut() else { break Err(e) };
                 let outcome = p.borrow().outcome;
                 match outcome {
-                    Some(Ok(hash)) => break std::fs::File::open(blob_dir.join(hex::encode(hash))),
+                    Some(Ok(hash)) => {
+                        let blob = blob_dir.join(hex::encode(hash));
+                        // Uploaded through another node of a cluster: its content is in
+                        // the shared store, not here yet.
+                        if !blob.exists()
+                            && let Err(e) = handle.block_on(store.fetch_blob(hash.to_vec(), blob.clone()))
+                        {
+                            tracing::warn!(error = %e, "could not fetch a file's content");
+                        }
+                        break std::fs::File::open(blob);
+                    }
                     Some(Err(_)) => break Err(e),
                     None => {
                         let waiting = handle.block_on(async {

@@ -287,6 +287,28 @@ async fn everything_works_across_two_nodes() {
     bob.client.download_to(&ticket, &dest, |_| {}).await.expect("download through b");
     assert_eq!(std::fs::read(&dest).expect("downloaded"), bytes);
 
+    // A direct file offered to bob on b while alice is still sending it through a: bob's
+    // download starts before any byte is there and ends with all of them.
+    let ticket = alice
+        .client
+        .upload_file(Conv::Direct { user: "bob".into() }, "notes.pdf", bytes.len() as u64, None)
+        .await
+        .expect("announce a direct file");
+    let offer = bob.expect_event("the offer", |e| matches!(e, Event::FileOffer { .. })).await;
+    let Event::FileOffer { file } = offer else { panic!("expected FileOffer") };
+    let early = tmp.path().join("early.pdf");
+    let download = async {
+        let t = bob.client.download_file(file.id).await.expect("accept on b");
+        bob.client.download_to(&t, &early, |_| {}).await.expect("download through b, following the upload")
+    };
+    let upload = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        alice.client.upload_from(&ticket, &path, |_| {}).await.expect("upload through a")
+    };
+    let (got, sent) = tokio::join!(download, upload);
+    assert_eq!(got.sha256, sent.sha256);
+    assert_eq!(std::fs::read(&early).expect("downloaded"), bytes);
+
     // Offline delivery: carol (registered on a, offline) logs in on b and is caught up
     // with what was said meanwhile, and sees it in history.
     let mut carol = b.login("carol", "dev-1").await;

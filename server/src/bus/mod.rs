@@ -24,7 +24,7 @@ mod apply;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -112,7 +112,11 @@ pub struct NodeInfo {
 #[derive(Clone, Debug)]
 pub struct Outbox {
     node: NodeId,
-    seq: Arc<AtomicU64>,
+    /// The last sequence number given out. Held while an envelope is numbered, encoded
+    /// and queued, so that envelopes are queued (and sent) in the order of their numbers:
+    /// numbered apart from queueing, two threads could queue 6 before 5, which the others
+    /// would take for a lost envelope.
+    seq: Arc<std::sync::Mutex<u64>>,
     tx: tokio::sync::mpsc::Sender<Bytes>,
     /// Whether any other node is alive: with none, nothing needs publishing.
     peers: Arc<AtomicBool>,
@@ -120,10 +124,13 @@ pub struct Outbox {
 
 impl Outbox {
     pub(crate) fn publish(&self, msg: BusMsg) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = lock(&self.seq);
+        let seq = *last + 1;
         let env = Envelope { node: self.node, seq, msg };
         match classchat_wire::encode(&env) {
             Ok(bytes) if bytes.len() <= MAX_ENVELOPE => {
+                // Numbered even when the outbox is full: the others see the gap.
+                *last = seq;
                 if self.tx.try_send(Bytes::from(bytes)).is_err() {
                     tracing::warn!(seq, "the bus outbox is full; the other nodes will resynchronise");
                 }
@@ -275,7 +282,7 @@ impl Bus {
         Ok(Arc::new(Bus {
             outbox: Outbox {
                 node,
-                seq: Arc::new(AtomicU64::new(0)),
+                seq: Arc::new(std::sync::Mutex::new(0)),
                 tx,
                 peers: Arc::new(AtomicBool::new(false)),
             },
