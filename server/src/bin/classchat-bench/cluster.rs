@@ -79,6 +79,8 @@ pub struct Args {
 
 /// How long the nodes may take to see each other on the bus.
 const JOIN_LIMIT: Duration = Duration::from_secs(30);
+/// Lines of each node's log printed after a step that dropped or failed something.
+const LOG_TAIL: usize = 20;
 /// Logins at a time (each is an RSA handshake on the server).
 const LOGIN_CONCURRENCY: usize = 32;
 
@@ -87,7 +89,7 @@ struct Deployment {
     label: String,
     nodes: Vec<Target>,
     /// The nodes' data dirs (key, configuration, log, file content); removed on drop.
-    _dirs: Vec<DataDir>,
+    dirs: Vec<DataDir>,
     pg: Option<Postgres>,
     nats: Option<Nats>,
     watch: Watch,
@@ -127,7 +129,7 @@ impl Deployment {
             let d = Deployment {
                 label: "1 node, SQLite".into(),
                 nodes: vec![node],
-                _dirs: vec![dir],
+                dirs: vec![dir],
                 pg: None,
                 nats: None,
                 watch,
@@ -179,7 +181,7 @@ impl Deployment {
         let d = Deployment {
             label: format!("{} nodes, PostgreSQL + NATS", a.nodes),
             nodes,
-            _dirs: dirs,
+            dirs,
             pg: Some(pg),
             nats: Some(nats),
             watch,
@@ -189,6 +191,18 @@ impl Deployment {
 
     fn addr(&self, n: usize) -> String {
         self.nodes[n % self.nodes.len()].addr_string()
+    }
+
+    /// Prints the end of each node's log (the data dirs are removed with the deployment).
+    fn print_log_tails(&self) {
+        for (n, dir) in self.dirs.iter().enumerate() {
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("{}: node {n}'s server.log, last {LOG_TAIL} lines:", self.label);
+            for line in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
+                eprintln!("  {line}");
+            }
+        }
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -324,6 +338,12 @@ async fn round(
         "load1": procstat::loadavg(),
     });
     crate::stats::emit(&json);
+    if steps
+        .iter()
+        .any(|s| s.json["dropped"].as_u64() != Some(0) || s.json["send_errors"].as_u64() != Some(0))
+    {
+        d.print_log_tails();
+    }
     let label = d.label.clone();
     d.stop().await?;
     let bare = |s: &fanout::Step| fanout::Step { json: Value::Null, ..s.clone() };
