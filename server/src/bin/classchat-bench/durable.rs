@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use classchat_wire::{Request, Response};
+use classchat_wire::{Client, Request, Response};
 use serde_json::{Value, json};
 
 use crate::conn;
@@ -67,56 +67,14 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
     let store = pg.as_ref().map(Postgres::url);
     let target = Target::start_with(opts, &data, |c| c.store = store).await?;
     let clients = conn::login_all(&target.addr_string(), &mut accounts, 1, 32, 64, conn::discard).await?;
-    let acked = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let hist = Arc::new(std::sync::Mutex::new(Hist::default()));
-    let warmup = Duration::from_secs(1);
-    let measure = Duration::from_secs_f64(a.secs);
-    let started = Instant::now();
-    let text: String = "d".repeat(a.text_len.max(1));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (k, client) in clients.iter().enumerate() {
-        for _ in 0..a.window {
-            let (client, acked, failed, hist, text) =
-                (client.clone(), acked.clone(), failed.clone(), hist.clone(), text.clone());
-            let room = format!("solo{k}");
-            tasks.spawn(async move {
-                let mut local = Hist::default();
-                while started.elapsed() < warmup + measure {
-                    let t0 = Instant::now();
-                    let r = client
-                        .request(Request::SendRoom { room: room.clone(), text: text.clone(), reply_to: None })
-                        .await;
-                    let in_window = t0 >= started + warmup && started.elapsed() <= warmup + measure;
-                    match r {
-                        Ok(Response::Sent { .. }) if in_window => {
-                            acked.fetch_add(1, Ordering::Relaxed);
-                            local.record(t0.elapsed());
-                        }
-                        Ok(Response::Sent { .. }) => {}
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).merge(&local);
-            });
-        }
-    }
-    tokio::time::sleep(warmup).await;
-    let s0 = procstat::sample(target.pid);
-    let b0 = procstat::own();
-    tokio::time::sleep(measure).await;
-    let s1 = procstat::sample(target.pid);
-    let b1 = procstat::own();
-    while tasks.join_next().await.is_some() {}
-    let n = acked.load(Ordering::Relaxed);
-    let rate = n as f64 / a.secs;
-    let (server_cores, bench_cores) = match (s0, s1, b0, b1) {
-        (Some(s0), Some(s1), Some(b0), Some(b1)) => (procstat::cores(&s0, &s1), procstat::cores(&b0, &b1)),
-        _ => (0.0, 0.0),
+    let rooms: Vec<String> = (0..clients.len()).map(solo).collect();
+    let watch = procstat::Watch {
+        postgres: pg.as_ref().and_then(|pg| procstat::find_listener("postgres", pg.port())),
+        ..procstat::Watch::one(target.pid)
     };
-    let hist = hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let m = measure(&clients, &rooms, a.window, a.secs, a.text_len, &watch).await;
+    let (n, rate, hist, server_cores, bench_cores) =
+        (m.acked, m.rate, m.hist, m.cores.servers, m.bench_cores);
     let result = json!({
         "scenario": "durable",
         "store": if a.postgres { "postgres" } else { "sqlite" },
@@ -124,10 +82,11 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         "window": a.window,
         "secs": a.secs,
         "acked": n,
-        "failed": failed.load(Ordering::Relaxed),
+        "failed": m.failed,
         "acked_per_s": rate.round(),
         "ack_latency": hist.json(),
         "server_cores": round3(server_cores),
+        "postgres_cores": round3(m.cores.postgres),
         "bench_cores": round3(bench_cores),
         "load1": procstat::loadavg(),
     });
@@ -155,4 +114,88 @@ pub async fn run(opts: &ServerOpts, a: &Args) -> anyhow::Result<(Value, Vec<Row>
         tokio::task::spawn_blocking(move || drop(pg)).await?;
     }
     Ok((result, rows))
+}
+
+/// What [`measure`] saw.
+#[derive(Debug)]
+pub struct Measured {
+    pub acked: u64,
+    pub failed: u64,
+    /// Acknowledged messages per second.
+    pub rate: f64,
+    pub hist: Hist,
+    pub cores: procstat::Cores,
+    pub bench_cores: f64,
+}
+
+/// Client `k` keeps `window` messages in flight to `rooms[k]` for one unmeasured second
+/// and `secs` measured ones; counts the `Sent` replies of the measured seconds.
+pub async fn measure(
+    clients: &[Client],
+    rooms: &[String],
+    window: usize,
+    secs: f64,
+    text_len: usize,
+    server: &procstat::Watch,
+) -> Measured {
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let hist = Arc::new(std::sync::Mutex::new(Hist::default()));
+    let warmup = Duration::from_secs(1);
+    let measure = Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let text: String = "d".repeat(text_len.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (client, room) in clients.iter().zip(rooms) {
+        for _ in 0..window {
+            let (client, acked, failed, hist, text, room) =
+                (client.clone(), acked.clone(), failed.clone(), hist.clone(), text.clone(), room.clone());
+            tasks.spawn(async move {
+                let mut local = Hist::default();
+                while started.elapsed() < warmup + measure {
+                    let t0 = Instant::now();
+                    let r = client
+                        .request(Request::SendRoom { room: room.clone(), text: text.clone(), reply_to: None })
+                        .await;
+                    let in_window = t0 >= started + warmup && started.elapsed() <= warmup + measure;
+                    match r {
+                        Ok(Response::Sent { .. }) if in_window => {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                            local.record(t0.elapsed());
+                        }
+                        Ok(Response::Sent { .. }) => {}
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).merge(&local);
+            });
+        }
+    }
+    tokio::time::sleep(warmup).await;
+    let s0 = server.sample();
+    let b0 = procstat::own();
+    tokio::time::sleep(measure).await;
+    let s1 = server.sample();
+    let b1 = procstat::own();
+    while tasks.join_next().await.is_some() {}
+    let n = acked.load(Ordering::Relaxed);
+    let cores = match (s0, s1) {
+        (Some(s0), Some(s1)) => s1.cores_since(&s0),
+        _ => procstat::Cores::default(),
+    };
+    let bench_cores = match (b0, b1) {
+        (Some(b0), Some(b1)) => procstat::cores(&b0, &b1),
+        _ => 0.0,
+    };
+    let hist = hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    Measured {
+        acked: n,
+        failed: failed.load(Ordering::Relaxed),
+        rate: n as f64 / secs,
+        hist,
+        cores,
+        bench_cores,
+    }
 }

@@ -62,7 +62,7 @@ pub struct Args {
 }
 
 /// How one side's senders send.
-enum Senders {
+pub enum Senders {
     Chat { clients: Vec<(Client, String)>, ok: Arc<AtomicU64>, err: Arc<AtomicU64> },
     Irc { conns: Vec<(mpsc::Sender<Vec<u8>>, String)>, err: u64 },
 }
@@ -107,19 +107,21 @@ impl Senders {
     }
 }
 
-#[derive(Debug)]
-struct Step {
-    json: Value,
-    passed: bool,
-    achieved: f64,
-    p50: f64,
-    p99: f64,
-    server_cores: f64,
-    bench_cores: f64,
-    per_cpu_s: f64,
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub json: Value,
+    pub passed: bool,
+    pub achieved: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub server_cores: f64,
+    /// The servers' cores, and PostgreSQL's and NATS's for a cluster.
+    pub cores: procstat::Cores,
+    pub bench_cores: f64,
+    pub per_cpu_s: f64,
 }
 
-fn chat_receiver(rec: Arc<Recorder>) -> impl Fn(usize, mpsc::Receiver<Event>) + Clone + Send + 'static {
+pub fn chat_receiver(rec: Arc<Recorder>) -> impl Fn(usize, mpsc::Receiver<Event>) + Clone + Send + 'static {
     move |who, mut events| {
         let rec = rec.clone();
         tokio::spawn(async move {
@@ -149,18 +151,22 @@ fn chat_receiver(rec: Arc<Recorder>) -> impl Fn(usize, mpsc::Receiver<Event>) + 
 /// event for each member who logs in): with 5,000 in one room that is 12.5 million lines
 /// or events, which can take many seconds to drain after the last client has joined. A
 /// ramp that started meanwhile would measure the drain, not the messages.
-async fn settle(server_pid: u32) -> Duration {
+async fn settle(server: &procstat::Watch) -> Duration {
     let started = Instant::now();
     let mut quiet = 0;
-    let mut last = (procstat::sample(server_pid), procstat::own());
+    let mut last = (server.sample(), procstat::own());
     while quiet < SETTLED_WINDOWS && started.elapsed() < SETTLE_LIMIT {
         tokio::time::sleep(SETTLE_WINDOW).await;
-        let now = (procstat::sample(server_pid), procstat::own());
-        let busy = |a: &Option<procstat::Sample>, b: &Option<procstat::Sample>| match (a, b) {
+        let now = (server.sample(), procstat::own());
+        let server_busy = match (&last.0, &now.0) {
+            (Some(a), Some(b)) => b.cores_since(a).total() >= SETTLED_CORES,
+            _ => false,
+        };
+        let bench_busy = match (&last.1, &now.1) {
             (Some(a), Some(b)) => procstat::cores(a, b) >= SETTLED_CORES,
             _ => false,
         };
-        quiet = if busy(&last.0, &now.0) || busy(&last.1, &now.1) { 0 } else { quiet + 1 };
+        quiet = if server_busy || bench_busy { 0 } else { quiet + 1 };
         last = now;
     }
     started.elapsed()
@@ -171,17 +177,17 @@ const SETTLED_WINDOWS: u32 = 2;
 const SETTLED_CORES: f64 = 0.1;
 const SETTLE_LIMIT: Duration = Duration::from_secs(120);
 
-/// Runs the ramp against one server, once the traffic of joining has drained; returns
-/// every step, and how long the draining took.
-async fn ramp(
+/// Runs the ramp against one server (or the nodes of a cluster), once the traffic of
+/// joining has drained; returns every step, and how long the draining took.
+pub async fn ramp(
     name: &str,
     a: &Args,
     senders: &mut Senders,
     rec: &Recorder,
     room_size: usize,
-    server_pid: u32,
+    server: &procstat::Watch,
 ) -> (Vec<Step>, Duration) {
-    let waited = settle(server_pid).await;
+    let waited = settle(server).await;
     eprintln!("{name}: the traffic of joining drained {:.1} s after the last join", waited.as_secs_f64());
     let mut steps = Vec::new();
     let fanout = room_size.saturating_sub(1).max(1) as f64;
@@ -202,7 +208,7 @@ async fn ramp(
         let msg_rate = target / fanout;
         rec.begin(step);
         let (before_ok, before_err) = senders.outcome(0);
-        let s0 = procstat::sample(server_pid);
+        let s0 = server.sample();
         let b0 = procstat::own();
         let t0 = now_ns();
         let started = Instant::now();
@@ -243,15 +249,16 @@ async fn ramp(
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let s1 = procstat::sample(server_pid);
+        let s1 = server.sample();
         let b1 = procstat::own();
         let tally = rec.tally();
         let secs = (tally.last_ns.saturating_sub(t0) as f64 / 1e9).max(a.step_secs);
         let achieved = tally.count as f64 / secs;
-        let (server_cores, server_cpu) = match (s0, s1) {
-            (Some(a), Some(b)) => (procstat::cores(&a, &b), b.cpu_s - a.cpu_s),
-            _ => (0.0, 0.0),
+        let (cores, server_cpu) = match (s0, s1) {
+            (Some(a), Some(b)) => (b.cores_since(&a), b.servers - a.servers),
+            _ => (procstat::Cores::default(), 0.0),
         };
+        let server_cores = cores.servers;
         let bench_cores = match (b0, b1) {
             (Some(a), Some(b)) => procstat::cores(&a, &b),
             _ => 0.0,
@@ -261,7 +268,7 @@ async fn ramp(
         let p99 = tally.hist.quantile_ms(0.99);
         let passed = dropped == 0 && err == 0 && closed == 0 && p99 <= a.p99_ms;
         let per_cpu_s = if server_cpu > 0.0 { tally.count as f64 / server_cpu } else { 0.0 };
-        let json = json!({
+        let mut json = json!({
             "step": step,
             "target_deliveries_per_s": target.round(),
             "messages_sent": sent,
@@ -277,6 +284,10 @@ async fn ramp(
             "deliveries_per_server_cpu_s": per_cpu_s.round(),
             "passed": passed,
         });
+        if server.postgres.is_some() || server.nats.is_some() {
+            json["postgres_cores"] = json!(round3(cores.postgres));
+            json["nats_cores"] = json!(round3(cores.nats));
+        }
         eprintln!(
             "{name} step {step}: target {target:.0}/s, delivered {:.0}/s, p50 {:.2} ms, p99 {p99:.2} ms, \
              dropped {dropped}, errors {err}, server {server_cores:.2} cores, bench {bench_cores:.2} cores{}",
@@ -285,7 +296,7 @@ async fn ramp(
             if passed { "" } else { "  <- fails" }
         );
         let p50 = tally.hist.quantile_ms(0.5);
-        steps.push(Step { json, passed, achieved, p50, p99, server_cores, bench_cores, per_cpu_s });
+        steps.push(Step { json, passed, achieved, p50, p99, server_cores, cores, bench_cores, per_cpu_s });
         let latency_only = dropped == 0 && err == 0 && closed == 0;
         if passed {
             rate_step += 1;
@@ -306,7 +317,7 @@ async fn ramp(
 }
 
 /// The best passing step: the highest deliveries per second.
-fn best(steps: &[Step]) -> Option<&Step> {
+pub fn best(steps: &[Step]) -> Option<&Step> {
     steps.iter().filter(|s| s.passed).max_by(|a, b| a.achieved.total_cmp(&b.achieved))
 }
 
@@ -373,7 +384,8 @@ pub async fn run(opts: &ServerOpts, irc_opts: &IrcOpts, a: &Args) -> anyhow::Res
             ok: Arc::default(),
             err: Arc::default(),
         };
-        let (steps, waited) = ramp("classchat", a, &mut senders, &rec, room_size, target.pid).await;
+        let (steps, waited) =
+            ramp("classchat", a, &mut senders, &rec, room_size, &procstat::Watch::one(target.pid)).await;
         let v = summary("classchat", a, &steps, &pinned, waited);
         chat_best = best(&steps).map(|s| (s.achieved, s.per_cpu_s));
         push_rows(&mut rows, "classchat", &label, &steps, &pinned);
@@ -407,7 +419,8 @@ pub async fn run(opts: &ServerOpts, irc_opts: &IrcOpts, a: &Args) -> anyhow::Res
             conns: conns.iter().take(a.senders).map(|(_, tx, chan)| (tx.clone(), chan.clone())).collect(),
             err: 0,
         };
-        let (steps, waited) = ramp("inspircd", a, &mut senders, &rec, room_size, ircd.pid).await;
+        let (steps, waited) =
+            ramp("inspircd", a, &mut senders, &rec, room_size, &procstat::Watch::one(ircd.pid)).await;
         let v = summary("inspircd", a, &steps, &pinned, waited);
         push_rows(&mut rows, "inspircd", &label, &steps, &pinned);
         out.insert("inspircd".into(), v);
@@ -474,7 +487,7 @@ mod tests {
     async fn settle_returns_once_the_processes_are_idle() {
         // This test process stands for both the server and the load generator: it is idle,
         // so the wait ends after the quiet windows rather than at the limit.
-        let waited = settle(std::process::id()).await;
+        let waited = settle(&procstat::Watch::one(std::process::id())).await;
         assert!(waited >= SETTLE_WINDOW * SETTLED_WINDOWS, "it watched at least the quiet windows");
         assert!(waited < SETTLE_LIMIT, "an idle pair is recognized as settled: {waited:?}");
     }

@@ -18,9 +18,10 @@
 //! - `lean`: the fan-out receivers' lean receive path (the real handshake and login, then
 //!   frames decoded into just what is recorded).
 //! - `connect`, `fanout`, `dm`, `durable`, `history`, `search`, `siege`, `kill9`, `file`,
-//!   `peer`: the scenarios.
+//!   `peer`, `cluster`: the scenarios.
 //! - `irc`: InspIRCd and plain IRC clients for the fan-out comparison.
 
+mod cluster;
 mod conn;
 mod connect;
 mod dm;
@@ -106,6 +107,9 @@ enum Scenario {
     /// One peer of `peer --netns` (run inside its namespace): fetches it.
     #[command(hide = true)]
     PeerFetch(peer::RoleArgs),
+    /// Two nodes on a throwaway PostgreSQL and NATS against one node on SQLite, alternated:
+    /// durable acks/s and fan-out deliveries/s, with the CPU of nodes, PostgreSQL and NATS.
+    Cluster(cluster::Args),
     /// A short version of every scenario (what `make bench` runs), then the table.
     Suite,
 }
@@ -226,6 +230,7 @@ async fn run_one(
         Scenario::Siege(a) => siege::run(opts, a).await?,
         Scenario::Kill9(a) => kill9::run(opts, a).await?,
         Scenario::Peer(a) => peer::run(opts, a).await?,
+        Scenario::Cluster(a) => cluster::run(opts, a).await?,
         Scenario::PeerShare(_) | Scenario::PeerFetch(_) => anyhow::bail!("a peer role is not a scenario"),
         Scenario::Suite => anyhow::bail!("the suite does not nest"),
     };
