@@ -363,10 +363,12 @@ fn apply(state: &State, inner: &mut Inner, change: Change) {
         }
         Change::PutObject { kind, key, value } => crate::class::load(inner, vec![(kind, key, value)]),
         Change::DeleteObject { kind, key } => crate::class::forget(inner, &kind, &key),
+        // `receive` hands these to `apply_file`, outside the state lock (the file
+        // registry's lock is never taken under it).
         Change::CreateFile { .. }
         | Change::CompleteFile { .. }
         | Change::AcceptOffer { .. }
-        | Change::DeleteFile { .. } => apply_file(state, change),
+        | Change::DeleteFile { .. } => {}
     }
 }
 
