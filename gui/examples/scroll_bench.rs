@@ -60,6 +60,7 @@ fn main() -> eframe::Result {
             max_file_size: 0,
         },
         class: Default::default(),
+        room_records: false,
     });
     let conv = Conv::room("big");
     let senders = ["ada", "bob", "carol", "dave", "erin"];

@@ -1002,6 +1002,7 @@ mod tests {
                 max_file_size: 0,
             },
             class,
+            room_records: false,
         }
     }
 

@@ -881,6 +881,7 @@ mod tests {
                 max_file_size: 0,
             },
             class: Default::default(),
+            room_records: false,
         }
     }
 

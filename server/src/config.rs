@@ -29,6 +29,10 @@ pub struct Config {
     pub max_frame_len: usize,
     /// Frames queued for one client; a client whose queue is full is disconnected.
     pub outbound_queue: usize,
+    /// Send a room's messages as room records, encrypted once for all its members, to the
+    /// clients that take them (PROTOCOL.md section 4.1). Off, every delivery is sealed
+    /// for its connection alone.
+    pub room_records: bool,
     /// A connection silent for this long is dropped (pings go out at a third of it).
     pub heartbeat_timeout_ms: u64,
     /// The handshake and login must finish within this.
@@ -120,6 +124,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_frame_len: classchat_wire::MAX_FRAME_LEN,
             outbound_queue: 1024,
+            room_records: true,
             heartbeat_timeout_ms: 30_000,
             login_timeout_ms: 10_000,
             handshake_timeout_ms: 5_000,

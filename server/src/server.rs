@@ -80,6 +80,7 @@ async fn ensure_default_room(state: &State) -> anyhow::Result<()> {
                 bans: Default::default(),
                 settings: Default::default(),
                 last_post: Default::default(),
+                key: classchat_wire::room_record::RoomKey::generate(),
             },
         );
     }

@@ -305,6 +305,13 @@ fn handle(state: &State, session: &mut Session, msg: ClientMsg) -> impl Future<O
     async move {
         match msg {
             ClientMsg::Pong { .. } => {}
+            // Queued, so every room record after it in this connection's queue is sent as
+            // one, and none before it.
+            ClientMsg::RoomRecords {} => {
+                if state.config.room_records && session.user.is_some() {
+                    let _ = session.tx.try_send(Outgoing::TakeRoomRecords);
+                }
+            }
             ClientMsg::Typing { conv } => handlers::rich::typing(state, session, conv),
             // File bytes belong on bulk connections only.
             ClientMsg::Chunk { .. } => return Some(End::Silent("a chunk on a chat connection".into())),
@@ -409,6 +416,11 @@ fn write_loop(
 fn seal(writer: &mut SecureWriter<OwnedWriteHalf>, item: Outgoing) -> classchat_wire::Result<bool> {
     match item {
         Outgoing::Frame(bytes) => writer.queue_encoded(&bytes).map(|()| false),
+        Outgoing::Room(record) => writer.queue_room(&record).map(|()| false),
+        Outgoing::TakeRoomRecords => {
+            writer.take_room_records();
+            Ok(false)
+        }
         Outgoing::Close(reason) => {
             writer.queue(&ServerMsg::Event { event: Event::Disconnect { reason } })?;
             Ok(true)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use classchat_wire::crypto::ServerKey;
+use classchat_wire::room_record::{RoomKey, RoomRecord};
 use classchat_wire::{Body, Conv, Event, Limits, ServerMsg};
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +40,12 @@ pub fn dm_conv(a: &str, b: &str) -> String {
 pub enum Outgoing {
     /// An encoded `ServerMsg`, sealed by the writer with the connection's keys.
     Frame(Bytes),
+    /// A room's message sealed once under the room's key; the writer adds the connection's
+    /// tag (or sends its plaintext as a `Frame` to a client that does not take room
+    /// records).
+    Room(Arc<RoomRecord>),
+    /// The client takes room records from now on (`ClientMsg::RoomRecords`).
+    TakeRoomRecords,
     /// Send `Event::Disconnect` with this reason, then close.
     Close(String),
 }
@@ -48,6 +55,9 @@ impl Outgoing {
     pub fn encoded_len(&self) -> usize {
         match self {
             Outgoing::Frame(bytes) => bytes.len(),
+            // A room record travels in a frame of its own; this is its whole frame.
+            Outgoing::Room(record) => record.frame_body_len() + 4,
+            Outgoing::TakeRoomRecords => 0,
             // The reason plus roughly the `Disconnect` event encoded around it.
             Outgoing::Close(reason) => reason.len() + 32,
         }
@@ -97,6 +107,23 @@ pub struct Room {
     pub settings: classchat_wire::RoomSettings,
     /// When each student last posted, for slow mode (bounded by the members).
     pub last_post: HashMap<Lc, Instant>,
+    /// The transport key of this node's room records (PROTOCOL.md section 4.1). Replaced
+    /// whenever a member goes ([`Room::remove_member`]), so a removed member never gets
+    /// the key of a later record. Each node has its own.
+    pub key: Arc<RoomKey>,
+}
+
+impl Room {
+    /// Takes `user` out of the members and gives the room a new transport key: records
+    /// sealed from now on are under a key the removed user's connections are never sent.
+    /// The `Joined` id the user had, if they were a member.
+    pub fn remove_member(&mut self, user: &str) -> Option<u64> {
+        let was = self.members.remove(user);
+        if was.is_some() {
+            self.key = RoomKey::generate();
+        }
+        was
+    }
 }
 
 /// Token bucket for the per-user message rate.
@@ -151,6 +178,8 @@ pub struct Inner {
     /// In a cluster: where this node publishes, and each other node's online users.
     pub outbox: Option<crate::bus::Outbox>,
     pub remote_online: HashMap<crate::bus::NodeId, HashMap<Lc, u32>>,
+    /// `Config::room_records`: rooms' messages go out as room records.
+    pub room_records: bool,
 }
 
 /// Addresses remembered per account as its usual machines.
@@ -206,7 +235,11 @@ impl State {
         mut snapshot: Snapshot,
         bus: Option<Arc<crate::bus::Bus>>,
     ) -> Self {
-        let mut inner = Inner { outbox: bus.as_ref().map(|b| b.outbox.clone()), ..Inner::default() };
+        let mut inner = Inner {
+            outbox: bus.as_ref().map(|b| b.outbox.clone()),
+            room_records: config.room_records,
+            ..Inner::default()
+        };
         let files = std::mem::take(&mut snapshot.files);
         load(&mut inner, &config, snapshot);
         let files = crate::files::Files::new(config.files_dir(), files);
@@ -402,17 +435,38 @@ impl State {
     /// Queues `frame` for every session of every member of `room` but `skip`, on every node.
     pub fn send_to_room(inner: &Inner, room: &str, skip: Option<&str>, frame: &Bytes) {
         let Some(r) = inner.rooms.get(room) else { return };
+        if Self::send_to_room_local(inner, r, skip, frame)
+            && let Some(bus) = &inner.outbox
+        {
+            bus.to_room(room, skip, frame);
+        }
+    }
+
+    /// Queues `frame` for this node's sessions of every member of `room` but `skip`, as one
+    /// room record sealed for all of them when room records are on (PROTOCOL.md section
+    /// 4.1). Whether a member has sessions on other nodes.
+    pub fn send_to_room_local(inner: &Inner, room: &Room, skip: Option<&str>, frame: &Bytes) -> bool {
         let mut elsewhere = false;
-        for m in r.members.keys().filter(|m| Some(m.as_str()) != skip) {
+        let mut record: Option<Arc<RoomRecord>> = None;
+        for m in room.members.keys().filter(|m| Some(m.as_str()) != skip) {
             let Some(u) = inner.users.get(m) else { continue };
             for sid in &u.sessions {
-                Self::push(inner, *sid, frame.clone());
+                let Some(s) = inner.sessions.get(sid) else { continue };
+                let item = if inner.room_records {
+                    let r = record.get_or_insert_with(|| {
+                        Arc::new(RoomRecord::seal(&room.name, &room.key, frame.clone()))
+                    });
+                    Outgoing::Room(Arc::clone(r))
+                } else {
+                    Outgoing::Frame(frame.clone())
+                };
+                if let Some(waker) = push_quietly(s, item) {
+                    waker.wake();
+                }
             }
             elsewhere |= u.remote > 0;
         }
-        if let (true, Some(bus)) = (elsewhere, &inner.outbox) {
-            bus.to_room(room, skip, frame);
-        }
+        elsewhere
     }
 
     /// Queues `frame` for every session on every node.
@@ -436,39 +490,51 @@ impl State {
         // The frame is encoded on first use: when nobody but the sending session is
         // online to receive it (its `Sent` reply carries the id), nothing is encoded.
         // That was a fifth of the store thread's work per message in `durable`.
-        let send_all =
-            |users: &mut dyn Iterator<Item = &String>, conv: &dyn Fn() -> Conv, frame: &mut Option<Bytes>| {
-                for u in users {
-                    let Some(user) = inner.users.get(u) else { continue };
-                    for sid in &user.sessions {
-                        if Some(*sid) == except {
-                            continue;
-                        }
-                        if frame.is_none() {
-                            *frame = make(conv());
-                        }
-                        let Some(f) = frame.as_ref() else { return };
-                        // A parked writer is woken now, or, during a commit's fan-out, once
-                        // at its end (see `Gather`).
-                        if let Some(s) = inner.sessions.get(sid)
-                            && let Some(waker) = push_quietly(s, f.clone())
-                        {
-                            if gathering {
-                                GATHERED.with(|g| g.borrow_mut().wakers.push(waker));
-                            } else {
-                                waker.wake();
-                            }
+        // `sealed`: the room's record of the frame, sealed once under the room's key on
+        // first use (PROTOCOL.md section 4.1), for members; `None` sends the frame itself.
+        let send_all = |users: &mut dyn Iterator<Item = &String>,
+                        conv: &dyn Fn() -> Conv,
+                        frame: &mut Option<Bytes>,
+                        mut sealed: Option<(&Room, &mut Option<Arc<RoomRecord>>)>| {
+            for u in users {
+                let Some(user) = inner.users.get(u) else { continue };
+                for sid in &user.sessions {
+                    if Some(*sid) == except {
+                        continue;
+                    }
+                    if frame.is_none() {
+                        *frame = make(conv());
+                    }
+                    let Some(f) = frame.as_ref() else { return };
+                    let item = match sealed.as_mut() {
+                        Some((room, record)) => Outgoing::Room(Arc::clone(record.get_or_insert_with(|| {
+                            Arc::new(RoomRecord::seal(&room.name, &room.key, f.clone()))
+                        }))),
+                        None => Outgoing::Frame(f.clone()),
+                    };
+                    // A parked writer is woken now, or, during a commit's fan-out, once
+                    // at its end (see `Gather`).
+                    if let Some(s) = inner.sessions.get(sid)
+                        && let Some(waker) = push_quietly(s, item)
+                    {
+                        if gathering {
+                            GATHERED.with(|g| g.borrow_mut().wakers.push(waker));
+                        } else {
+                            waker.wake();
                         }
                     }
                 }
-            };
+            }
+        };
         // In a cluster, the other nodes' sessions get the same frame through the bus.
         let bus = inner.outbox.as_ref();
         if let Some(room_lc) = msg.conv.strip_prefix("r:") {
             let Some(room) = inner.rooms.get(room_lc) else { return };
             let conv = || Conv::Room { name: room.name.clone() };
             let mut frame = None;
-            send_all(&mut room.members.keys(), &conv, &mut frame);
+            let mut record = None;
+            let sealed = inner.room_records.then_some((room, &mut record));
+            send_all(&mut room.members.keys(), &conv, &mut frame, sealed);
             // The target of a kick or ban is no longer a member but should see why.
             let target = match &msg.body {
                 Body::System {
@@ -478,8 +544,10 @@ impl State {
                 } => Some(user.to_ascii_lowercase()),
                 _ => None,
             };
+            // In a frame of its own connection's: the room has a new key by now, which the
+            // removed member must never be sent.
             if let Some(t) = &target {
-                send_all(&mut std::iter::once(t), &conv, &mut frame);
+                send_all(&mut std::iter::once(t), &conv, &mut frame, None);
             }
             if let Some(bus) = bus {
                 let remote = |u: &String| inner.users.get(u).is_some_and(|u| u.remote > 0);
@@ -499,7 +567,7 @@ impl State {
             for (me, peer) in [(a, b), (b, a)] {
                 let conv = || Conv::Direct { user: Self::display_name(&inner, peer) };
                 let mut frame = None;
-                send_all(&mut std::iter::once(&me.to_owned()), &conv, &mut frame);
+                send_all(&mut std::iter::once(&me.to_owned()), &conv, &mut frame, None);
                 if let Some(bus) = bus
                     && inner.users.get(me).is_some_and(|u| u.remote > 0)
                     && let Some(f) = frame.or_else(|| make(conv()))
@@ -621,6 +689,7 @@ fn load(inner: &mut Inner, config: &Config, snapshot: Snapshot) {
                 bans: BTreeSet::new(),
                 settings: Default::default(),
                 last_post: HashMap::new(),
+                key: RoomKey::generate(),
             },
         );
     }
@@ -719,8 +788,8 @@ pub fn after_gather(f: impl FnOnce() + 'static) {
 
 /// Queues `frame` for `s` without waking its writer; the waker to wake later if the writer
 /// was parked. A full queue cuts the slow client off.
-fn push_quietly(s: &SessionHandle, frame: Bytes) -> Option<std::task::Waker> {
-    match s.tx.try_send_quiet(Outgoing::Frame(frame)) {
+fn push_quietly(s: &SessionHandle, item: Outgoing) -> Option<std::task::Waker> {
+    match s.tx.try_send_quiet(item) {
         Ok(waker) => waker,
         Err(TrySendError::Full(_)) => {
             tracing::info!(user = %s.user, "outbound queue full; disconnecting the slow client");
@@ -732,7 +801,7 @@ fn push_quietly(s: &SessionHandle, frame: Bytes) -> Option<std::task::Waker> {
 }
 
 pub(crate) fn push_to(s: &SessionHandle, frame: Bytes) {
-    if let Some(waker) = push_quietly(s, frame) {
+    if let Some(waker) = push_quietly(s, Outgoing::Frame(frame)) {
         waker.wake();
     }
 }

@@ -16,7 +16,9 @@ use classchat_wire::MAX_FRAME_LEN;
 use classchat_wire::crypto::{Opener, RECORD_HEAD, Role, Sealer, derive_keys};
 use classchat_wire::frame::HEADER_LEN;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use hmac::{KeyInit, Mac};
 
 /// A chat line and a file chunk.
@@ -187,6 +189,91 @@ fn records<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
     group.finish();
 }
 
+/// One 170-byte chat event delivered to `MEMBERS` connections (PROTOCOL.md section 4.1):
+/// sealed for each connection alone, against sealed once as a room record that each
+/// connection only tags (`Sealer::seal_room_record`). Throughput counts deliveries. Then
+/// what one receiver pays to open each kind.
+fn room<M: Measurement>(c: &mut Criterion<M>, clock: &str) {
+    use classchat_wire::room_record::{RoomKey, RoomRecord};
+    const MEMBERS: usize = 1000;
+    const LINE: usize = 170;
+    let mut group = c.benchmark_group(format!("{clock}/one {LINE} B event to {MEMBERS} connections"));
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(MEMBERS as u64));
+    let line = bytes::Bytes::from(vec![0x5a; LINE]);
+    let mut sealers: Vec<Sealer> = (0..MEMBERS).map(|_| halves().0).collect();
+    let mut out = BytesMut::with_capacity(MEMBERS * (LINE + 128));
+    group.bench_function("sealed for each connection", |b| {
+        b.iter(|| {
+            out.clear();
+            for sealer in &mut sealers {
+                sealer.seal_frame(black_box(&line), &mut out, MAX_FRAME_LEN).expect("seal");
+            }
+            black_box(&out);
+        });
+    });
+    let key = RoomKey::generate();
+    group.bench_function("one room record, tagged per connection", |b| {
+        b.iter(|| {
+            out.clear();
+            let record = RoomRecord::seal("lab", &key, black_box(line.clone()));
+            for sealer in &mut sealers {
+                sealer.seal_room_record(0, &record, &mut out, MAX_FRAME_LEN).expect("seal");
+            }
+            black_box(&out);
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("{clock}/open one {LINE} B event"));
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(1));
+    let keys = derive_keys(&[1; 32], &[2; 32], &[3; 32]);
+    let (mut sealer, _) = keys.split(Role::Server);
+    let (_, mut opener) = keys.split(Role::Client);
+    // Each frame is sealed outside the timing (the sealer and the opener stay in step).
+    group.bench_function("ordinary frame", |b| {
+        b.iter_batched(
+            || {
+                let mut frame = BytesMut::new();
+                sealer.seal_frame(&line, &mut frame, MAX_FRAME_LEN).expect("seal");
+                frame.split_off(HEADER_LEN)
+            },
+            |mut body| {
+                opener.open_frame(&mut body).expect("open");
+                body
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    let (mut sealer, _) = keys.split(Role::Server);
+    let (_, opener) = keys.split(Role::Client);
+    let mut opener = opener.with_room_records();
+    let install = classchat_wire::message::encode(&classchat_wire::room_record::RoomKeyMsg::RoomKey {
+        slot: 0,
+        room: "lab".into(),
+        key: key.bytes().to_vec(),
+    })
+    .expect("encode");
+    opener.install_room_key(&install).expect("install");
+    let record = RoomRecord::seal("lab", &key, line.clone());
+    group.bench_function("room record", |b| {
+        b.iter_batched(
+            || {
+                let mut frame = BytesMut::new();
+                sealer.seal_room_record(0, &record, &mut frame, MAX_FRAME_LEN).expect("seal");
+                frame.split_off(HEADER_LEN)
+            },
+            |mut body| {
+                opener.open_frame(&mut body).expect("open");
+                body
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
 /// The two primitives alone, on 64 KiB, to show where sealing spends its time. CBC
 /// encryption is inherently serial (each block needs the previous ciphertext), so it runs
 /// at the latency of AES-NI rather than its throughput; the MAC then reads the data again.
@@ -223,6 +310,7 @@ fn wall(c: &mut Criterion) {
     seal_open(c, "wall");
     batch(c, "wall");
     records(c, "wall");
+    room(c, "wall");
     parts(c, "wall");
 }
 
@@ -231,6 +319,7 @@ fn cpu(c: &mut Criterion<ThreadCpuTime>) {
     seal_open(c, "cpu");
     batch(c, "cpu");
     records(c, "cpu");
+    room(c, "cpu");
     parts(c, "cpu");
 }
 

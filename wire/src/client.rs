@@ -188,9 +188,23 @@ impl Client {
             .map_err(|_| Error::Closed(self.close_reason().unwrap_or_else(|| "writer stopped".into())))
     }
 
+    /// A welcome, after telling a server that offers room records that this client takes
+    /// them (PROTOCOL.md section 4.1; the reader opens them and installs their keys).
+    async fn welcomed(&self, resp: Response) -> Result<Welcome> {
+        let w = welcome(resp)?;
+        if w.room_records {
+            self.inner
+                .tx
+                .send(ClientMsg::RoomRecords {})
+                .await
+                .map_err(|_| Error::Closed(self.close_reason().unwrap_or_else(|| "writer stopped".into())))?;
+        }
+        Ok(w)
+    }
+
     /// `Register`, returning the welcome.
     pub async fn register(&self, username: &str, auth_key: &[u8], device: &str) -> Result<Welcome> {
-        welcome(
+        self.welcomed(
             self.request(Request::Register {
                 username: username.into(),
                 auth_key: auth_key.to_vec(),
@@ -198,11 +212,12 @@ impl Client {
             })
             .await?,
         )
+        .await
     }
 
     /// `Login`, returning the welcome. Catch-up messages follow as events.
     pub async fn login(&self, username: &str, auth_key: &[u8], device: &str) -> Result<Welcome> {
-        welcome(
+        self.welcomed(
             self.request(Request::Login {
                 username: username.into(),
                 auth_key: auth_key.to_vec(),
@@ -210,11 +225,12 @@ impl Client {
             })
             .await?,
         )
+        .await
     }
 
     /// `Resume` with a token from an earlier welcome.
     pub async fn resume(&self, username: &str, token: &[u8], device: &str) -> Result<Welcome> {
-        welcome(
+        self.welcomed(
             self.request(Request::Resume {
                 username: username.into(),
                 token: token.to_vec(),
@@ -222,6 +238,7 @@ impl Client {
             })
             .await?,
         )
+        .await
     }
 
     /// Settings for a bulk connection to this client's server: the same address and
@@ -298,7 +315,11 @@ impl RawSession {
         })
         .await
         .map_err(|_| Error::Closed(format!("no reply within {:?}", config.request_timeout)))?;
-        Ok(Self { reader, writer, welcome: reply? })
+        let welcome = reply?;
+        if welcome.room_records {
+            writer.send(&ClientMsg::RoomRecords {}).await?;
+        }
+        Ok(Self { reader, writer, welcome })
     }
 }
 

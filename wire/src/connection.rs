@@ -16,6 +16,7 @@ use crate::chunk::{self, ChunkRecord};
 use crate::crypto::{self, ClientKey, Opener, Role, Sealer, ServerHello, ServerKey};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
+use crate::room_record::{self, RoomKeyMsg, RoomRecord, RoomSlots};
 use crate::{frame, message};
 
 /// How much the read buffer grows by when it needs room and no frame length is known yet,
@@ -225,7 +226,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         let (client_key, keys) = crypto::client_key_exchange(&hello, &server_key)?;
         self.write_plain(&client_key).await?;
         let (sealer, opener) = keys.split(Role::Client);
-        Ok((self.secure(sealer, opener), hello, fingerprint))
+        Ok((self.secure(sealer, opener.with_room_records()), hello, fingerprint))
     }
 
     fn secure(mut self, sealer: Sealer, opener: Opener) -> SecureConnection<R, W> {
@@ -283,6 +284,20 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         Ok(Some(msg))
     }
 
+    /// Whether this reader takes room records (a client's; PROTOCOL.md section 4.1).
+    pub fn takes_room_records(&self) -> bool {
+        self.opener.takes_room_records()
+    }
+
+    /// The room keys the server has installed on this connection so far (slot, room, key);
+    /// empty if it sent no room record yet.
+    pub fn room_keys(&self) -> Vec<(u32, String, [u8; 32])> {
+        self.opener
+            .room_keys()
+            .map(|k| k.iter().map(|(slot, room, key)| (slot, room.to_owned(), *key)).collect())
+            .unwrap_or_default()
+    }
+
     /// The next message as its MessagePack bytes, handed to `f` undecoded, for a reader
     /// that picks out what it needs itself (the load generator's receivers). Checked and
     /// delimited exactly as [`SecureReader::recv`] does. Cancel-safe.
@@ -316,20 +331,28 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
 
     /// Makes sure `rest` holds undecoded plaintext, reading and opening the next frame if
     /// it does not; `false` at a clean end of the stream.
+    ///
+    /// A client's reader also opens room records and takes the [`RoomKeyMsg`]s that install
+    /// their keys out of the stream here (section 4.1), so callers never see them.
     async fn fill(&mut self) -> Result<bool> {
-        if self.rest.is_empty() {
-            let Some(mut body) = self.frames.read_frame().await? else {
-                return Ok(false);
-            };
-            let len = self.opener.open(&mut body)?.len();
-            if len == 0 {
-                return Err(Error::Protocol("a sealed frame with no message in it".into()));
+        loop {
+            if self.rest.is_empty() {
+                let Some(mut body) = self.frames.read_frame().await? else {
+                    return Ok(false);
+                };
+                self.opener.open_frame(&mut body)?;
+                if body.is_empty() {
+                    return Err(Error::Protocol("a sealed frame with no message in it".into()));
+                }
+                self.rest = body;
             }
-            body.advance(crypto::IV_LEN);
-            body.truncate(len);
-            self.rest = body;
+            if !(self.opener.takes_room_records() && room_record::is_room_key_msg(&self.rest)) {
+                return Ok(true);
+            }
+            let len = message::value_len(&self.rest)?;
+            self.opener.install_room_key(&self.rest[..len])?;
+            self.taken(len);
         }
-        Ok(true)
     }
 
     /// The stream and the raw bytes read past the last frame, to hand the stream over to
@@ -369,6 +392,9 @@ pub enum Received<T> {
 pub struct SecureWriter<W> {
     io: W,
     sealer: Sealer,
+    /// The room keys this connection's slots hold, once the peer takes room records
+    /// ([`SecureWriter::take_room_records`]); `None` before.
+    rooms: Option<RoomSlots>,
     /// Sealed frames, then the open record (if any): [`crypto::RECORD_HEAD`] reserved bytes
     /// and the plaintext of the messages queued into it.
     buf: BytesMut,
@@ -379,7 +405,43 @@ pub struct SecureWriter<W> {
 
 impl<W: AsyncWrite + Unpin> SecureWriter<W> {
     fn new(io: W, sealer: Sealer, max_frame_len: usize) -> Self {
-        Self { io, sealer, buf: BytesMut::new(), open: None, max_frame_len }
+        Self { io, sealer, rooms: None, buf: BytesMut::new(), open: None, max_frame_len }
+    }
+
+    /// From now on [`SecureWriter::queue_room`] sends room records (the client said it
+    /// takes them; PROTOCOL.md section 4.1).
+    pub fn take_room_records(&mut self) {
+        if self.rooms.is_none() {
+            self.rooms = Some(RoomSlots::default());
+        }
+    }
+
+    /// Whether the peer takes room records.
+    pub fn sends_room_records(&self) -> bool {
+        self.rooms.is_some()
+    }
+
+    /// Queues a message sealed once for a whole room. A peer that takes room records gets it
+    /// as a room record in a frame of its own (after the [`RoomKeyMsg`] that installs its
+    /// key, if this connection does not have that key yet); any other peer gets its
+    /// plaintext in an ordinary frame, as [`SecureWriter::queue_encoded`] would send it.
+    pub fn queue_room(&mut self, record: &RoomRecord) -> Result<()> {
+        let Some(rooms) = self.rooms.as_mut() else {
+            return self.queue_encoded(record.plaintext());
+        };
+        if frame::check_len(record.frame_body_len(), self.max_frame_len).is_err() {
+            return self.queue_encoded(record.plaintext());
+        }
+        let (slot, install) = rooms.slot_for(record.key());
+        if install {
+            self.queue(&RoomKeyMsg::RoomKey {
+                slot,
+                room: record.room().to_owned(),
+                key: record.key().bytes().to_vec(),
+            })?;
+        }
+        self.seal_open()?;
+        self.sealer.seal_room_record(slot, record, &mut self.buf, self.max_frame_len)
     }
 
     /// Queues `msg` to be sealed and written at the next flush.

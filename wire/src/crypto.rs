@@ -12,11 +12,11 @@
 use aes::Aes256;
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockModeDecrypt, InnerIvInit, KeyInit};
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use rsa::sha2::Sha256;
+use rsa::sha2::{Digest, Sha256};
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,7 @@ use crate::cbc_lanes::{LANES, Lane};
 use crate::error::{CryptoError, Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::frame;
+use crate::room_record::{self, ClientRoomKeys, RoomKeyMsg, RoomRecord};
 
 type HmacSha256 = Hmac<Sha256>;
 // Encryption is `crate::cbc_lanes` (several chains at once). Each frame's decryption works
@@ -365,6 +366,34 @@ impl Sealer {
     }
 }
 
+impl Sealer {
+    /// Appends one whole frame for `record` on this connection, with the room key in
+    /// `slot` (PROTOCOL.md section 4.1): the length prefix, `slot`, the record's shared
+    /// `IV || CT`, and this connection's tag over its sequence number, `slot` and the
+    /// record's digest. Costs two SHA-256 blocks however long the record is. Fails,
+    /// leaving `dst` and the sequence number as they were, if the frame would be too long.
+    pub fn seal_room_record(
+        &mut self,
+        slot: u32,
+        record: &RoomRecord,
+        dst: &mut BytesMut,
+        max_frame_len: usize,
+    ) -> Result<()> {
+        let prefix = frame::check_len(record.frame_body_len(), max_frame_len)?;
+        let seq = self.seq;
+        self.seq = seq.checked_add(1).ok_or(Error::Protocol("sequence number exhausted".into()))?;
+        let mut m = self.mac.clone();
+        m.update(&room_record::tag_input(seq, slot, record.digest()));
+        let tag = m.finalize().into_bytes();
+        dst.reserve(frame::HEADER_LEN + record.frame_body_len());
+        dst.put_u32(prefix);
+        dst.put_u32(slot);
+        dst.extend_from_slice(record.body());
+        dst.extend_from_slice(&tag);
+        Ok(())
+    }
+}
+
 /// The frame's length prefix and the plaintext's length for the record at `dst[start..]`,
 /// or why it cannot be sealed.
 fn record_prefix(dst: &BytesMut, start: usize, max_frame_len: usize) -> Result<(u32, usize)> {
@@ -380,6 +409,9 @@ pub struct Opener {
     cipher: Aes256,
     mac: HmacSha256,
     seq: u64,
+    /// A client's room keys (section 4.1); `None` on the server, which takes no room
+    /// records.
+    room_keys: Option<ClientRoomKeys>,
 }
 
 impl std::fmt::Debug for Opener {
@@ -390,7 +422,75 @@ impl std::fmt::Debug for Opener {
 
 impl Opener {
     pub fn new(enc_key: &[u8; 32], mac_key: &[u8; 32]) -> Self {
-        Self { cipher: cipher(enc_key), mac: mac(mac_key), seq: 0 }
+        Self { cipher: cipher(enc_key), mac: mac(mac_key), seq: 0, room_keys: None }
+    }
+
+    /// An opener that also takes room records (section 4.1): a client's, from the start of
+    /// the session. Their keys arrive as [`RoomKeyMsg`]s, handed to
+    /// [`Opener::install_room_key`].
+    pub fn with_room_records(mut self) -> Self {
+        self.room_keys = Some(ClientRoomKeys::new());
+        self
+    }
+
+    /// Whether this opener takes room records.
+    pub fn takes_room_records(&self) -> bool {
+        self.room_keys.is_some()
+    }
+
+    /// Installs a room key from a [`RoomKeyMsg`] (an encoded one, as it came in a frame).
+    pub fn install_room_key(&mut self, msg: &[u8]) -> Result<()> {
+        let Some(keys) = self.room_keys.as_mut() else {
+            return Err(Error::Protocol("a room key on a connection that takes no room records".into()));
+        };
+        let RoomKeyMsg::RoomKey { slot, room, key } = crate::message::decode(msg)?;
+        keys.install(slot, room, &key)
+    }
+
+    /// The room keys installed so far (slot, room, key), for diagnostics and tests.
+    pub fn room_keys(&self) -> Option<&ClientRoomKeys> {
+        self.room_keys.as_ref()
+    }
+
+    /// Checks and opens the frame `body` in place: afterwards it holds just the plaintext.
+    /// Takes ordinary frames and, if this opener takes them, room records (told apart by
+    /// their length: section 4.1). Errors as [`Opener::open`].
+    pub fn open_frame(&mut self, body: &mut BytesMut) -> Result<(), CryptoError> {
+        if room_record::is_room_record_len(body.len()) && self.room_keys.is_some() {
+            let len = self.open_room_record(body)?.len();
+            body.advance(room_record::SLOT_LEN + IV_LEN);
+            body.truncate(len);
+        } else {
+            let len = self.open(body)?.len();
+            body.advance(IV_LEN);
+            body.truncate(len);
+        }
+        Ok(())
+    }
+
+    /// Checks (in constant time) and decrypts a room record in place, returning the
+    /// plaintext: the tag over `seq || slot || SHA-256(IV || CT)` under this connection's
+    /// MAC key first, then the decryption with the key in `slot`.
+    fn open_room_record<'a>(&mut self, body: &'a mut [u8]) -> Result<&'a [u8], CryptoError> {
+        if body.len() < room_record::MIN_ROOM_RECORD_LEN || !room_record::is_room_record_len(body.len()) {
+            return Err(CryptoError::Truncated);
+        }
+        let (slot, rest) = body.split_at_mut(room_record::SLOT_LEN);
+        let slot = u32::from_be_bytes([slot[0], slot[1], slot[2], slot[3]]);
+        let (signed, tag) = rest.split_at_mut(rest.len() - MAC_LEN);
+        let digest: [u8; 32] = Sha256::digest(&*signed).into();
+        let mut m = self.mac.clone();
+        m.update(&room_record::tag_input(self.seq, slot, &digest));
+        m.verify_slice(tag).map_err(|_| CryptoError::BadMac)?;
+        // An authentic record names a slot the server filled; one it did not fill is the
+        // server's mistake, reported like a key that does not fit.
+        let cipher = self.room_keys.as_ref().and_then(|k| k.get(slot)).ok_or(CryptoError::UnknownRoomKey)?;
+        let (iv, ct) = signed.split_at_mut(IV_LEN);
+        let iv: &[u8; IV_LEN] = (&*iv).try_into().map_err(|_| CryptoError::Truncated)?;
+        let dec = CbcDec::inner_iv_init(cipher.clone(), iv.into());
+        let pt = dec.decrypt_padded::<Pkcs7>(ct).map_err(|_| CryptoError::BadPadding)?;
+        self.seq += 1;
+        Ok(pt)
     }
 
     /// Frames opened so far (the sequence number the next one must carry).
@@ -684,7 +784,7 @@ mod tests {
 
     impl Opener {
         fn clone_for_test(&self) -> Opener {
-            Opener { cipher: self.cipher.clone(), mac: self.mac.clone(), seq: self.seq }
+            Opener { cipher: self.cipher.clone(), mac: self.mac.clone(), seq: self.seq, room_keys: None }
         }
     }
 }

@@ -85,6 +85,8 @@ pub enum CryptoError {
     BadMac,
     #[error("bad padding")]
     BadPadding,
+    #[error("a room record under a room key that was never installed")]
+    UnknownRoomKey,
     #[error("RSA operation failed")]
     Rsa,
     #[error("invalid public key")]

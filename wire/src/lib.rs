@@ -15,6 +15,7 @@
 //! - [`invite`]: `classchat://host:port#fingerprint` links.
 //! - [`discovery`]: mDNS announcements and browsing (`_classchat._tcp`).
 //! - [`e2e`]: end-to-end encryption of direct messages: identity keys, key grants, envelopes.
+//! - [`room_record`]: a room's messages encrypted once for all its members.
 //! - [`sealed_file`]: end-to-end encrypted file content for files sent to a person.
 //! - [`auth`]: password-derived keys (Argon2id) every client computes the same way.
 //! - [`connection`]: frames and sealed messages over any `AsyncRead + AsyncWrite`.
@@ -44,6 +45,7 @@ pub mod frame;
 pub mod invite;
 pub mod message;
 pub mod peer;
+pub mod room_record;
 pub mod sealed_file;
 
 pub use class::*;

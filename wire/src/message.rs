@@ -81,6 +81,11 @@ pub enum ClientMsg {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// "This client takes room records" (PROTOCOL.md section 4.1): from now on the server
+    /// may send this connection room records and the `room_key` messages that install their
+    /// keys. Sent once, after a `Welcome` that offers them (`Welcome::room_records`); no
+    /// reply.
+    RoomRecords {},
     /// "I am typing in `conv`." No reply, never stored; the server passes it on as
     /// `Event::Typing` to the others in `conv` who are online, at most once every
     /// [`TYPING_INTERVAL_MS`] per user and conversation (more often is dropped).
@@ -593,6 +598,10 @@ pub struct Welcome {
     /// Exam mode, the user's mutes and queues. Absent from older servers.
     #[serde(default)]
     pub class: ClassStatus,
+    /// The server sends room records (PROTOCOL.md section 4.1) to connections that answer
+    /// with `ClientMsg::RoomRecords`. Absent (false) from older servers.
+    #[serde(default)]
+    pub room_records: bool,
 }
 
 /// A stored (or uploading) file, as the server describes it.

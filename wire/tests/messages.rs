@@ -42,7 +42,7 @@ fn every_client_msg_round_trips_byte_exact() {
     for m in &msgs {
         assert_round_trip(m);
     }
-    assert_eq!(names(&msgs, samples::client_msg_name).len(), 5, "samples cover every ClientMsg variant");
+    assert_eq!(names(&msgs, samples::client_msg_name).len(), 6, "samples cover every ClientMsg variant");
     assert_eq!(names(&samples::requests(), samples::request_name).len(), 67, "every Request variant");
     assert_eq!(samples::requests().len(), 67, "one sample per Request variant");
 }
@@ -103,8 +103,9 @@ fn encoding_uses_named_fields_nil_and_bin() {
     assert_eq!(direct, b"\x81\xabsend_direct\x82\xa2to\xa1b\xa4body\xc4\x03\x01\x02\xff");
     // The one newtype variant maps its tag straight to the struct's map.
     let welcome = encode(&Response::Welcome(samples::welcome())).expect("encode");
-    assert_eq!(&welcome[..10], b"\x81\xa7welcome\x89", "{{\"welcome\": {{9 fields}}}}");
-    // A welcome from an older server without `dm_peers` or `class` still decodes.
+    assert_eq!(&welcome[..10], b"\x81\xa7welcome\x8a", "{{\"welcome\": {{10 fields}}}}");
+    // A welcome from an older server without `dm_peers`, `class` or `room_records` still
+    // decodes, and offers no room records.
     #[derive(serde::Serialize)]
     struct OldWelcome {
         user: String,
@@ -127,7 +128,15 @@ fn encoding_uses_named_fields_nil_and_bin() {
         limits: new.limits,
     };
     let decoded: classchat_wire::Welcome = decode(&encode(&old).expect("encode")).expect("decodes");
-    assert_eq!(decoded, classchat_wire::Welcome { dm_peers: Vec::new(), class: Default::default(), ..new });
+    assert_eq!(
+        decoded,
+        classchat_wire::Welcome {
+            dm_peers: Vec::new(),
+            class: Default::default(),
+            room_records: false,
+            ..new
+        }
+    );
     // Unit variants of a nested enum are plain strings.
     let reply = encode(&ServerMsg::Ok { id: 1, body: Response::Done }).expect("encode");
     assert_eq!(reply, b"\x81\xa2ok\x82\xa2id\x01\xa4body\xa4done");

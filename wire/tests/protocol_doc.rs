@@ -164,6 +164,17 @@ const EXAMPLES: &[&str] = &[
     "s2c_plaintext_1",
     "s2c_iv_1",
     "s2c_frame_1",
+    "s2c_plaintext_2",
+    "s2c_iv_2",
+    "s2c_frame_2",
+    "room_key",
+    "room_record_plaintext",
+    "room_record_iv",
+    "room_record_ciphertext",
+    "room_record_digest",
+    "room_record_mac_input",
+    "room_record_tag",
+    "room_record_frame",
     "msg_join_room",
     "msg_send_direct",
     "msg_err",
@@ -315,6 +326,76 @@ fn worked_example_sealed_frames_match_the_code() {
     let (second, rest): (ServerMsg, usize) = message::decode_first(&plaintext[used..]).expect("the second");
     assert_eq!(second, ServerMsg::Event { event: Event::CaughtUp });
     assert_eq!(used + rest, plaintext.len(), "nothing after the second message");
+}
+
+#[test]
+fn worked_example_room_record_matches_the_code() {
+    use classchat_wire::room_record::{RoomKey, RoomKeyMsg, RoomRecord, SLOT_LEN};
+    use sha2::Digest;
+    let mut check = Checker::default();
+    let keys = crypto::derive_keys(&counting(0x00, 32), &counting(0x20, 32), &counting(0x40, 32));
+    let (mut server_sealer, _) = keys.split(Role::Server);
+    let (_, client_opener) = keys.split(Role::Client);
+    let mut client_opener = client_opener.with_room_records();
+    // Seq 0 and 1 are section 13.7 and 13.8's frames.
+    for _ in 0..2 {
+        let mut skipped = BytesMut::new();
+        server_sealer.seal_frame(b"\xc0", &mut skipped, MAX_FRAME_LEN).expect("seal");
+    }
+    let room_key: [u8; 32] = counting(0xb0, 32).try_into().expect("32 bytes");
+    check.hex("room_key", &room_key);
+    let install = encode(&RoomKeyMsg::RoomKey { slot: 0, room: "cs101".into(), key: room_key.to_vec() })
+        .expect("encode");
+    let frame2 = sealed_example(&mut check, &mut server_sealer, ("s2c", "_2"), &install, 0xa0);
+
+    let message = classchat_wire::ChatMessage::new(
+        5,
+        classchat_wire::Conv::room("cs101"),
+        "prof",
+        1_700_000_000_000,
+        classchat_wire::Body::Text { text: "hello".into() },
+    );
+    let plaintext = encode(&ServerMsg::Event { event: Event::Message { message } }).expect("encode");
+    check.hex("room_record_plaintext", &plaintext);
+    let iv: [u8; 16] = counting(0xd0, 16).try_into().expect("16 bytes");
+    check.hex("room_record_iv", &iv);
+    let record = RoomRecord::seal_with_iv(
+        "cs101",
+        &RoomKey::from_bytes(room_key),
+        bytes::Bytes::from(plaintext.clone()),
+        &iv,
+    );
+    check.hex("room_record_ciphertext", &record.body()[crypto::IV_LEN..]);
+    let digest: [u8; 32] = sha2::Sha256::digest(record.body()).into();
+    assert_eq!(&digest, record.digest());
+    check.hex("room_record_digest", &digest);
+    let mac_input = classchat_wire::room_record::tag_input(3, 0, &digest);
+    check.hex("room_record_mac_input", &mac_input);
+    let mut frame3 = BytesMut::new();
+    server_sealer.seal_room_record(0, &record, &mut frame3, MAX_FRAME_LEN).expect("seal");
+    check.hex("room_record_tag", &frame3[frame3.len() - crypto::MAC_LEN..]);
+    check.hex("room_record_frame", &frame3);
+    assert_eq!(&frame3[frame::HEADER_LEN..frame::HEADER_LEN + SLOT_LEN], &[0, 0, 0, 0]);
+    check.finish();
+
+    // The client, two frames in (seq 2), opens the installation, then the record.
+    let mut skip = BytesMut::new();
+    let (mut replay_sealer, _) = keys.split(Role::Server);
+    replay_sealer.seal_frame(b"\xc0", &mut skip, MAX_FRAME_LEN).expect("seal");
+    replay_sealer.seal_frame(b"\xc0", &mut skip, MAX_FRAME_LEN).expect("seal");
+    while !skip.is_empty() {
+        let len = u32::from_be_bytes([skip[0], skip[1], skip[2], skip[3]]) as usize;
+        let mut body = skip.split_to(frame::HEADER_LEN + len).split_off(frame::HEADER_LEN);
+        client_opener.open_frame(&mut body).expect("frames 0 and 1");
+    }
+    let mut body = BytesMut::from(&doc_hex("s2c_frame_2")[frame::HEADER_LEN..]);
+    assert_eq!(body.len(), frame2.len() - frame::HEADER_LEN);
+    client_opener.open_frame(&mut body).expect("open the installation");
+    client_opener.install_room_key(&body).expect("install");
+    let mut body = BytesMut::from(&doc_hex("room_record_frame")[frame::HEADER_LEN..]);
+    client_opener.open_frame(&mut body).expect("open the record");
+    assert_eq!(&body[..], &doc_hex("room_record_plaintext")[..]);
+    assert_eq!(client_opener.seq(), 4);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use classchat_wire::room_record::RoomKey;
 use classchat_wire::{MessageId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -189,9 +190,7 @@ pub(super) fn receive(state: &State, node: NodeId, msg: BusMsg) {
             let inner = state.lock();
             let frame = bytes::Bytes::from(frame.into_vec());
             if let Some(r) = inner.rooms.get(&room) {
-                for m in r.members.keys().filter(|m| Some(*m) != skip.as_ref()) {
-                    State::push_user_local(&inner, m, &frame);
-                }
+                State::send_to_room_local(&inner, r, skip.as_deref(), &frame);
             }
         }
         BusMsg::ToAll { frame } => {
@@ -302,6 +301,7 @@ fn apply(state: &State, inner: &mut Inner, change: Change) {
                 bans: BTreeSet::new(),
                 settings: Default::default(),
                 last_post: HashMap::new(),
+                key: RoomKey::generate(),
             });
         }
         Change::DeleteRoom { room } => {
@@ -337,7 +337,7 @@ fn apply(state: &State, inner: &mut Inner, change: Change) {
         }
         Change::RemoveMember { room, user } => {
             if let Some(r) = inner.rooms.get_mut(&room) {
-                r.members.remove(&user);
+                r.remove_member(&user);
             }
             if let Some(u) = inner.users.get_mut(&user) {
                 u.rooms.remove(&room);

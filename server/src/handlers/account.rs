@@ -112,7 +112,7 @@ pub async fn register(
             let mut inner = state.lock();
             inner.users.remove(&lc);
             if let Some(room) = inner.rooms.get_mut(&lobby) {
-                room.members.remove(&lc);
+                room.remove_member(&lc);
             }
             return Reply::Now(Err(e));
         }
@@ -310,6 +310,7 @@ async fn finish_login(
             dm_peers: peers.iter().map(|p| State::display_name(&inner, p)).collect(),
             limits: state.limits(),
             class: crate::class::status_for(&inner, &lc),
+            room_records: state.config.room_records,
         }
     };
     session.user = Some(lc.clone());

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use classchat_wire::room_record::RoomKey;
 use classchat_wire::{
     AuditAction, Body, DEFAULT_ROOM, ErrorCode, Event, Member, Response, RoomInfo, SystemEvent,
 };
@@ -170,6 +171,7 @@ pub async fn create(
                 bans: BTreeSet::new(),
                 settings: Default::default(),
                 last_post: HashMap::new(),
+                key: RoomKey::generate(),
             },
         );
         if let Some(u) = inner.users.get_mut(&me) {
@@ -272,7 +274,7 @@ pub async fn join(state: &State, session: &Session, name: String, password: Opti
         Err(e) => {
             let mut inner = state.lock();
             if let Some(room) = inner.rooms.get_mut(&lc) {
-                room.members.remove(&me);
+                room.remove_member(&me);
             }
             if let Some(u) = inner.users.get_mut(&me) {
                 u.rooms.remove(&lc);
@@ -285,7 +287,7 @@ pub async fn join(state: &State, session: &Session, name: String, password: Opti
 /// Removes `user` from the room in memory; the caller commits.
 fn remove_member(inner: &mut Inner, room_lc: &str, user: &str) {
     if let Some(room) = inner.rooms.get_mut(room_lc) {
-        room.members.remove(user);
+        room.remove_member(user);
     }
     if let Some(u) = inner.users.get_mut(user) {
         u.rooms.remove(room_lc);

@@ -288,6 +288,7 @@ pub fn client_msgs() -> Vec<ClientMsg> {
     out.push(ClientMsg::Chunk { data: all_bytes() });
     out.push(ClientMsg::Chunk { data: vec![] });
     out.extend(convs().into_iter().map(|conv| ClientMsg::Typing { conv }));
+    out.push(ClientMsg::RoomRecords {});
     out
 }
 
@@ -298,6 +299,7 @@ pub fn client_msg_name(m: &ClientMsg) -> &'static str {
         ClientMsg::Ack { .. } => "ack",
         ClientMsg::Chunk { .. } => "chunk",
         ClientMsg::Typing { .. } => "typing",
+        ClientMsg::RoomRecords {} => "room_records",
     }
 }
 
@@ -334,6 +336,7 @@ pub fn welcome() -> Welcome {
             mutes: vec![mute_info()],
             queues: vec![QueuePosition { instructor: "prof".into(), position: 2 }],
         },
+        room_records: true,
     }
 }
 

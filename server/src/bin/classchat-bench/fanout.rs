@@ -384,11 +384,16 @@ pub async fn run(opts: &ServerOpts, irc_opts: &IrcOpts, a: &Args) -> anyhow::Res
             ok: Arc::default(),
             err: Arc::default(),
         };
+        // Room records (PROTOCOL.md section 4.1) are on unless `--no-room-records`.
+        let side = if opts.no_room_records { "classchat, room records off" } else { "classchat" };
         let (steps, waited) =
-            ramp("classchat", a, &mut senders, &rec, room_size, &procstat::Watch::one(target.pid)).await;
-        let v = summary("classchat", a, &steps, &pinned, waited);
+            ramp(side, a, &mut senders, &rec, room_size, &procstat::Watch::one(target.pid)).await;
+        let mut v = summary(side, a, &steps, &pinned, waited);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("room_records".into(), json!(!opts.no_room_records));
+        }
         chat_best = best(&steps).map(|s| (s.achieved, s.per_cpu_s));
-        push_rows(&mut rows, "classchat", &label, &steps, &pinned);
+        push_rows(&mut rows, side, &label, &steps, &pinned);
         out.insert("classchat".into(), v);
         target.stop().await?;
         drop(clients);

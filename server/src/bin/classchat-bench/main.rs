@@ -67,6 +67,10 @@ struct Cli {
     /// Where temporary data dirs are made (its filesystem is what `durable` measures).
     #[arg(long, global = true)]
     data_root: Option<PathBuf>,
+    /// Run the ClassChat server with `room_records = false` (every delivery sealed for its
+    /// connection alone), to compare with room records (PROTOCOL.md section 4.1).
+    #[arg(long, global = true)]
+    no_room_records: bool,
     /// InspIRCd binary for `fanout --irc`.
     #[arg(long, default_value = "/usr/sbin/inspircd", global = true)]
     inspircd: PathBuf,
@@ -163,6 +167,8 @@ async fn suite(opts: &ServerOpts, irc: &irc::IrcOpts, rows: &mut Vec<Row>) -> an
         ),
         ("fanout 1000 in 1 room", Scenario::Fanout(short(1000, 1, 10))),
         ("fanout 1000 in 10 rooms", Scenario::Fanout(short(1000, 10, 100))),
+        ("fanout 5000 in 1 room", Scenario::Fanout(short(5000, 1, 10))),
+        ("fanout 5000 in 50 rooms", Scenario::Fanout(short(5000, 50, 500))),
         ("dm", Scenario::Dm(dm::Args { round_trips: 500, body_len: 200 })),
         (
             "durable",
@@ -202,6 +208,14 @@ async fn suite(opts: &ServerOpts, irc: &irc::IrcOpts, rows: &mut Vec<Row>) -> an
             eprintln!("{name} failed: {e:#}");
             rows.push(Row::new(name, "failed", format!("{e}")));
         }
+    }
+    // What room records (PROTOCOL.md section 4.1) change: the same server with them off.
+    eprintln!("== fanout 1000 in 1 room, room records off");
+    let sealed_each = ServerOpts { no_room_records: true, ..opts.clone() };
+    let mut alone = short(1000, 1, 10);
+    alone.irc = false;
+    if let Err(e) = run_one(&sealed_each, irc, &Scenario::Fanout(alone), rows).await {
+        eprintln!("fanout with room records off failed: {e:#}");
     }
     // The fair comparison with single-threaded InspIRCd: each server gets one core of its
     // own, the load generator the other.
@@ -271,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
         cpus: cli.server_cpus.clone(),
         rsa_bits: cli.rsa_bits,
         data_root: cli.data_root.clone().unwrap_or_else(std::env::temp_dir),
+        no_room_records: cli.no_room_records,
     };
     let irc = irc::IrcOpts {
         bin: cli.inspircd.clone(),

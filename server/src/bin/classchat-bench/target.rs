@@ -32,6 +32,8 @@ pub struct ServerOpts {
     pub rsa_bits: usize,
     /// Where temporary data dirs go (the filesystem matters for `durable`).
     pub data_root: PathBuf,
+    /// Run ClassChat with `room_records = false`: every delivery sealed for its connection.
+    pub no_room_records: bool,
 }
 
 /// The password-equivalent every seeded account has (see `seed_users`).
@@ -287,6 +289,7 @@ impl Target {
         tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Target> {
         let mut config = bench_config(data.path(), opts.rsa_bits);
+        config.room_records = !opts.no_room_records;
         tweak(&mut config);
         match opts.mode {
             Mode::Inproc => {

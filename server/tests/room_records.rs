@@ -1,0 +1,159 @@
+//! Room records (PROTOCOL.md section 4.1) on the real server: a room's messages are sealed
+//! once under the room's key; a kicked member is never sent the key of a later record; a
+//! client that does not ask for room records gets ordinary frames.
+
+mod common;
+
+use std::time::Duration;
+
+use classchat_wire::connection::{SecureReader, SecureWriter};
+use classchat_wire::{ClientMsg, Event, Request, ServerMsg};
+use common::*;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+type Raw = (SecureReader<OwnedReadHalf>, SecureWriter<OwnedWriteHalf>);
+
+async fn raw_user(server: &TestServer, name: &str, room_records: bool) -> Raw {
+    let (r, w) = TcpStream::connect(server.addr).await.expect("connect").into_split();
+    let (mut reader, mut writer) = raw_handshake(r, w).await;
+    raw_register(&mut reader, &mut writer, name).await;
+    if room_records {
+        writer.send(&ClientMsg::RoomRecords {}).await.expect("send");
+    }
+    (reader, writer)
+}
+
+/// Sends `req` with `id` and reads up to its reply, which must be `ok`; events before it are
+/// returned.
+async fn request(raw: &mut Raw, id: u32, body: Request) -> Vec<Event> {
+    raw.1.send(&ClientMsg::Request { id, body }).await.expect("send");
+    let mut events = Vec::new();
+    loop {
+        match next(&mut raw.0, Duration::from_secs(10)).await.expect("reply in time") {
+            ServerMsg::Ok { id: got, .. } if got == id => return events,
+            ServerMsg::Err { id: got, code, message } if got == id => {
+                panic!("request {id}: {code}: {message}")
+            }
+            ServerMsg::Event { event } => events.push(event),
+            _ => {}
+        }
+    }
+}
+
+async fn next(reader: &mut SecureReader<OwnedReadHalf>, within: Duration) -> Option<ServerMsg> {
+    match tokio::time::timeout(within, reader.recv::<ServerMsg>()).await {
+        Ok(msg) => Some(msg.expect("read").expect("open")),
+        Err(_) => None,
+    }
+}
+
+/// Reads until a message event with `text` arrives (panics after 10 s).
+async fn expect_text(reader: &mut SecureReader<OwnedReadHalf>, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match next(reader, within).await {
+            Some(ServerMsg::Event { event }) if text_of(&event) == Some(text) => return,
+            Some(_) => {}
+            None => panic!("{text:?} did not arrive"),
+        }
+    }
+}
+
+fn key_of(raw: &Raw, room: &str) -> Option<[u8; 32]> {
+    raw.0.room_keys().into_iter().rev().find(|(_, r, _)| r == room).map(|(_, _, k)| k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_member_is_never_sent_the_key_of_later_records() {
+    let server = TestServer::start().await;
+    let admin = server.user("prof").await;
+    admin.create_room("lab").await;
+    let mut bob = raw_user(&server, "bob", true).await;
+    let mut carol = raw_user(&server, "carol", true).await;
+    let mut dave = raw_user(&server, "dave", false).await;
+    for (i, raw) in [&mut bob, &mut carol, &mut dave].into_iter().enumerate() {
+        request(raw, 10 + i as u32, Request::JoinRoom { name: "lab".into(), password: None }).await;
+    }
+
+    admin.say("lab", "before the kick").await;
+    for raw in [&mut bob, &mut carol, &mut dave] {
+        expect_text(&mut raw.0, "before the kick").await;
+    }
+    let old = key_of(&bob, "lab").expect("bob was sent the room's key with its first record");
+    assert_eq!(key_of(&carol, "lab"), Some(old), "one key for every member");
+    assert!(dave.0.room_keys().is_empty(), "a client that did not ask gets ordinary frames");
+
+    admin.ok(Request::Kick { room: "lab".into(), user: "bob".into() }).await;
+    // Bob sees why (in frames of his own connection), and nothing of the room after it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = next(&mut bob.0, within).await.expect("removed_from_room in time");
+        if let ServerMsg::Event { event: Event::RemovedFromRoom { .. } } = msg {
+            break;
+        }
+    }
+
+    admin.say("lab", "after the kick").await;
+    expect_text(&mut carol.0, "after the kick").await;
+    expect_text(&mut dave.0, "after the kick").await;
+    let new = key_of(&carol, "lab").expect("carol has the room's key");
+    assert_ne!(new, old, "the room got a new key when bob was removed");
+    while let Some(msg) = next(&mut bob.0, Duration::from_millis(500)).await {
+        if let ServerMsg::Event { event } = &msg {
+            assert!(
+                !in_room(event, "lab") || text_of(event).is_none(),
+                "bob got a message of the room: {msg:?}"
+            );
+        }
+    }
+    assert!(
+        bob.0.room_keys().iter().all(|(_, _, k)| *k != new),
+        "the kicked member was never sent the room's new key"
+    );
+
+    // Leaving is a removal too.
+    request(&mut dave, 20, Request::LeaveRoom { name: "lab".into() }).await;
+    admin.say("lab", "after dave left").await;
+    expect_text(&mut carol.0, "after dave left").await;
+    assert_ne!(key_of(&carol, "lab"), Some(new), "a new key after a member left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_records_and_ordinary_frames_interleave_in_order_on_one_connection() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(data, |c| {
+        c.messages_per_second = 10_000;
+        c.message_burst = 10_000;
+    })
+    .await;
+    let admin = server.user("prof").await;
+    admin.create_room("lab").await;
+    let mut carol = raw_user(&server, "carol", true).await;
+    request(&mut carol, 2, Request::JoinRoom { name: "lab".into(), password: None }).await;
+    // Room messages (records) and direct messages (ordinary frames) alternate; every one
+    // arrives, in the order sent, and the connection stays open.
+    for i in 0..40 {
+        admin.say("lab", &format!("room {i}")).await;
+        admin
+            .ok(Request::SendDirect {
+                to: "carol".into(),
+                body: format!("dm {i}").into_bytes(),
+                reply_to: None,
+            })
+            .await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 80 {
+        let msg = next(&mut carol.0, Duration::from_secs(10)).await.expect("every message in time");
+        if let ServerMsg::Event { event: Event::Message { message } } = msg {
+            got.push(message);
+        }
+    }
+    let rooms: Vec<_> = got.iter().filter(|m| matches!(m.conv, classchat_wire::Conv::Room { .. })).collect();
+    assert_eq!(rooms.len(), 40);
+    assert!(rooms.windows(2).all(|w| w[0].id < w[1].id), "room messages in order");
+    assert_eq!(carol.0.room_keys().len(), 1, "one key installed, once");
+}
