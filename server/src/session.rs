@@ -375,7 +375,10 @@ fn write_loop(
                 // faster.
                 let taken: usize = rx.taken().map(Outgoing::encoded_len).sum();
                 writer.reserve((item.encoded_len() + taken).min(WRITE_BATCH_BYTES));
-                let mut closing = seal(&mut writer, item)?;
+                // Alone: nothing else was taken with it, so it would be a frame of its own
+                // anyway, and a room record spares sealing it for this connection.
+                let alone = rx.taken().next().is_none();
+                let mut closing = seal(&mut writer, item, alone)?;
                 if !closing {
                     closing = drain(&mut writer, &mut rx)?;
                 }
@@ -413,10 +416,22 @@ fn write_loop(
 }
 
 /// Seals one queued item; `true` when it was the goodbye and nothing may follow.
-fn seal(writer: &mut SecureWriter<OwnedWriteHalf>, item: Outgoing) -> classchat_wire::Result<bool> {
+///
+/// A room's message goes as its room record (PROTOCOL.md section 4.1) when it is `alone`,
+/// the only item of this round so far: then it would travel in a frame of its own anyway,
+/// and the record costs this connection a tag instead of an encryption. With other items
+/// it joins their frame as plaintext: one frame for many deliveries costs the server less
+/// than a tag for each, and the client far less than opening each (BENCHMARKS.md, "Room
+/// records"). Either way the client gets the same messages in the same order.
+fn seal(
+    writer: &mut SecureWriter<OwnedWriteHalf>,
+    item: Outgoing,
+    alone: bool,
+) -> classchat_wire::Result<bool> {
     match item {
         Outgoing::Frame(bytes) => writer.queue_encoded(&bytes).map(|()| false),
-        Outgoing::Room(record) => writer.queue_room(&record).map(|()| false),
+        Outgoing::Room(record) if alone => writer.queue_room(&record).map(|()| false),
+        Outgoing::Room(record) => writer.queue_encoded(record.plaintext()).map(|()| false),
         Outgoing::TakeRoomRecords => {
             writer.take_room_records();
             Ok(false)
@@ -435,7 +450,7 @@ fn drain(
 ) -> classchat_wire::Result<bool> {
     while writer.queued_len() < WRITE_BATCH_BYTES {
         let Some(item) = rx.try_recv() else { break };
-        if seal(writer, item)? {
+        if seal(writer, item, false)? {
             return Ok(true);
         }
     }

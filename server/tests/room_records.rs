@@ -77,12 +77,12 @@ async fn a_kicked_member_is_never_sent_the_key_of_later_records() {
         request(raw, 10 + i as u32, Request::JoinRoom { name: "lab".into(), password: None }).await;
     }
 
-    admin.say("lab", "before the kick").await;
-    for raw in [&mut bob, &mut carol, &mut dave] {
-        expect_text(&mut raw.0, "before the kick").await;
-    }
-    let old = key_of(&bob, "lab").expect("bob was sent the room's key with its first record");
-    assert_eq!(key_of(&carol, "lab"), Some(old), "one key for every member");
+    // A message the writer finds alone goes as a room record; each is read before the
+    // next is sent, so the first few are.
+    let old = keyed(&admin, &mut bob, "before the kick", None).await;
+    let carols = keyed(&admin, &mut carol, "also before the kick", None).await;
+    assert_eq!(carols, old, "one key for every member");
+    expect_text(&mut dave.0, "also before the kick 0").await;
     assert!(dave.0.room_keys().is_empty(), "a client that did not ask gets ordinary frames");
 
     admin.ok(Request::Kick { room: "lab".into(), user: "bob".into() }).await;
@@ -96,11 +96,8 @@ async fn a_kicked_member_is_never_sent_the_key_of_later_records() {
         }
     }
 
-    admin.say("lab", "after the kick").await;
-    expect_text(&mut carol.0, "after the kick").await;
-    expect_text(&mut dave.0, "after the kick").await;
-    let new = key_of(&carol, "lab").expect("carol has the room's key");
-    assert_ne!(new, old, "the room got a new key when bob was removed");
+    let new = keyed(&admin, &mut carol, "after the kick", Some(old)).await;
+    expect_text(&mut dave.0, "after the kick 0").await;
     while let Some(msg) = next(&mut bob.0, Duration::from_millis(500)).await {
         if let ServerMsg::Event { event } = &msg {
             assert!(
@@ -116,9 +113,21 @@ async fn a_kicked_member_is_never_sent_the_key_of_later_records() {
 
     // Leaving is a removal too.
     request(&mut dave, 20, Request::LeaveRoom { name: "lab".into() }).await;
-    admin.say("lab", "after dave left").await;
-    expect_text(&mut carol.0, "after dave left").await;
-    assert_ne!(key_of(&carol, "lab"), Some(new), "a new key after a member left");
+    keyed(&admin, &mut carol, "after dave left", Some(new)).await;
+}
+
+/// Says `prefix 0`, `prefix 1`, … in `lab` (each read by `raw` before the next is sent)
+/// until `raw` holds a key for the room other than `not`; that key.
+async fn keyed(admin: &TestUser, raw: &mut Raw, prefix: &str, not: Option<[u8; 32]>) -> [u8; 32] {
+    for i in 0..20 {
+        let text = format!("{prefix} {i}");
+        admin.say("lab", &text).await;
+        expect_text(&mut raw.0, &text).await;
+        if let Some(k) = key_of(raw, "lab").filter(|k| Some(*k) != not) {
+            return k;
+        }
+    }
+    panic!("no room record with a new key came in 20 messages");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,5 +164,5 @@ async fn room_records_and_ordinary_frames_interleave_in_order_on_one_connection(
     let rooms: Vec<_> = got.iter().filter(|m| matches!(m.conv, classchat_wire::Conv::Room { .. })).collect();
     assert_eq!(rooms.len(), 40);
     assert!(rooms.windows(2).all(|w| w[0].id < w[1].id), "room messages in order");
-    assert_eq!(carol.0.room_keys().len(), 1, "one key installed, once");
+    assert!(carol.0.room_keys().len() <= 1, "a key is installed once, not again for each record");
 }
