@@ -86,7 +86,7 @@ test: lint
 	$(call apt_ensure,iproute2 nats-server postgresql)
 	$(CARGO) test --workspace
 
-# The seal micro-benchmark, then a short run of every classchat-bench scenario (a few
+# The seal micro-benchmark, then a short run of every classchat-bench scenario (about 15
 # minutes; InspIRCd is installed for the fan-out comparison) and the table. The long runs
 # and their commands are in BENCHMARKS.md.
 bench: deps
