@@ -116,13 +116,27 @@ pub struct Room {
 impl Room {
     /// Takes `user` out of the members and gives the room a new transport key: records
     /// sealed from now on are under a key the removed user's connections are never sent.
-    /// The `Joined` id the user had, if they were a member.
-    pub fn remove_member(&mut self, user: &str) -> Option<u64> {
-        let was = self.members.remove(user);
-        if was.is_some() {
+    pub fn remove_member(&mut self, user: &str) {
+        if self.members.remove(user).is_some() {
             self.key = RoomKey::generate();
         }
-        was
+    }
+
+    /// What to queue for one member's session: the room's record of `frame` (sealed on
+    /// first use into `record`, shared by every member after), or, with room records off,
+    /// the frame itself.
+    fn item_for_member(
+        &self,
+        room_records: bool,
+        frame: &Bytes,
+        record: &mut Option<Arc<RoomRecord>>,
+    ) -> Outgoing {
+        if !room_records {
+            return Outgoing::Frame(frame.clone());
+        }
+        let r =
+            record.get_or_insert_with(|| Arc::new(RoomRecord::seal(&self.name, &self.key, frame.clone())));
+        Outgoing::Room(Arc::clone(r))
     }
 }
 
@@ -452,14 +466,7 @@ impl State {
             let Some(u) = inner.users.get(m) else { continue };
             for sid in &u.sessions {
                 let Some(s) = inner.sessions.get(sid) else { continue };
-                let item = if inner.room_records {
-                    let r = record.get_or_insert_with(|| {
-                        Arc::new(RoomRecord::seal(&room.name, &room.key, frame.clone()))
-                    });
-                    Outgoing::Room(Arc::clone(r))
-                } else {
-                    Outgoing::Frame(frame.clone())
-                };
+                let item = room.item_for_member(inner.room_records, frame, &mut record);
                 if let Some(waker) = push_quietly(s, item) {
                     waker.wake();
                 }
@@ -490,8 +497,8 @@ impl State {
         // The frame is encoded on first use: when nobody but the sending session is
         // online to receive it (its `Sent` reply carries the id), nothing is encoded.
         // That was a fifth of the store thread's work per message in `durable`.
-        // `sealed`: the room's record of the frame, sealed once under the room's key on
-        // first use (PROTOCOL.md section 4.1), for members; `None` sends the frame itself.
+        // `sealed`: for a room's members, the room and its record of the frame (sealed once
+        // on first use: `Room::item_for_member`); `None` sends the frame itself.
         let send_all = |users: &mut dyn Iterator<Item = &String>,
                         conv: &dyn Fn() -> Conv,
                         frame: &mut Option<Bytes>,
@@ -507,9 +514,7 @@ impl State {
                     }
                     let Some(f) = frame.as_ref() else { return };
                     let item = match sealed.as_mut() {
-                        Some((room, record)) => Outgoing::Room(Arc::clone(record.get_or_insert_with(|| {
-                            Arc::new(RoomRecord::seal(&room.name, &room.key, f.clone()))
-                        }))),
+                        Some((room, record)) => room.item_for_member(inner.room_records, f, record),
                         None => Outgoing::Frame(f.clone()),
                     };
                     // A parked writer is woken now, or, during a commit's fan-out, once
@@ -533,8 +538,7 @@ impl State {
             let conv = || Conv::Room { name: room.name.clone() };
             let mut frame = None;
             let mut record = None;
-            let sealed = inner.room_records.then_some((room, &mut record));
-            send_all(&mut room.members.keys(), &conv, &mut frame, sealed);
+            send_all(&mut room.members.keys(), &conv, &mut frame, Some((room, &mut record)));
             // The target of a kick or ban is no longer a member but should see why.
             let target = match &msg.body {
                 Body::System {

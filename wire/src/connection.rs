@@ -284,11 +284,6 @@ impl<R: AsyncRead + Unpin> SecureReader<R> {
         Ok(Some(msg))
     }
 
-    /// Whether this reader takes room records (a client's; PROTOCOL.md section 4.1).
-    pub fn takes_room_records(&self) -> bool {
-        self.opener.takes_room_records()
-    }
-
     /// The room keys the server has installed on this connection so far (slot, room, key);
     /// empty if it sent no room record yet.
     pub fn room_keys(&self) -> Vec<(u32, String, [u8; 32])> {
@@ -414,11 +409,6 @@ impl<W: AsyncWrite + Unpin> SecureWriter<W> {
         if self.rooms.is_none() {
             self.rooms = Some(RoomSlots::default());
         }
-    }
-
-    /// Whether the peer takes room records.
-    pub fn sends_room_records(&self) -> bool {
-        self.rooms.is_some()
     }
 
     /// Queues a message sealed once for a whole room. A peer that takes room records gets it

@@ -36,7 +36,7 @@ use rsa::sha2::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
 
 use crate::cbc_lanes;
-use crate::crypto::{IV_LEN, MAC_LEN, MIN_SEALED_LEN, sealed_len};
+use crate::crypto::{IV_LEN, MAC_LEN, MIN_SEALED_LEN};
 use crate::error::{Error, Result};
 
 /// Slots a connection has for room keys. A server never refers to a slot it has not filled
@@ -273,11 +273,6 @@ impl RoomSlots {
         self.slots[i] = (key.id, now);
         (i as u32, true)
     }
-}
-
-/// The sealed length of a room record carrying `len` bytes of plaintext.
-pub const fn room_record_len(len: usize) -> usize {
-    SLOT_LEN + sealed_len(len)
 }
 
 #[cfg(test)]
