@@ -388,11 +388,12 @@ fn write_loop(
                 // resumes only when the worker has nothing else to do, so on a busy server
                 // the next commits' frames arrive meanwhile and this connection writes once
                 // per round instead of once per frame; on an idle one it costs a poll.
+                // A kill that lands meanwhile is seen by the flush's `select!` if the
+                // socket makes it wait; otherwise this round's frames still go out, which
+                // is harmless. (Asking the token, which locks its node, was 2.7% of the
+                // server's CPU with 1,000 in a room.)
                 if !closing && writer.queued_len() < WRITE_BATCH_BYTES {
                     tokio::task::yield_now().await;
-                    if kill.is_cancelled() {
-                        return Ok(());
-                    }
                     closing = drain(&mut writer, &mut rx)?;
                 }
                 tokio::select! {

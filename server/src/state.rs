@@ -21,6 +21,10 @@ use crate::store::{Snapshot, Store, StoredMessage};
 
 /// Lowercased name: the key of users and rooms.
 pub type Lc = String;
+
+/// A `HashMap` with a fast hash (foldhash, seeded at random per process) for the maps the
+/// fan-out reads for every member of every message.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub type SessionId = u64;
 
 /// Conversation key of the announcements in the database.
@@ -101,7 +105,7 @@ pub struct Room {
     pub password: Option<SecretHash>,
     pub admin: Lc,
     /// Member → id of the first message they are delivered (their `Joined`).
-    pub members: HashMap<Lc, u64>,
+    pub members: FastMap<Lc, u64>,
     pub bans: BTreeSet<Lc>,
     /// Announce-only, slow mode, Q&A.
     pub settings: classchat_wire::RoomSettings,
@@ -120,6 +124,12 @@ impl Room {
         if self.members.remove(user).is_some() {
             self.key = RoomKey::generate();
         }
+    }
+
+    /// Gives the room a new transport key without removing anyone: for a member whose
+    /// account is banned ([`ban_account`]).
+    pub fn rotate_key(&mut self) {
+        self.key = RoomKey::generate();
     }
 
     /// What to queue for one member's session: the room's record of `frame` (sealed on
@@ -179,9 +189,9 @@ const MAX_FAILURE_RECORDS: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub struct Inner {
-    pub users: HashMap<Lc, User>,
-    pub rooms: HashMap<Lc, Room>,
-    pub sessions: HashMap<SessionId, SessionHandle>,
+    pub users: FastMap<Lc, User>,
+    pub rooms: FastMap<Lc, Room>,
+    pub sessions: FastMap<SessionId, SessionHandle>,
     /// Mutes, exam mode, questions, polls, office-hours queues.
     pub class: crate::class::ClassState,
     failures: HashMap<String, Failures>,
@@ -689,7 +699,7 @@ fn load(inner: &mut Inner, config: &Config, snapshot: Snapshot) {
                 topic: r.topic,
                 password,
                 admin: r.admin_lc,
-                members: HashMap::new(),
+                members: FastMap::default(),
                 bans: BTreeSet::new(),
                 settings: Default::default(),
                 last_post: HashMap::new(),
@@ -815,4 +825,21 @@ pub fn close_session(s: &SessionHandle, reason: &str) {
     if s.tx.try_send(Outgoing::Close(reason.to_owned())).is_err() {
         s.kill.cancel();
     }
+}
+
+/// Marks `user`'s account banned (or not). A ban also replaces the transport key of every
+/// room the user is a member of, as a room ban or kick does (PROTOCOL.md section 4.1): the
+/// account stays a member, but its sessions are on their way out, and records sealed from
+/// now on are under keys none of them is sent. `false` if there is no such user.
+pub fn ban_account(inner: &mut Inner, user: &str, banned: bool) -> bool {
+    let Some(u) = inner.users.get_mut(user) else { return false };
+    u.banned = banned;
+    if banned {
+        for r in &u.rooms {
+            if let Some(room) = inner.rooms.get_mut(r) {
+                room.rotate_key();
+            }
+        }
+    }
+    true
 }

@@ -166,3 +166,45 @@ async fn room_records_and_ordinary_frames_interleave_in_order_on_one_connection(
     assert!(rooms.windows(2).all(|w| w[0].id < w[1].id), "room messages in order");
     assert!(carol.0.room_keys().len() <= 1, "a key is installed once, not again for each record");
 }
+
+/// An account ban keeps the user a member of their rooms (unbanned, they are back), but
+/// their sessions are closed and the room's key is replaced, as for a kick: records sealed
+/// after the ban are under a key the banned user's connections are never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_ban_replaces_the_keys_of_the_users_rooms() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(data, |c| c.admins = vec!["prof".into()]).await;
+    let admin = server.user("prof").await;
+    admin.create_room("lab").await;
+    let mut bob = raw_user(&server, "bob", true).await;
+    let mut carol = raw_user(&server, "carol", true).await;
+    for (i, raw) in [&mut bob, &mut carol].into_iter().enumerate() {
+        request(raw, 10 + i as u32, Request::JoinRoom { name: "lab".into(), password: None }).await;
+    }
+    let old = keyed(&admin, &mut bob, "before the ban", None).await;
+    assert_eq!(keyed(&admin, &mut carol, "still before the ban", None).await, old, "one key for both");
+
+    admin.ok(Request::AdminBan { user: "bob".into(), reason: "cheating".into() }).await;
+    // Bob is told and cut off; nothing of the room comes after.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(within, bob.0.recv::<ServerMsg>()).await.expect("the goodbye in time") {
+            Ok(Some(ServerMsg::Event { event: Event::Disconnect { .. } }) | None) | Err(_) => break,
+            Ok(Some(_)) => {}
+        }
+    }
+
+    let new = keyed(&admin, &mut carol, "after the ban", Some(old)).await;
+    assert_ne!(new, old);
+    assert!(
+        bob.0.room_keys().iter().all(|(_, _, k)| *k != new),
+        "the banned user was never sent the room's new key"
+    );
+    // Still a member: unbanned, bob logs in again and is sent the current key.
+    admin.ok(Request::AdminUnban { user: "bob".into() }).await;
+    let bob = server.login("bob", "laptop").await;
+    // `say` fails unless bob is a member.
+    bob.say("lab", "back").await;
+    expect_text(&mut carol.0, "back").await;
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{BusMsg, NodeId};
 use crate::keys::SecretHash;
-use crate::state::{Inner, Lc, Room, State, TokenBucket, User};
+use crate::state::{FastMap, Inner, Lc, Room, State, TokenBucket, User};
 use crate::store::{FileRow, Write};
 
 /// A committed write that changes what nodes keep in memory (the rest, such as messages,
@@ -281,9 +281,7 @@ fn apply(state: &State, inner: &mut Inner, change: Change) {
             }
         }
         Change::SetBanned { user, banned } => {
-            if let Some(u) = inner.users.get_mut(&user) {
-                u.banned = banned;
-            }
+            crate::state::ban_account(inner, &user, banned);
         }
         Change::SetAuth { user, auth } => {
             if let (Some(u), Some(auth)) = (inner.users.get_mut(&user), SecretHash::from_bytes(&auth)) {
@@ -297,7 +295,7 @@ fn apply(state: &State, inner: &mut Inner, change: Change) {
                 topic,
                 password: password.as_deref().and_then(SecretHash::from_bytes),
                 admin,
-                members: HashMap::new(),
+                members: FastMap::default(),
                 bans: BTreeSet::new(),
                 settings: Default::default(),
                 last_post: HashMap::new(),

@@ -63,9 +63,10 @@ pub async fn ban_user(state: &State, actor: &str, user: &str, reason: &str, bann
     let lc = user.to_ascii_lowercase();
     let name = {
         let mut inner = state.lock();
-        let u = inner.users.get_mut(&lc).ok_or_else(|| no_user(user))?;
-        u.banned = banned;
-        u.name.clone()
+        if !crate::state::ban_account(&mut inner, &lc, banned) {
+            return Err(no_user(user));
+        }
+        State::display_name(&inner, &lc)
     };
     let action = if banned { AuditAction::ServerBan } else { AuditAction::ServerUnban };
     let writes = vec![Write::SetBanned { user: lc.clone(), banned }, audit(actor, action, &name, reason)];

@@ -17,7 +17,7 @@ use classchat_wire::{
 use super::{ApiError, ApiResult, commit, me};
 use crate::keys::SecretHash;
 use crate::session::Session;
-use crate::state::{Inner, Room, State, room_conv};
+use crate::state::{FastMap, Inner, Room, State, room_conv};
 use crate::store::Write;
 
 /// Longest room password, bytes.
@@ -167,7 +167,7 @@ pub async fn create(
                 topic: topic.clone(),
                 password: hash.clone(),
                 admin: me.clone(),
-                members: HashMap::from([(me.clone(), 0)]),
+                members: FastMap::from_iter([(me.clone(), 0)]),
                 bans: BTreeSet::new(),
                 settings: Default::default(),
                 last_post: HashMap::new(),
