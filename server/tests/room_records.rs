@@ -208,3 +208,51 @@ async fn an_account_ban_replaces_the_keys_of_the_users_rooms() {
     bob.say("lab", "back").await;
     expect_text(&mut carol.0, "back").await;
 }
+
+/// A kicked member's writer still has the room's earlier messages queued (its client was
+/// not reading) when the kick lands: it sends every one of them, in order, then the notice,
+/// and nothing of the room after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_members_queued_room_messages_all_come_before_the_notice_and_none_after() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(data, |c| {
+        c.messages_per_second = 10_000;
+        c.message_burst = 10_000;
+    })
+    .await;
+    let admin = server.user("prof").await;
+    admin.create_room("lab").await;
+    let mut bob = raw_user(&server, "bob", true).await;
+    let mut carol = raw_user(&server, "carol", true).await;
+    for (i, raw) in [&mut bob, &mut carol].into_iter().enumerate() {
+        request(raw, 10 + i as u32, Request::JoinRoom { name: "lab".into(), password: None }).await;
+    }
+    // Bob reads nothing while these are said: each was delivered (queued for him) before
+    // its `Sent` came back, so all of them before the kick.
+    const BEFORE: usize = 150;
+    for i in 0..BEFORE {
+        admin.say("lab", &format!("queued {i}")).await;
+    }
+    admin.ok(Request::Kick { room: "lab".into(), user: "bob".into() }).await;
+    for i in 0..5 {
+        admin.say("lab", &format!("after {i}")).await;
+    }
+    expect_text(&mut carol.0, "after 4").await;
+
+    let mut texts = Vec::new();
+    let mut notice_at = None;
+    while let Some(msg) = next(&mut bob.0, Duration::from_millis(700)).await {
+        let ServerMsg::Event { event } = msg else { continue };
+        if let Event::RemovedFromRoom { room, .. } = &event {
+            assert_eq!(room, "lab");
+            notice_at = Some(texts.len());
+        } else if in_room(&event, "lab")
+            && let Some(t) = text_of(&event)
+        {
+            texts.push(t.to_owned());
+        }
+    }
+    let expected: Vec<String> = (0..BEFORE).map(|i| format!("queued {i}")).collect();
+    assert_eq!(texts, expected, "every earlier message, in order, and none said after the kick");
+    assert_eq!(notice_at, Some(BEFORE), "the notice comes after all of them");
+}
