@@ -24,6 +24,23 @@ async fn raw_user(server: &TestServer, name: &str, room_records: bool) -> Raw {
     (reader, writer)
 }
 
+/// `name` on a raw connection (taking room records or not) who has joined `lab`.
+async fn in_lab(server: &TestServer, name: &str, room_records: bool) -> Raw {
+    let mut raw = raw_user(server, name, room_records).await;
+    request(&mut raw, 2, Request::JoinRoom { name: "lab".into(), password: None }).await;
+    raw
+}
+
+/// A server whose message rate does not throttle a test that says many messages at once.
+async fn unthrottled() -> TestServer {
+    let data = tempfile::tempdir().expect("tempdir");
+    TestServer::start_with(data, |c| {
+        c.messages_per_second = 10_000;
+        c.message_burst = 10_000;
+    })
+    .await
+}
+
 /// Sends `req` with `id` and reads up to its reply, which must be `ok`; events before it are
 /// returned.
 async fn request(raw: &mut Raw, id: u32, body: Request) -> Vec<Event> {
@@ -70,12 +87,9 @@ async fn a_kicked_member_is_never_sent_the_key_of_later_records() {
     let server = TestServer::start().await;
     let admin = server.user("prof").await;
     admin.create_room("lab").await;
-    let mut bob = raw_user(&server, "bob", true).await;
-    let mut carol = raw_user(&server, "carol", true).await;
-    let mut dave = raw_user(&server, "dave", false).await;
-    for (i, raw) in [&mut bob, &mut carol, &mut dave].into_iter().enumerate() {
-        request(raw, 10 + i as u32, Request::JoinRoom { name: "lab".into(), password: None }).await;
-    }
+    let mut bob = in_lab(&server, "bob", true).await;
+    let mut carol = in_lab(&server, "carol", true).await;
+    let mut dave = in_lab(&server, "dave", false).await;
 
     // A message the writer finds alone goes as a room record; each is read before the
     // next is sent, so the first few are.
@@ -132,16 +146,10 @@ async fn keyed(admin: &TestUser, raw: &mut Raw, prefix: &str, not: Option<[u8; 3
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_records_and_ordinary_frames_interleave_in_order_on_one_connection() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start_with(data, |c| {
-        c.messages_per_second = 10_000;
-        c.message_burst = 10_000;
-    })
-    .await;
+    let server = unthrottled().await;
     let admin = server.user("prof").await;
     admin.create_room("lab").await;
-    let mut carol = raw_user(&server, "carol", true).await;
-    request(&mut carol, 2, Request::JoinRoom { name: "lab".into(), password: None }).await;
+    let mut carol = in_lab(&server, "carol", true).await;
     // Room messages (records) and direct messages (ordinary frames) alternate; every one
     // arrives, in the order sent, and the connection stays open.
     for i in 0..40 {
@@ -176,11 +184,8 @@ async fn an_account_ban_replaces_the_keys_of_the_users_rooms() {
     let server = TestServer::start_with(data, |c| c.admins = vec!["prof".into()]).await;
     let admin = server.user("prof").await;
     admin.create_room("lab").await;
-    let mut bob = raw_user(&server, "bob", true).await;
-    let mut carol = raw_user(&server, "carol", true).await;
-    for (i, raw) in [&mut bob, &mut carol].into_iter().enumerate() {
-        request(raw, 10 + i as u32, Request::JoinRoom { name: "lab".into(), password: None }).await;
-    }
+    let mut bob = in_lab(&server, "bob", true).await;
+    let mut carol = in_lab(&server, "carol", true).await;
     let old = keyed(&admin, &mut bob, "before the ban", None).await;
     assert_eq!(keyed(&admin, &mut carol, "still before the ban", None).await, old, "one key for both");
 
@@ -214,19 +219,11 @@ async fn an_account_ban_replaces_the_keys_of_the_users_rooms() {
 /// and nothing of the room after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kicked_members_queued_room_messages_all_come_before_the_notice_and_none_after() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start_with(data, |c| {
-        c.messages_per_second = 10_000;
-        c.message_burst = 10_000;
-    })
-    .await;
+    let server = unthrottled().await;
     let admin = server.user("prof").await;
     admin.create_room("lab").await;
-    let mut bob = raw_user(&server, "bob", true).await;
-    let mut carol = raw_user(&server, "carol", true).await;
-    for (i, raw) in [&mut bob, &mut carol].into_iter().enumerate() {
-        request(raw, 10 + i as u32, Request::JoinRoom { name: "lab".into(), password: None }).await;
-    }
+    let mut bob = in_lab(&server, "bob", true).await;
+    let mut carol = in_lab(&server, "carol", true).await;
     // Bob reads nothing while these are said: each was delivered (queued for him) before
     // its `Sent` came back, so all of them before the kick.
     const BEFORE: usize = 150;
